@@ -1,0 +1,105 @@
+"""Activities against the CRM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import activity
+
+from activities.errors import outside_call
+from adapters.crm import CrmClient
+from hub.errors import ConflictError
+
+
+@dataclass
+class UpsertCustomerInput:
+    customer_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    idempotency_key: str
+
+
+@dataclass
+class UpsertCustomerResult:
+    created: bool
+
+
+@dataclass
+class DeleteCustomerInput:
+    customer_id: str
+    idempotency_key: str
+
+
+@dataclass
+class ServiceStatusInput:
+    customer_id: str
+    service_id: str
+    status: str
+    idempotency_key: str
+    imsi: str | None = None
+    msisdn: str | None = None
+    plan: str | None = None
+    order_id: str | None = None
+
+
+@dataclass
+class ServiceStatusResult:
+    previous_status: str | None
+
+
+@dataclass
+class DeleteServiceInput:
+    customer_id: str
+    service_id: str
+    idempotency_key: str
+
+
+class CrmActivities:
+    def __init__(self, client: CrmClient) -> None:
+        self.client = client
+
+    @activity.defn(name="crm.upsert_customer")
+    async def upsert_customer(self, data: UpsertCustomerInput) -> UpsertCustomerResult:
+        with outside_call():
+            created = await self.client.upsert_customer(
+                data.customer_id,
+                name=data.name,
+                email=data.email,
+                phone=data.phone,
+                idempotency_key=data.idempotency_key,
+            )
+        return UpsertCustomerResult(created=created)
+
+    @activity.defn(name="crm.delete_customer")
+    async def delete_customer(self, data: DeleteCustomerInput) -> None:
+        """Undo a customer this order created; one that meanwhile holds services stays."""
+        with outside_call():
+            try:
+                await self.client.delete_customer(
+                    data.customer_id, idempotency_key=data.idempotency_key
+                )
+            except ConflictError:
+                activity.logger.info("customer kept: it holds services of other orders")
+
+    @activity.defn(name="crm.set_service_status")
+    async def set_service_status(self, data: ServiceStatusInput) -> ServiceStatusResult:
+        with outside_call():
+            previous = await self.client.upsert_service(
+                data.customer_id,
+                data.service_id,
+                status=data.status,
+                idempotency_key=data.idempotency_key,
+                imsi=data.imsi,
+                msisdn=data.msisdn,
+                plan=data.plan,
+                order_id=data.order_id,
+            )
+        return ServiceStatusResult(previous_status=previous)
+
+    @activity.defn(name="crm.delete_service")
+    async def delete_service(self, data: DeleteServiceInput) -> None:
+        with outside_call():
+            await self.client.delete_service(
+                data.customer_id, data.service_id, idempotency_key=data.idempotency_key
+            )

@@ -1,0 +1,109 @@
+"""Activities that record an order's progress in the hub database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from hub.db import session_scope
+from hub.models import (
+    CancelServiceOrder,
+    CancelState,
+    OrderState,
+    OrderStateChange,
+    ServiceOrder,
+    ServiceOrderItem,
+    utcnow,
+)
+
+
+@dataclass
+class RecordOrderStateInput:
+    order_id: str
+    state: str | None = None
+    #: item id -> new state, for the items that changed.
+    items: dict[str, str] = field(default_factory=dict)
+    error_message: str | None = None
+    reason: str | None = None
+
+
+class OrderStoreActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="hub.record_order_state")
+    async def record_order_state(self, data: RecordOrderStateInput) -> None:
+        """Write the order's new state and item states, with one audit row per change.
+
+        Idempotent: a retry finds the states already set and writes no second audit row.
+        """
+        async with session_scope(self.sessions) as session:
+            order = await session.get(ServiceOrder, data.order_id)
+            if order is None:
+                # The API's transaction did not commit although it started the workflow.
+                activity.logger.error("order %s missing from the hub database", data.order_id)
+                return
+            now = utcnow()
+            if data.state and data.state != order.state:
+                session.add(
+                    OrderStateChange(
+                        order_id=order.id,
+                        from_state=order.state,
+                        to_state=data.state,
+                        reason=data.reason,
+                        at=now,
+                    )
+                )
+                order.state = data.state
+                if OrderState(data.state).is_final:
+                    order.completion_date = now
+                    await self._close_cancel_request(session, order.id, OrderState(data.state))
+            if data.error_message is not None:
+                order.error_message = data.error_message
+            order.updated_at = now
+            session.add(order)
+            if data.items:
+                rows = await session.exec(
+                    select(ServiceOrderItem).where(ServiceOrderItem.order_id == order.id)
+                )
+                for item in rows:
+                    new_state = data.items.get(item.item_id)
+                    if new_state and new_state != item.state:
+                        session.add(
+                            OrderStateChange(
+                                order_id=order.id,
+                                item_id=item.item_id,
+                                from_state=item.state,
+                                to_state=new_state,
+                                reason=data.reason,
+                                at=now,
+                            )
+                        )
+                        item.state = new_state
+                        session.add(item)
+
+    @staticmethod
+    async def _close_cancel_request(
+        session: AsyncSession, order_id: str, final: OrderState
+    ) -> None:
+        request = (
+            await session.exec(
+                select(CancelServiceOrder).where(CancelServiceOrder.order_id == order_id)
+            )
+        ).first()
+        if request is None or request.state in (
+            CancelState.DONE,
+            CancelState.TERMINATED_WITH_ERROR,
+        ):
+            return
+        request.effective_at = utcnow()
+        if final == OrderState.CANCELLED:
+            request.state = CancelState.DONE
+        else:
+            request.state = CancelState.TERMINATED_WITH_ERROR
+            request.error_message = f"the order ended {final.value} before it could be cancelled"
+        session.add(request)

@@ -1,0 +1,78 @@
+"""The legacy billing system (SOAP, contract in ``contracts/billing.wsdl``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from adapters.soap import SoapClient
+
+NAMESPACE = "urn:telecom-hub:billing:v1"
+
+
+class BillingClient(SoapClient):
+    system = "billing"
+    binding = f"{{{NAMESPACE}}}BillingBinding"
+    not_found_codes = frozenset({"UnknownAccount", "UnknownSubscription"})
+    conflict_codes = frozenset({"DuplicateSubscription", "AccountHasSubscriptions"})
+
+    async def create_account(
+        self, *, customer_id: str, name: str, currency: str, idempotency_key: str
+    ) -> tuple[str, bool]:
+        """The customer's account, opened if needed: (account id, opened by this call)."""
+        reply = await self.call(
+            "CreateAccount",
+            idempotencyKey=idempotency_key,
+            customerId=customer_id,
+            name=name,
+            currency=currency,
+        )
+        return str(reply["accountId"]), bool(reply["created"])
+
+    async def close_account(self, account_id: str, *, idempotency_key: str) -> None:
+        await self.call("CloseAccount", idempotencyKey=idempotency_key, accountId=account_id)
+
+    async def create_subscription(
+        self, *, account_id: str, msisdn: str, imsi: str, plan: str, idempotency_key: str
+    ) -> str:
+        reply = await self.call(
+            "CreateSubscription",
+            idempotencyKey=idempotency_key,
+            accountId=account_id,
+            msisdn=msisdn,
+            imsi=imsi,
+            planCode=plan,
+        )
+        return str(reply["subscriptionId"])
+
+    async def change_plan(self, *, msisdn: str, plan: str, idempotency_key: str) -> str:
+        """Move a subscription to ``plan``; returns the plan it had before."""
+        reply = await self.call(
+            "ChangePlan", idempotencyKey=idempotency_key, msisdn=msisdn, planCode=plan
+        )
+        return str(reply["previousPlanCode"])
+
+    async def terminate_subscription(self, *, msisdn: str, idempotency_key: str) -> str:
+        reply = await self.call(
+            "TerminateSubscription", idempotencyKey=idempotency_key, msisdn=msisdn
+        )
+        return str(reply["subscriptionId"])
+
+    async def reactivate_subscription(self, *, msisdn: str, idempotency_key: str) -> None:
+        await self.call("ReactivateSubscription", idempotencyKey=idempotency_key, msisdn=msisdn)
+
+    async def void_subscription(self, subscription_id: str, *, idempotency_key: str) -> None:
+        await self.call(
+            "VoidSubscription", idempotencyKey=idempotency_key, subscriptionId=subscription_id
+        )
+
+    async def get_subscription(self, msisdn: str) -> dict[str, Any]:
+        return await self.call("GetSubscription", msisdn=msisdn)
+
+    async def list_plans(self) -> list[dict[str, Any]]:
+        reply = await self.call("ListPlans")
+        plans = reply.get("plan") or []
+        return [
+            {k: (float(v) if isinstance(v, Decimal) else v) for k, v in plan.items()}
+            for plan in plans
+        ]

@@ -1,0 +1,73 @@
+"""The CRM (REST): customers and the services they hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.rest import RestClient
+
+
+class CrmClient(RestClient):
+    system = "crm"
+
+    async def upsert_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str,
+        email: str | None,
+        phone: str | None,
+        idempotency_key: str,
+    ) -> bool:
+        """Create or update a customer; True when this call created it."""
+        response = await self.request(
+            "PUT",
+            f"/customers/{customer_id}",
+            json={"name": name, "email": email, "phone": phone},
+            idempotency_key=idempotency_key,
+        )
+        return bool(self.body(response).get("created"))
+
+    async def delete_customer(self, customer_id: str, *, idempotency_key: str) -> None:
+        """Delete a customer; one already gone is fine. Raises ConflictError if it has services."""
+        await self.request(
+            "DELETE",
+            f"/customers/{customer_id}",
+            idempotency_key=idempotency_key,
+            ok_statuses=frozenset({404}),
+        )
+
+    async def upsert_service(
+        self,
+        customer_id: str,
+        service_id: str,
+        *,
+        status: str,
+        idempotency_key: str,
+        imsi: str | None = None,
+        msisdn: str | None = None,
+        plan: str | None = None,
+        order_id: str | None = None,
+    ) -> str | None:
+        """Create or update a customer's service; returns its status before this call."""
+        payload: dict[str, Any] = {"status": status, "orderId": order_id}
+        payload |= {k: v for k, v in (("imsi", imsi), ("msisdn", msisdn), ("plan", plan)) if v}
+        response = await self.request(
+            "PUT",
+            f"/customers/{customer_id}/services/{service_id}",
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        previous = self.body(response).get("previousStatus")
+        return str(previous) if previous else None
+
+    async def delete_service(
+        self, customer_id: str, service_id: str, *, idempotency_key: str
+    ) -> None:
+        """Remove a service; one already gone (or a customer already gone) is fine."""
+        await self.request(
+            "DELETE",
+            f"/customers/{customer_id}/services/{service_id}",
+            idempotency_key=idempotency_key,
+            ok_statuses=frozenset({404}),
+        )

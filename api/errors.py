@@ -1,0 +1,74 @@
+"""Every error the API returns has the TMF error body ``{code, reason, message, status}``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import ValidationFailure
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answer: raise it from a handler or dependency."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "@type": "Error",
+        "code": str(status),
+        "reason": HTTPStatus(status).phrase,
+        "message": message,
+        "status": str(status),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    """pydantic's ``('body', 'serviceOrderItem', 0, 'id')`` as ``serviceOrderItem[0].id``."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return tmf_error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(ValidationFailure)
+    async def _validation_failure(_: Request, exc: ValidationFailure) -> JSONResponse:
+        return tmf_error(400, f"{exc.field}: {exc.message}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors()[:5]:
+            if error.get("type") == "json_invalid":
+                problems.append("body: not valid JSON")
+            else:
+                problems.append(f"{_location(tuple(error.get('loc', ())))}: {error.get('msg')}")
+        return tmf_error(400, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return tmf_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error", exc_info=exc)
+        return tmf_error(500, "internal error; the request was not carried out")

@@ -1,0 +1,52 @@
+"""The FastAPI application. Run with ``uvicorn --factory api.main:create_app`` or ``hub api``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import errors
+from api.deps import TemporalConnection
+from api.routes import health, service_orders
+from hub.db import create_engine, migrate, session_factory
+from hub.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    run_migrations: bool = True,
+) -> FastAPI:
+    """Build the app; tests pass their own settings and Temporal client."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            migrate(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url)
+        app.state.sessions = session_factory(engine)
+        app.state.temporal = TemporalConnection(settings, temporal)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Telecom integration hub",
+        version="0.1.0",
+        description=(
+            "Durable business processes between CRM, billing, HSS and partners, on Temporal. "
+            "Authenticate with `X-API-Key` or `Authorization: Bearer`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(service_orders.router)
+    return app

@@ -1,0 +1,320 @@
+"""TMF641 Service Ordering: ``/tmf-api/serviceOrdering/v4``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import ApiError
+from api.tmf641 import (
+    CancelServiceOrderCreate,
+    ServiceOrderCreate,
+    customer_of,
+    order_items,
+    redacted,
+)
+from hub.models import (
+    CancelServiceOrder,
+    CancelState,
+    OrderState,
+    ServiceOrder,
+    ServiceOrderItem,
+)
+from workflows.service_activation import (
+    CancelRequest,
+    OrderStatus,
+    ServiceActivation,
+    ServiceActivationInput,
+    workflow_id_for,
+)
+
+PREFIX = "/tmf-api/serviceOrdering/v4"
+router = APIRouter(
+    prefix=PREFIX, tags=["TMF641 Service Ordering"], dependencies=[Depends(require_api_key)]
+)
+
+
+def _base_url(request: Request, public_url: str) -> str:
+    return (public_url or str(request.base_url)).rstrip("/") + PREFIX
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _order_json(order: ServiceOrder, items: list[ServiceOrderItem], base: str) -> dict[str, Any]:
+    states = {item.item_id: item.state for item in items}
+    document = order.document
+    body: dict[str, Any] = {
+        **{k: v for k, v in document.items() if k not in ("serviceOrderItem",)},
+        "@type": "ServiceOrder",
+        "id": order.id,
+        "href": f"{base}/serviceOrder/{order.id}",
+        "externalId": order.external_id,
+        "state": order.state,
+        "orderDate": _iso(order.order_date),
+        "completionDate": _iso(order.completion_date),
+        "serviceOrderItem": [
+            {**item, "state": states.get(item["id"], order.state)}
+            for item in document.get("serviceOrderItem", [])
+        ],
+    }
+    if order.error_message:
+        body["errorMessage"] = [
+            {
+                "@type": "ServiceOrderErrorMessage",
+                "code": "processFailed"
+                if order.state == OrderState.FAILED
+                else "compensationFailed",
+                "reason": f"order {order.state}",
+                "message": order.error_message,
+                "status": order.state,
+                "timestamp": _iso(order.completion_date or order.updated_at),
+            }
+        ]
+    return body
+
+
+async def _items_of(
+    session: AsyncSession, order_ids: list[str]
+) -> dict[str, list[ServiceOrderItem]]:
+    rows = await session.exec(
+        select(ServiceOrderItem).where(col(ServiceOrderItem.order_id).in_(order_ids))
+    )
+    grouped: dict[str, list[ServiceOrderItem]] = {order_id: [] for order_id in order_ids}
+    for row in rows:
+        grouped[row.order_id].append(row)
+    return grouped
+
+
+async def _existing(session: AsyncSession, external_id: str) -> ServiceOrder | None:
+    return (
+        await session.exec(select(ServiceOrder).where(ServiceOrder.external_id == external_id))
+    ).first()
+
+
+@router.post(
+    "/serviceOrder",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a service order and start its workflow",
+)
+async def create_service_order(
+    body: ServiceOrderCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    base = _base_url(request, settings.public_url)
+    customer = customer_of(body)
+    items = order_items(body)
+    if body.externalId and (existing := await _existing(session, body.externalId)):
+        response.status_code = status.HTTP_200_OK
+        return _order_json(existing, (await _items_of(session, [existing.id]))[existing.id], base)
+
+    order_id = uuid.uuid4().hex
+    document = redacted(body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    order = ServiceOrder(
+        id=order_id,
+        external_id=body.externalId,
+        customer_id=customer.id,
+        workflow_id=workflow_id_for(order_id),
+        document=document,
+    )
+    session.add(order)
+    rows = [ServiceOrderItem(order_id=order_id, item_id=i.id, action=i.action) for i in items]
+    session.add_all(rows)
+    try:
+        # Flush first: a concurrent order with the same externalId fails here, before any
+        # workflow starts. The row lock is held until commit, after the start.
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        if body.externalId and (existing := await _existing(session, body.externalId)):
+            response.status_code = status.HTTP_200_OK
+            return _order_json(
+                existing, (await _items_of(session, [existing.id]))[existing.id], base
+            )
+        raise
+    try:
+        await temporal.start_workflow(
+            ServiceActivation.run,
+            ServiceActivationInput(
+                order_id=order_id, customer=customer, items=items, external_id=body.externalId
+            ),
+            id=order.workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"TMF641 order {body.externalId or order_id} for {customer.id}",
+        )
+    except RPCError as exc:
+        await session.rollback()
+        raise ApiError(
+            503, f"the order was not accepted: Temporal refused it ({exc.status.name})"
+        ) from exc
+    await session.commit()
+    response.headers["Location"] = f"{base}/serviceOrder/{order_id}"
+    return _order_json(order, rows, base)
+
+
+@router.get("/serviceOrder", summary="List service orders")
+async def list_service_orders(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: str | None = Query(default=None, description="Only orders in this state"),
+    externalId: str | None = Query(default=None, description="Only the order with this externalId"),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    if state is not None and state not in {s.value for s in OrderState}:
+        raise ApiError(
+            400, f"state: unknown state {state!r}; one of {', '.join(s.value for s in OrderState)}"
+        )
+    conditions = []
+    if state is not None:
+        conditions.append(ServiceOrder.state == state)
+    if externalId is not None:
+        conditions.append(ServiceOrder.external_id == externalId)
+    total = (
+        await session.exec(select(func.count()).select_from(ServiceOrder).where(*conditions))
+    ).one()
+    orders = list(
+        await session.exec(
+            select(ServiceOrder)
+            .where(*conditions)
+            .order_by(col(ServiceOrder.order_date).desc(), col(ServiceOrder.id))
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    items = await _items_of(session, [order.id for order in orders])
+    base = _base_url(request, settings.public_url)
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(orders))
+    return [_order_json(order, items[order.id], base) for order in orders]
+
+
+async def _order_or_404(session: AsyncSession, order_id: str) -> ServiceOrder:
+    order = await session.get(ServiceOrder, order_id)
+    if order is None:
+        raise ApiError(404, f"no service order with id {order_id!r}")
+    return order
+
+
+@router.get("/serviceOrder/{order_id}", summary="Read one service order")
+async def get_service_order(
+    order_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    order = await _order_or_404(session, order_id)
+    items = await _items_of(session, [order.id])
+    return _order_json(order, items[order.id], _base_url(request, settings.public_url))
+
+
+def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
+    return {
+        "@type": "CancelServiceOrder",
+        "id": cancel.id,
+        "href": f"{base}/cancelServiceOrder/{cancel.id}",
+        "state": cancel.state,
+        "cancellationReason": cancel.cancellation_reason,
+        "requestedCancellationDate": _iso(cancel.requested_at),
+        "effectiveCancellationDate": _iso(cancel.effective_at),
+        "errorMessage": cancel.error_message,
+        "serviceOrder": {"id": cancel.order_id, "href": f"{base}/serviceOrder/{cancel.order_id}"},
+    }
+
+
+@router.post(
+    "/cancelServiceOrder",
+    status_code=status.HTTP_201_CREATED,
+    summary="Cancel a service order that has not completed",
+)
+async def cancel_service_order(
+    body: CancelServiceOrderCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    base = _base_url(request, settings.public_url)
+    order = await _order_or_404(session, body.serviceOrder.id)
+    existing = (
+        await session.exec(
+            select(CancelServiceOrder).where(CancelServiceOrder.order_id == order.id)
+        )
+    ).first()
+    if existing is not None:
+        response.status_code = status.HTTP_200_OK
+        return _cancel_json(existing, base)
+    if OrderState(order.state).is_final:
+        raise ApiError(
+            409, f"the order is already {order.state}; only an open order can be cancelled"
+        )
+    # The request is stored before the workflow hears of it, so the workflow's final write
+    # always finds it and closes it.
+    cancel = CancelServiceOrder(
+        id=uuid.uuid4().hex, order_id=order.id, cancellation_reason=body.cancellationReason
+    )
+    session.add(cancel)
+    try:
+        await session.commit()
+    except IntegrityError:  # a concurrent cancel of the same order won
+        await session.rollback()
+        response.status_code = status.HTTP_200_OK
+        winner = (
+            await session.exec(
+                select(CancelServiceOrder).where(CancelServiceOrder.order_id == order.id)
+            )
+        ).one()
+        return _cancel_json(winner, base)
+    handle = temporal.get_workflow_handle(order.workflow_id)
+    try:
+        await handle.execute_update(
+            ServiceActivation.cancel,
+            CancelRequest(reason=body.cancellationReason),
+            result_type=OrderStatus,
+        )
+    except (WorkflowUpdateFailedError, RPCError) as exc:
+        await session.delete(cancel)
+        await session.commit()
+        cause = getattr(exc, "cause", None)
+        reason = getattr(cause, "message", None) or str(exc)
+        raise ApiError(409, f"the order cannot be cancelled: {reason}") from exc
+    await session.execute(
+        update(CancelServiceOrder)
+        .where(
+            col(CancelServiceOrder.id) == cancel.id,
+            col(CancelServiceOrder.state) == CancelState.ACKNOWLEDGED,
+        )
+        .values(state=CancelState.IN_PROGRESS)
+    )
+    await session.commit()
+    await session.refresh(cancel)
+    response.headers["Location"] = f"{base}/cancelServiceOrder/{cancel.id}"
+    return _cancel_json(cancel, base)
+
+
+@router.get("/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request")
+async def get_cancel_service_order(
+    cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    cancel = await session.get(CancelServiceOrder, cancel_id)
+    if cancel is None:
+        raise ApiError(404, f"no cancelServiceOrder with id {cancel_id!r}")
+    return _cancel_json(cancel, _base_url(request, settings.public_url))

@@ -1,0 +1,247 @@
+"""TMF641 Service Ordering: request/response models, and validation into the workflow's input.
+
+Only what the hub understands is accepted: the ``mobile-4g5g`` specification with its
+characteristics. Everything refused is refused with a :class:`ValidationFailure` that names
+the field, so the client learns exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.hss import QosProfile
+from hub.errors import ValidationFailure
+from workflows.service_activation import Customer, MobileService, ServiceItem
+
+MOBILE_SPEC = "mobile-4g5g"
+SECRET_CHARACTERISTICS = frozenset({"ki", "op", "opc"})
+REDACTED = "***"
+
+_IMSI = re.compile(r"\d{15}")
+_E164 = re.compile(r"\+?[1-9]\d{6,14}")
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_PLAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+_QOS = ("plan", "qci", "ambrDownlink", "ambrUplink")
+#: Per action: characteristics that must be present, and those that may be.
+_REQUIRED = {
+    "add": ("imsi", "msisdn", "ki", *_QOS),
+    "modify": ("imsi", "msisdn", *_QOS),
+    "delete": ("imsi", "msisdn"),
+}
+_OPTIONAL = {
+    "add": ("opc", "op", "dataQuota", "arpPriority"),
+    "modify": ("dataQuota", "arpPriority"),
+    "delete": (),
+}
+
+
+class _TmfModel(BaseModel):
+    # TMF payloads carry @type/@baseType/@schemaLocation and vendor extensions: keep them.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Characteristic(_TmfModel):
+    name: str = Field(min_length=1)
+    value: Any = None
+    valueType: str | None = None
+
+
+class ServiceSpecificationRef(_TmfModel):
+    id: str | None = None
+    name: str | None = None
+    href: str | None = None
+    version: str | None = None
+
+
+class ServiceRefOrValue(_TmfModel):
+    id: str | None = None
+    href: str | None = None
+    state: str | None = None
+    serviceSpecification: ServiceSpecificationRef | None = None
+    serviceCharacteristic: list[Characteristic] = Field(default_factory=list)
+
+
+class ServiceOrderItemCreate(_TmfModel):
+    id: str = Field(min_length=1, max_length=64)
+    action: Literal["add", "modify", "delete"]
+    service: ServiceRefOrValue
+
+
+class RelatedParty(_TmfModel):
+    id: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    role: str | None = None
+    href: str | None = None
+
+
+class ServiceOrderCreate(_TmfModel):
+    """The body of ``POST /serviceOrder``."""
+
+    externalId: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    category: str | None = None
+    priority: str | None = None
+    requestedStartDate: datetime | None = None
+    requestedCompletionDate: datetime | None = None
+    relatedParty: list[RelatedParty] = Field(default_factory=list)
+    serviceOrderItem: list[ServiceOrderItemCreate] = Field(min_length=1, max_length=100)
+
+
+class ServiceOrderRef(_TmfModel):
+    id: str = Field(min_length=1)
+    href: str | None = None
+
+
+class CancelServiceOrderCreate(_TmfModel):
+    """The body of ``POST /cancelServiceOrder``."""
+
+    serviceOrder: ServiceOrderRef
+    cancellationReason: str | None = Field(default=None, max_length=1000)
+    requestedCancellationDate: datetime | None = None
+
+
+def _text(field: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
+    # Numbers are refused for identifiers: JSON numbers lose leading zeros.
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValidationFailure(field, f"must be {what}")
+    return value
+
+
+def _integer(field: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ValidationFailure(field, f"must be an integer from {low} to {high}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValidationFailure(field, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _characteristics(path: str, service: ServiceRefOrValue, action: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    allowed = set(_REQUIRED[action]) | set(_OPTIONAL[action])
+    for index, characteristic in enumerate(service.serviceCharacteristic):
+        name = characteristic.name
+        field = f"{path}.serviceCharacteristic[{index}]"
+        if name not in allowed:
+            hint = f"; allowed for {action}: {', '.join(sorted(allowed))}"
+            raise ValidationFailure(f"{field}.name", f"unknown characteristic {name!r}{hint}")
+        if name in values:
+            raise ValidationFailure(f"{field}.name", f"characteristic {name!r} given twice")
+        values[name] = characteristic.value
+    missing = [name for name in _REQUIRED[action] if values.get(name) in (None, "")]
+    if missing:
+        raise ValidationFailure(
+            f"{path}.serviceCharacteristic",
+            f"missing characteristic(s) for {action}: {', '.join(missing)}",
+        )
+    return values
+
+
+def _field(path: str, name: str) -> str:
+    return f"{path}.serviceCharacteristic[{name}]"
+
+
+def _mobile_service(path: str, item: ServiceOrderItemCreate) -> MobileService:
+    spec = item.service.serviceSpecification
+    spec_name = spec.name or spec.id if spec else None
+    if spec_name != MOBILE_SPEC:
+        raise ValidationFailure(
+            f"{path}.serviceSpecification",
+            f"unknown serviceSpecification {spec_name!r}; supported: {MOBILE_SPEC!r}",
+        )
+    values = _characteristics(path, item.service, item.action)
+    imsi = _text(_field(path, "imsi"), values["imsi"], _IMSI, "a string of exactly 15 digits")
+    msisdn = _text(
+        _field(path, "msisdn"),
+        values["msisdn"],
+        _E164,
+        "an E.164 number: '+', country code and subscriber number, 7 to 15 digits",
+    )
+    msisdn = msisdn if msisdn.startswith("+") else f"+{msisdn}"
+    service = MobileService(imsi=imsi, msisdn=msisdn)
+    if item.action in ("add", "modify"):
+        service.plan = _text(
+            _field(path, "plan"), values["plan"], _PLAN, "a plan code (letters, digits, . _ -)"
+        )
+        service.qos = QosProfile(
+            qci=_integer(_field(path, "qci"), values["qci"], 1, 255),
+            ambr_downlink=_integer(_field(path, "ambrDownlink"), values["ambrDownlink"], 1, 10**13),
+            ambr_uplink=_integer(_field(path, "ambrUplink"), values["ambrUplink"], 1, 10**13),
+            data_quota=_integer(_field(path, "dataQuota"), values.get("dataQuota", 0), 0, 2**62),
+            arp_priority=_integer(_field(path, "arpPriority"), values.get("arpPriority", 8), 1, 15),
+        )
+    if item.action == "add":
+        service.ki = _text(
+            _field(path, "ki"),
+            values["ki"],
+            re.compile(f"{_HEX32.pattern}|{_HEX64.pattern}"),
+            "32 or 64 hexadecimal digits",
+        ).lower()
+        opc, op = values.get("opc"), values.get("op")
+        if (opc is None) == (op is None):
+            raise ValidationFailure(
+                f"{path}.serviceCharacteristic",
+                "give exactly one of opc and op (both or neither given)",
+            )
+        if opc is not None:
+            service.opc = _text(_field(path, "opc"), opc, _HEX32, "32 hexadecimal digits").lower()
+        else:
+            service.op = _text(_field(path, "op"), op, _HEX32, "32 hexadecimal digits").lower()
+            if len(service.ki) != 32:
+                raise ValidationFailure(
+                    _field(path, "op"),
+                    "OPc can only be derived (Milenage) from a 128-bit ki; give opc for a 256-bit ki",
+                )
+    return service
+
+
+def customer_of(order: ServiceOrderCreate) -> Customer:
+    customers = [p for p in order.relatedParty if (p.role or "").lower() == "customer"]
+    if len(customers) != 1:
+        found = "none" if not customers else f"{len(customers)}"
+        raise ValidationFailure(
+            "relatedParty",
+            f"exactly one relatedParty with role 'customer' is needed ({found} given)",
+        )
+    party = customers[0]
+    return Customer(id=party.id, name=party.name or party.id)
+
+
+def order_items(order: ServiceOrderCreate) -> list[ServiceItem]:
+    """Validate every item; the first problem found is reported."""
+    items: list[ServiceItem] = []
+    seen_ids: set[str] = set()
+    seen_imsis: set[str] = set()
+    for index, item in enumerate(order.serviceOrderItem):
+        path = f"serviceOrderItem[{index}]"
+        if item.id in seen_ids:
+            raise ValidationFailure(f"{path}.id", f"item id {item.id!r} given twice")
+        seen_ids.add(item.id)
+        service = _mobile_service(f"{path}.service", item)
+        if service.imsi in seen_imsis:
+            raise ValidationFailure(
+                _field(f"{path}.service", "imsi"), "the same IMSI appears in two items"
+            )
+        seen_imsis.add(service.imsi)
+        items.append(ServiceItem(id=item.id, action=item.action, service=service))
+    return items
+
+
+def redacted(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an order document with every key characteristic's value replaced."""
+    copy = {**document, "serviceOrderItem": []}
+    for item in document.get("serviceOrderItem", []):
+        service = dict(item.get("service") or {})
+        service["serviceCharacteristic"] = [
+            {**c, "value": REDACTED} if c.get("name") in SECRET_CHARACTERISTICS else c
+            for c in service.get("serviceCharacteristic") or []
+        ]
+        copy["serviceOrderItem"].append({**item, "service": service})
+    return copy

@@ -1,0 +1,79 @@
+"""The hub's error taxonomy: what adapters raise, and what activities make of it.
+
+Adapters translate every library exception (httpx, zeep, pysnmp) at their boundary, so nothing
+above ``adapters/`` ever sees one. The tree::
+
+    HubError
+    ├── TransientError            retry: timeouts, connection refused/reset, 5xx, 408, 429
+    └── PermanentError            do not retry: 4xx, SOAP faults, malformed replies
+        ├── NotFoundError         the outside system has no such record (404)
+        ├── ConflictError         the record exists in a state that forbids the call (409)
+        └── BusinessRejection     the system answered, and the answer is "no" (credit declined)
+
+Activities turn a ``PermanentError`` into a non-retryable ``ApplicationError`` whose ``type``
+is the exception's class name (see :func:`activities.errors.to_application_error`), so a
+workflow can tell a business rejection from a technical failure without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose.
+
+    ``system`` names the outside system ("hss", "billing"...), ``status`` the protocol status
+    where there is one (HTTP status, or None for SOAP faults and network errors).
+    """
+
+    def __init__(self, message: str, *, system: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.system = system
+        self.status = status
+
+    def __str__(self) -> str:
+        prefix = f"{self.system}: " if self.system else ""
+        return f"{prefix}{self.message}"
+
+
+class TransientError(HubError):
+    """Worth retrying: the system may answer differently in a moment.
+
+    ``retry_after`` carries a server's ``Retry-After`` hint in seconds, when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        system: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, system=system, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentError(HubError):
+    """Retrying the same call cannot succeed; a person or a compensation must act."""
+
+
+class NotFoundError(PermanentError):
+    """The outside system has no record under that key."""
+
+
+class ConflictError(PermanentError):
+    """The record exists, but in a state that forbids the call."""
+
+
+class BusinessRejection(PermanentError):
+    """The system worked and said no (credit declined, plan not sold to this customer)."""
+
+
+class ValidationFailure(ValueError):
+    """Input the hub refuses before any process starts; ``field`` is a JSON-path-like name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

@@ -1,0 +1,102 @@
+"""The hub database's tables: what must outlive Temporal's workflow retention.
+
+Secrets are never stored here: order documents are kept with Ki, OP and OPc redacted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrderState(StrEnum):
+    """TMF641 ServiceOrder states the hub uses."""
+
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OrderState.COMPLETED, OrderState.FAILED, OrderState.CANCELLED)
+
+
+class ItemState(StrEnum):
+    """TMF641 ServiceOrderItem states the hub uses."""
+
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class CancelState(StrEnum):
+    """TMF641 CancelServiceOrder states."""
+
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "inProgress"
+    DONE = "done"
+    TERMINATED_WITH_ERROR = "terminatedWithError"
+
+
+class ServiceOrder(SQLModel, table=True):
+    __tablename__ = "service_order"
+
+    id: str = Field(primary_key=True, max_length=64)
+    external_id: str | None = Field(default=None, unique=True, index=True, max_length=200)
+    state: str = Field(default=OrderState.ACKNOWLEDGED, index=True, max_length=32)
+    customer_id: str | None = Field(default=None, index=True, max_length=200)
+    workflow_id: str = Field(max_length=200)
+    order_date: datetime = Field(default_factory=utcnow)
+    completion_date: datetime | None = None
+    error_message: str | None = None
+    #: The TMF641 document as received, secrets redacted.
+    document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ServiceOrderItem(SQLModel, table=True):
+    __tablename__ = "service_order_item"
+
+    order_id: str = Field(foreign_key="service_order.id", primary_key=True, max_length=64)
+    item_id: str = Field(primary_key=True, max_length=64)
+    action: str = Field(max_length=16)
+    state: str = Field(default=ItemState.ACKNOWLEDGED, max_length=32)
+
+
+class OrderStateChange(SQLModel, table=True):
+    """The audit trail: every state an order and its items went through, and why."""
+
+    __tablename__ = "order_state_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="service_order.id", index=True, max_length=64)
+    item_id: str | None = Field(default=None, max_length=64)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str = Field(max_length=32)
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class CancelServiceOrder(SQLModel, table=True):
+    __tablename__ = "cancel_service_order"
+    __table_args__ = (UniqueConstraint("order_id", name="uq_cancel_service_order_order"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    order_id: str = Field(foreign_key="service_order.id", max_length=64)
+    state: str = Field(default=CancelState.ACKNOWLEDGED, max_length=32)
+    cancellation_reason: str | None = None
+    requested_at: datetime = Field(default_factory=utcnow)
+    effective_at: datetime | None = None
+    error_message: str | None = None

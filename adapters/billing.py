@@ -10,6 +10,11 @@ from adapters.soap import SoapClient
 NAMESPACE = "urn:telecom-hub:billing:v1"
 
 
+def billing_msisdn(msisdn: str) -> str:
+    """Billing keys subscriptions by the international number's digits, without '+'."""
+    return msisdn.removeprefix("+")
+
+
 class BillingClient(SoapClient):
     system = "billing"
     binding = f"{{{NAMESPACE}}}BillingBinding"
@@ -39,7 +44,7 @@ class BillingClient(SoapClient):
             "CreateSubscription",
             idempotencyKey=idempotency_key,
             accountId=account_id,
-            msisdn=msisdn,
+            msisdn=billing_msisdn(msisdn),
             imsi=imsi,
             planCode=plan,
         )
@@ -48,18 +53,23 @@ class BillingClient(SoapClient):
     async def change_plan(self, *, msisdn: str, plan: str, idempotency_key: str) -> str:
         """Move a subscription to ``plan``; returns the plan it had before."""
         reply = await self.call(
-            "ChangePlan", idempotencyKey=idempotency_key, msisdn=msisdn, planCode=plan
+            "ChangePlan",
+            idempotencyKey=idempotency_key,
+            msisdn=billing_msisdn(msisdn),
+            planCode=plan,
         )
         return str(reply["previousPlanCode"])
 
     async def terminate_subscription(self, *, msisdn: str, idempotency_key: str) -> str:
         reply = await self.call(
-            "TerminateSubscription", idempotencyKey=idempotency_key, msisdn=msisdn
+            "TerminateSubscription", idempotencyKey=idempotency_key, msisdn=billing_msisdn(msisdn)
         )
         return str(reply["subscriptionId"])
 
     async def reactivate_subscription(self, *, msisdn: str, idempotency_key: str) -> None:
-        await self.call("ReactivateSubscription", idempotencyKey=idempotency_key, msisdn=msisdn)
+        await self.call(
+            "ReactivateSubscription", idempotencyKey=idempotency_key, msisdn=billing_msisdn(msisdn)
+        )
 
     async def void_subscription(self, subscription_id: str, *, idempotency_key: str) -> None:
         await self.call(
@@ -67,11 +77,12 @@ class BillingClient(SoapClient):
         )
 
     async def get_subscription(self, msisdn: str) -> dict[str, Any]:
-        return await self.call("GetSubscription", msisdn=msisdn)
+        return await self.call("GetSubscription", msisdn=billing_msisdn(msisdn))
 
     async def list_plans(self) -> list[dict[str, Any]]:
         reply = await self.call("ListPlans")
-        plans = reply.get("plan") or []
+        # zeep unwraps a reply whose only child is the repeated <plan> into the list itself.
+        plans = reply.get("plan", reply.get("value")) or []
         return [
             {k: (float(v) if isinstance(v, Decimal) else v) for k, v in plan.items()}
             for plan in plans

@@ -15,6 +15,7 @@ import zeep
 import zeep.exceptions
 import zeep.helpers
 from lxml import etree
+from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from hub.errors import ConflictError, NotFoundError, PermanentError, TransientError
@@ -58,7 +59,9 @@ class SoapClient:
         # The WSDL is a local file (contract first): loading it does no network I/O.
         transport = AsyncTransport(client=self._http)
         self._client = zeep.AsyncClient(str(wsdl), transport=transport)
-        self._service = self._client.create_service(self.binding, address)
+        # AsyncClient.create_service would return a sync proxy; build the async one directly.
+        binding = self._client.wsdl.bindings[self.binding]
+        self._service = AsyncServiceProxy(self._client, binding, address=address)
 
     async def aclose(self) -> None:
         await self._http.aclose()

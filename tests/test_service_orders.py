@@ -91,7 +91,7 @@ async def test_add_activates_the_service_in_every_system(hub: Hub, sims: Simulat
     assert hss["msisdn"] == [identity["msisdn"].lstrip("+")]
     assert hss["slice"][0]["session"][0]["qos"]["index"] == 9
     assert hss["ambr"]["downlink"] == {"value": 300_000_000, "unit": 0}
-    billing = subscription(await sims.state("billing"), identity["msisdn"])
+    billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
     assert billing is not None and billing["status"] == "active"
     assert billing["planCode"] == "STANDARD-5G"
     customer = crm_customer(await sims.state("crm"), identity["customer"])
@@ -126,7 +126,7 @@ async def test_modify_changes_the_plan_in_hss_and_billing(hub: Hub, sims: Simula
     assert hss is not None
     assert hss["slice"][0]["session"][0]["qos"]["index"] == 8
     assert hss["ambr"]["downlink"]["value"] == 1_000_000_000
-    billing = subscription(await sims.state("billing"), identity["msisdn"])
+    billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
     assert billing is not None and billing["planCode"] == "UNLIMITED-5G"
 
 
@@ -136,7 +136,7 @@ async def test_delete_removes_the_service_everywhere(hub: Hub, sims: Simulators)
     done = await run_order(hub, order(identity, item(identity, "delete")))
     assert done["state"] == "completed", done.get("errorMessage")
     assert subscriber(await sims.state("hss"), identity["imsi"]) is None
-    billing = subscription(await sims.state("billing"), identity["msisdn"])
+    billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
     assert billing is not None and billing["status"] == "terminated"
     customer = crm_customer(await sims.state("crm"), identity["customer"])
     assert customer is not None and customer["services"] == []
@@ -176,7 +176,7 @@ async def test_credit_declined_fails_the_order_and_provisions_nothing(
     assert done["state"] == "failed"
     message = done["errorMessage"][0]["message"]
     assert "credit.check" in message and "declined" in message
-    assert done["serviceOrderItem"][0]["state"] == "cancelled"
+    assert done["serviceOrderItem"][0]["state"] == "failed"
     await assert_no_trace(sims, identity, ("crm", "hss", "billing"))
 
 
@@ -241,7 +241,10 @@ async def test_transient_failures_are_retried_to_success(hub: Hub, sims: Simulat
     hss = await sims.state("hss")
     assert sum(1 for s in hss["subscribers"] if s["imsi"] == identity["imsi"]) == 1
     billing = await sims.state("billing")
-    assert sum(1 for s in billing["subscriptions"] if s["msisdn"] == identity["msisdn"]) == 1
+    assert (
+        sum(1 for s in billing["subscriptions"] if s["msisdn"] == identity["msisdn"].lstrip("+"))
+        == 1
+    )
     faults = (await sims.http.get(f"{sims.urls['hss']}/_sim/faults")).json()
     assert all(rule["remaining"] == 0 for rule in faults), "the faults were not all hit"
 
@@ -360,3 +363,57 @@ async def test_state_transitions_are_recorded(hub: Hub, sims: Simulators) -> Non
     item_moves = [(r.from_state, r.to_state) for r in rows if r.item_id == "1"]
     assert order_moves == [("acknowledged", "inProgress"), ("inProgress", "completed")]
     assert item_moves == [("acknowledged", "inProgress"), ("inProgress", "completed")]
+
+
+async def test_histories_replay_deterministically(hub: Hub, sims: Simulators) -> None:
+    """Completed, failed and cancelled runs replay against the current workflow code."""
+    from temporalio.worker import Replayer
+
+    from workflows.service_activation import ServiceActivation
+
+    completed = await run_order(hub, order(new_identity()))
+    declined = new_identity()
+    await sims.decline(declined["customer"])
+    failed = await run_order(hub, order(declined))
+    assert (completed["state"], failed["state"]) == ("completed", "failed")
+    replayer = Replayer(workflows=[ServiceActivation], data_converter=hub.client.data_converter)
+    for done in (completed, failed):
+        history = await hub.client.get_workflow_handle(
+            f"service-order-{done['id']}"
+        ).fetch_history()
+        await replayer.replay_workflow(history)
+
+
+async def test_keys_never_reach_history_in_plain_text(hub: Hub, sims: Simulators) -> None:
+    """Payloads are encrypted by the codec: the raw history holds no Ki, OP or OPc."""
+    from temporalio.client import Client
+
+    identity = new_identity()
+    done = await run_order(hub, order(identity, add_item(identity, opc=None, op=TS35208_OP)))
+    assert done["state"] == "completed"
+    # A client without the codec sees what the server stores.
+    raw = await Client.connect(
+        hub.client.service_client.config.target_host, namespace=hub.client.namespace
+    )
+    history = await raw.get_workflow_handle(f"service-order-{done['id']}").fetch_history()
+    # The protobuf bytes hold payload data as stored (JSON text when not encrypted).
+    from temporalio.api.history.v1 import History
+
+    stored = History(events=history.events).SerializeToString()
+    for secret in (TS35208_K, TS35208_OP, TS35208_OPC):
+        assert secret.encode() not in stored
+    assert b"binary/encrypted" in stored
+
+
+async def test_a_failed_second_item_rolls_back_the_first(hub: Hub, sims: Simulators) -> None:
+    first, second = new_identity(), new_identity()
+    second["customer"] = first["customer"]
+    await sims.fault("hss", operation="createSubscriber", match=second["imsi"], kind="permanent")
+    body = order(first, add_item(first, item_id="a"), add_item(second, item_id="b"))
+    done = await run_order(hub, body)
+    assert done["state"] == "failed"
+    states = {i["id"]: i["state"] for i in done["serviceOrderItem"]}
+    assert states == {"a": "cancelled", "b": "failed"}
+    assert "b/hss.create_subscriber" in done["errorMessage"][0]["message"]
+    await assert_no_trace(sims, first, ("credit", "crm", "hss", "billing"))
+    await assert_no_trace(sims, second, ("hss", "billing"))

@@ -220,9 +220,11 @@ class ServiceActivation:
         except ActivityError as err:
             self._error = f"{self._current_step}: {_describe(err)}"
             workflow.logger.warning("order step failed", extra={"step": self._current_step})
-            failed_item = self._current_item
-            if failed_item:
-                self._items[failed_item] = ItemState.FAILED.value
+            # A failure in an item's step fails that item; one in an order-level step (credit,
+            # customer) fails every item, none of which could start.
+            failed = [self._current_item] if self._current_item else list(self._items)
+            for item_id in failed:
+                self._items[item_id] = ItemState.FAILED.value
             await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
         else:
             self._state = OrderState.COMPLETED

@@ -14,7 +14,8 @@ router = APIRouter(tags=["Operations"])
 async def _database(request: Request) -> str:
     try:
         async with request.app.state.sessions() as session:
-            await asyncio.wait_for(session.execute(text("SELECT 1")), 3)
+            connection = await session.connection()
+            await asyncio.wait_for(connection.execute(text("SELECT 1")), 3)
         return "ok"
     except Exception as exc:
         return f"unreachable: {type(exc).__name__}"

@@ -296,7 +296,7 @@ async def cancel_service_order(
         cause = getattr(exc, "cause", None)
         reason = getattr(cause, "message", None) or str(exc)
         raise ApiError(409, f"the order cannot be cancelled: {reason}") from exc
-    await session.execute(
+    await (await session.connection()).execute(
         update(CancelServiceOrder)
         .where(
             col(CancelServiceOrder.id) == cancel.id,

@@ -197,7 +197,8 @@ def _mobile_service(path: str, item: ServiceOrderItemCreate) -> MobileService:
             if len(service.ki) != 32:
                 raise ValidationFailure(
                     _field(path, "op"),
-                    "OPc can only be derived (Milenage) from a 128-bit ki; give opc for a 256-bit ki",
+                    "OPc can only be derived (Milenage) from a 128-bit ki; "
+                    "give opc for a 256-bit ki",
                 )
     return service
 

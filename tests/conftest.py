@@ -51,7 +51,7 @@ def free_port() -> int:
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with its last answer at the deadline."""
+    """Poll ``check`` until it answers something truthy; fail at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -33,7 +33,6 @@ from hub.models import (
 )
 from workflows.service_activation import (
     CancelRequest,
-    OrderStatus,
     ServiceActivation,
     ServiceActivationInput,
     workflow_id_for,
@@ -288,7 +287,7 @@ async def cancel_service_order(
         await handle.execute_update(
             ServiceActivation.cancel,
             CancelRequest(reason=body.cancellationReason),
-            result_type=OrderStatus,
+            rpc_timeout=timedelta(seconds=10),
         )
     except (WorkflowUpdateFailedError, RPCError) as exc:
         await session.delete(cancel)

@@ -27,6 +27,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from hub import search_attributes
 from hub.codec import data_converter, generate_key_spec
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RetrySettings, Settings
@@ -72,6 +73,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=data_converter(PAYLOAD_KEYS),
+        search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )
     try:

@@ -417,3 +417,26 @@ async def test_a_failed_second_item_rolls_back_the_first(hub: Hub, sims: Simulat
     assert "b/hss.create_subscriber" in done["errorMessage"][0]["message"]
     await assert_no_trace(sims, first, ("credit", "crm", "hss", "billing"))
     await assert_no_trace(sims, second, ("hss", "billing"))
+
+
+async def test_operators_find_failed_activations_of_a_customer(hub: Hub, sims: Simulators) -> None:
+    """The README's Temporal UI query: `CustomerId="..." AND HubStatus="failed"`."""
+    identity = new_identity()
+    await sims.decline(identity["customer"])
+    failed = await run_order(hub, order(identity))
+    query = (
+        f'CustomerId="{identity["customer"]}" AND HubStatus="failed" '
+        f'AND ProcessKind="service-activation"'
+    )
+
+    async def found() -> list[str]:
+        return [wf.id async for wf in hub.client.list_workflows(query)]
+
+    assert await eventually(found) == [f"service-order-{failed['id']}"]
+    description = await hub.client.get_workflow_handle(f"service-order-{failed['id']}").describe()
+    assert (
+        description.typed_search_attributes.get(
+            __import__("hub.search_attributes").search_attributes.ORDER_ID
+        )
+        == failed["id"]
+    )

@@ -58,9 +58,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderStoreActivities, RecordOrderStateInput
     from activities.policies import PolicyActivities, SystemPolicy
     from adapters.hss import QosProfile
+    from hub import search_attributes as sa
     from hub.models import ItemState, OrderState
 
 WORKFLOW_NAME = "ServiceActivation"
+PROCESS_KIND = "service-activation"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -202,6 +204,7 @@ class ServiceActivation:
             PolicyActivities.retry_policies, start_to_close_timeout=timedelta(seconds=10)
         )
         self._state = OrderState.IN_PROGRESS
+        self._hub_status(sa.HubStatus.RUNNING)
         await self._record(reason="workflow started")
         try:
             await self._prepare(order)
@@ -229,6 +232,8 @@ class ServiceActivation:
         else:
             self._state = OrderState.COMPLETED
             self._current_step = None
+            self._hub_status(sa.HubStatus.COMPLETED)
+            workflow.set_current_details("completed")
             await self._record(reason="all items completed")
         return ServiceActivationResult(
             order_id=order.order_id,
@@ -480,6 +485,10 @@ class ServiceActivation:
 
     _current_item: str | None = None
 
+    @staticmethod
+    def _hub_status(status: sa.HubStatus) -> None:
+        workflow.upsert_search_attributes([sa.HUB_STATUS.value_set(status.value)])
+
     def _key(self, step: str) -> str:
         return f"{workflow.info().workflow_id}/{step}"
 
@@ -516,6 +525,7 @@ class ServiceActivation:
         if cancellable:
             self._check_cancel()
         self._current_step = step
+        workflow.set_current_details(f"calling **{system}**: `{step}`")
         args = [] if arg is None else [arg]
         return await workflow.execute_activity_method(
             activity, args=args, summary=f"{system}: {step}", **self._options(system)
@@ -534,6 +544,7 @@ class ServiceActivation:
     async def _roll_back(self, final: OrderState, rolled_back: ItemState) -> None:
         """Run the compensations in reverse; one that fails does not stop the others."""
         self._compensating = True
+        self._hub_status(sa.HubStatus.COMPENSATING)
         failures: list[str] = []
         while self._compensations:
             compensation = self._compensations.pop()
@@ -551,6 +562,11 @@ class ServiceActivation:
                 self._items[item_id] = rolled_back.value
         self._state = final
         self._current_step = None
+        cancelled = final == OrderState.CANCELLED
+        self._hub_status(sa.HubStatus.CANCELLED if cancelled else sa.HubStatus.FAILED)
+        workflow.set_current_details(
+            f"{final.value}: {self._error}" if self._error else final.value
+        )
         if final == OrderState.CANCELLED and self._cancel and self._cancel.reason:
             reason = f"cancelled: {self._cancel.reason}"
         else:

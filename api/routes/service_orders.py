@@ -12,7 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
@@ -24,6 +29,7 @@ from api.tmf641 import (
     order_items,
     redacted,
 )
+from hub import search_attributes as sa
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -32,6 +38,7 @@ from hub.models import (
     ServiceOrderItem,
 )
 from workflows.service_activation import (
+    PROCESS_KIND,
     CancelRequest,
     ServiceActivation,
     ServiceActivationInput,
@@ -158,6 +165,24 @@ async def create_service_order(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"TMF641 order {body.externalId or order_id} for {customer.id}",
+            static_details="\n".join(
+                f"- item {i.id}: **{i.action}** IMSI {i.service.imsi}, MSISDN {i.service.msisdn}"
+                + (f", plan {i.service.plan}" if i.service.plan else "")
+                for i in items
+            ),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.ORDER_ID, order_id),
+                    SearchAttributePair(sa.CUSTOMER_ID, customer.id),
+                    SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
+                    SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
+                    *(
+                        [SearchAttributePair(sa.EXTERNAL_ID, body.externalId)]
+                        if body.externalId
+                        else []
+                    ),
+                ]
+            ),
         )
     except RPCError as exc:
         await session.rollback()

@@ -1,0 +1,45 @@
+"""The custom search attributes operators filter on in the Temporal Web UI and CLI.
+
+They are indexed, not encrypted, so they carry identifiers only, never secrets. Every Temporal
+the hub runs against must know them: ``make run`` passes :func:`dev_server_flags` to the dev
+server, the tests register them, and the compose stack creates them at start.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from temporalio.common import SearchAttributeKey
+
+ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+EXTERNAL_ID = SearchAttributeKey.for_keyword("ExternalId")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+PROCESS_KIND = SearchAttributeKey.for_keyword("ProcessKind")
+HUB_STATUS = SearchAttributeKey.for_keyword("HubStatus")
+
+ALL: tuple[SearchAttributeKey[str], ...] = (
+    ORDER_ID,
+    EXTERNAL_ID,
+    CUSTOMER_ID,
+    PROCESS_KIND,
+    HUB_STATUS,
+)
+
+
+class HubStatus(StrEnum):
+    """Where a process stands, as operators filter it (``HubStatus="failed"``)."""
+
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    PARKED = "parked"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def dev_server_flags() -> list[str]:
+    """``temporal server start-dev`` arguments that register every hub search attribute."""
+    flags: list[str] = []
+    for key in ALL:
+        flags += ["--search-attribute", f"{key.name}=Keyword"]
+    return flags

@@ -1,0 +1,204 @@
+"""CRM simulator (REST, default port 8102): customers and the services they subscribe to.
+
+Both are upserted with ``PUT`` under ids the caller chooses, so a retried call converges on
+the same record. A service upsert only overwrites the fields present in its body: moving a
+service from ``pendingActivation`` to ``active`` needs only ``{"status": "active"}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.base import (
+    BusinessError,
+    IdempotencyKey,
+    Reply,
+    Simulator,
+    create_sim_app,
+    parse_body,
+)
+
+ServiceStatus = Literal["active", "pendingActivation", "pendingTermination", "inactive"]
+
+
+class CustomerUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    email: str | None = None
+    phone: str | None = None
+
+
+class ServiceUpsert(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ServiceStatus
+    imsi: str | None = None
+    msisdn: str | None = None
+    plan: str | None = None
+    orderId: str | None = None
+
+
+class CrmSimulator(Simulator):
+    name = "crm"
+
+    def clear_records(self) -> None:
+        #: Customers by id; each holds its services by id under ``"services"``.
+        self.customers: dict[str, dict[str, Any]] = {}
+
+    def dump_records(self) -> dict[str, Any]:
+        return {"customers": [self._public(customer) for customer in self.customers.values()]}
+
+    def load_records(self, data: dict[str, Any]) -> None:
+        self.customers = {
+            customer["id"]: {
+                **customer,
+                "services": {service["id"]: service for service in customer["services"]},
+            }
+            for customer in data["customers"]
+        }
+
+    @staticmethod
+    def _public(customer: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": customer["id"],
+            "name": customer["name"],
+            "email": customer["email"],
+            "phone": customer["phone"],
+            "services": list(customer["services"].values()),
+            "createdByKey": customer["createdByKey"],
+        }
+
+    def _customer(self, customer_id: str) -> dict[str, Any]:
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            raise BusinessError(404, "customer not found")
+        return customer
+
+    # -- customers --------------------------------------------------------------------------
+
+    def upsert_customer(self, customer_id: str, key: str | None, raw: bytes) -> Reply:
+        body = parse_body(CustomerUpsert, raw)
+        customer = self.customers.get(customer_id)
+        created = customer is None
+        if customer is None:
+            customer = {"id": customer_id, "services": {}, "createdByKey": key}
+            self.customers[customer_id] = customer
+        customer.update(name=body.name, email=body.email, phone=body.phone)
+        return Reply.json(201 if created else 200, {**self._public(customer), "created": created})
+
+    def get_customer(self, customer_id: str) -> Reply:
+        return Reply.json(200, {**self._public(self._customer(customer_id)), "created": False})
+
+    def delete_customer(self, customer_id: str) -> Reply:
+        customer = self._customer(customer_id)
+        if customer["services"]:
+            raise BusinessError(409, "customer has services")
+        del self.customers[customer_id]
+        return Reply.empty()
+
+    # -- services ---------------------------------------------------------------------------
+
+    def upsert_service(self, customer_id: str, service_id: str, raw: bytes) -> Reply:
+        customer = self._customer(customer_id)
+        body = parse_body(ServiceUpsert, raw)
+        service = customer["services"].get(service_id)
+        created = service is None
+        previous_status = None if service is None else service["status"]
+        if service is None:
+            service = {
+                "id": service_id,
+                "customerId": customer_id,
+                "imsi": None,
+                "msisdn": None,
+                "plan": None,
+                "orderId": None,
+            }
+            customer["services"][service_id] = service
+        # Only the fields the caller sent: a status change must not wipe the IMSI.
+        service.update(body.model_dump(include=body.model_fields_set))
+        service["previousStatus"] = previous_status
+        return Reply.json(201 if created else 200, service)
+
+    def get_service(self, customer_id: str, service_id: str) -> Reply:
+        service = self._customer(customer_id)["services"].get(service_id)
+        if service is None:
+            raise BusinessError(404, "service not found")
+        return Reply.json(200, service)
+
+    def delete_service(self, customer_id: str, service_id: str) -> Reply:
+        self._customer(customer_id)["services"].pop(service_id, None)
+        return Reply.empty()
+
+
+def create_app(state_file: Path | None = None) -> FastAPI:
+    """The CRM simulator app; ``state_file`` persists records across restarts."""
+    sim = CrmSimulator(state_file)
+    app = create_sim_app(sim, title="CRM simulator")
+
+    @app.put("/customers/{customer_id}", tags=["customers"])
+    async def upsert_customer(
+        request: Request, customer_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "upsertCustomer",
+            lambda raw: sim.upsert_customer(customer_id, key, raw),
+            idempotency_key=key,
+        )
+
+    @app.get("/customers/{customer_id}", tags=["customers"])
+    async def get_customer(request: Request, customer_id: str) -> Response:
+        return await sim.call(
+            request, "getCustomer", lambda _: sim.get_customer(customer_id), mutating=False
+        )
+
+    @app.delete("/customers/{customer_id}", status_code=204, tags=["customers"])
+    async def delete_customer(
+        request: Request, customer_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "deleteCustomer",
+            lambda _: sim.delete_customer(customer_id),
+            idempotency_key=key,
+        )
+
+    @app.put("/customers/{customer_id}/services/{service_id}", tags=["services"])
+    async def upsert_service(
+        request: Request, customer_id: str, service_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "upsertService",
+            lambda raw: sim.upsert_service(customer_id, service_id, raw),
+            idempotency_key=key,
+        )
+
+    @app.get("/customers/{customer_id}/services/{service_id}", tags=["services"])
+    async def get_service(request: Request, customer_id: str, service_id: str) -> Response:
+        return await sim.call(
+            request,
+            "getService",
+            lambda _: sim.get_service(customer_id, service_id),
+            mutating=False,
+        )
+
+    @app.delete(
+        "/customers/{customer_id}/services/{service_id}", status_code=204, tags=["services"]
+    )
+    async def delete_service(
+        request: Request, customer_id: str, service_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "deleteService",
+            lambda _: sim.delete_service(customer_id, service_id),
+            idempotency_key=key,
+        )
+
+    return app

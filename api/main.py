@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import errors
 from api.deps import TemporalConnection
-from api.routes import health, service_orders
+from api.routes import codec, health, service_orders
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
 
@@ -46,7 +47,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(
+        CORSMiddleware,
+        # Only the Temporal Web UI calls the hub from a browser (the codec endpoint).
+        allow_origins=settings.codec_cors_origins,
+        allow_methods=["POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Namespace"],
+        allow_credentials=True,
+    )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(service_orders.router)
+    app.include_router(codec.router)
     return app

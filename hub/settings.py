@@ -74,6 +74,12 @@ class Settings(BaseSettings):
 
     #: Payload encryption keys, ``key-id:base64-32-bytes``, comma-separated; the first encrypts.
     payload_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Browser origins allowed to call ``/codec`` (the Temporal Web UI); comma-separated.
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
+    )
+    #: Require an API key (``Authorization: Bearer``) on ``/codec`` too, beyond the origin check.
+    codec_requires_key: bool = False
 
     credit_url: str = "http://127.0.0.1:8101"
     crm_url: str = "http://127.0.0.1:8102"
@@ -92,7 +98,7 @@ class Settings(BaseSettings):
 
     retry: dict[str, RetrySettings] = Field(default_factory=_default_retry)
 
-    @field_validator("api_key", "payload_keys", mode="before")
+    @field_validator("api_key", "payload_keys", "codec_cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

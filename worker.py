@@ -11,7 +11,6 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -39,9 +38,18 @@ logger = logging.getLogger("hub.worker")
 WORKFLOWS: list[type] = [ServiceActivation]
 
 
+#: Activities are grouped by the system they call; each system has its own task queue
+#: (``<task queue>.<system>``) so it can be rate-limited on its own. "hub" stays on the main one.
+Activities = dict[str, list[Callable[..., Awaitable[Any]]]]
+
+
+def system_task_queue(task_queue: str, system: str) -> str:
+    return task_queue if system == "hub" else f"{task_queue}.{system}"
+
+
 async def build_activities(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
-) -> list[Callable[..., Awaitable[Any]]]:
+) -> Activities:
     """Every activity, bound to adapters built from settings; the stack closes the adapters."""
     timeout = settings.http_timeout
     credit = CreditAgencyClient(settings.credit_url, token=settings.credit_token, timeout=timeout)
@@ -59,43 +67,54 @@ async def build_activities(
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
     store = OrderStoreActivities(sessions)
-    return [
-        PolicyActivities(settings).retry_policies,
-        store.record_order_state,
-        credit_acts.check_credit,
-        credit_acts.release_credit,
-        crm_acts.upsert_customer,
-        crm_acts.delete_customer,
-        crm_acts.set_service_status,
-        crm_acts.delete_service,
-        hss_acts.create_subscriber,
-        hss_acts.read_qos,
-        hss_acts.update_qos,
-        hss_acts.delete_subscriber,
-        billing_acts.price_plans,
-        billing_acts.open_account,
-        billing_acts.close_account,
-        billing_acts.create_subscription,
-        billing_acts.void_subscription,
-        billing_acts.change_plan,
-        billing_acts.terminate_subscription,
-        billing_acts.reactivate_subscription,
-    ]
+    return {
+        "hub": [PolicyActivities(settings).retry_policies, store.record_order_state],
+        "credit": [credit_acts.check_credit, credit_acts.release_credit],
+        "crm": [
+            crm_acts.upsert_customer,
+            crm_acts.delete_customer,
+            crm_acts.set_service_status,
+            crm_acts.delete_service,
+        ],
+        "hss": [
+            hss_acts.create_subscriber,
+            hss_acts.read_qos,
+            hss_acts.update_qos,
+            hss_acts.delete_subscriber,
+        ],
+        "billing": [
+            billing_acts.price_plans,
+            billing_acts.open_account,
+            billing_acts.close_account,
+            billing_acts.create_subscription,
+            billing_acts.void_subscription,
+            billing_acts.change_plan,
+            billing_acts.terminate_subscription,
+            billing_acts.reactivate_subscription,
+        ],
+    }
 
 
-def create_worker(
-    client: Client,
-    activities: list[Callable[..., Awaitable[Any]]],
-    *,
-    task_queue: str,
-) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=activities,
-        graceful_shutdown_timeout=timedelta(seconds=30),
-    )
+def create_workers(
+    client: Client, activities: Activities, settings: Settings, *, task_queue: str
+) -> list[Worker]:
+    """One worker per task queue, all in this process: the workflows and the hub's own
+    activities on ``task_queue``, each outside system's activities on its own queue."""
+    workers = []
+    for system, functions in activities.items():
+        workers.append(
+            Worker(
+                client,
+                task_queue=system_task_queue(task_queue, system),
+                workflows=WORKFLOWS if system == "hub" else [],
+                activities=functions,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_task_queue_activities_per_second=settings.rate_limit.get(system),
+                graceful_shutdown_timeout=settings.worker_shutdown_grace,
+            )
+        )
+    return workers
 
 
 async def run(settings: Settings) -> None:
@@ -109,13 +128,16 @@ async def run(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         activities = await build_activities(settings, session_factory(engine), stack)
-        worker = create_worker(client, activities, task_queue=settings.task_queue)
+        # Entered last, so they stop first: in-flight activities finish before adapters close.
+        for worker in create_workers(client, activities, settings, task_queue=settings.task_queue):
+            await stack.enter_async_context(worker)
         logger.info(
-            "worker serving task queue %s on %s", settings.task_queue, settings.temporal_address
+            "worker serving task queue %s (and one per outside system) on %s",
+            settings.task_queue,
+            settings.temporal_address,
         )
-        async with worker:
-            await stop.wait()
-            logger.info("shutting down: letting in-flight activities finish")
+        await stop.wait()
+        logger.info("shutting down: letting in-flight activities finish")
 
 
 def main() -> None:

@@ -10,11 +10,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
+
+def _seconds(value: object) -> object:
+    """Durations from the environment may be plain seconds ("20", "0.5") or ISO 8601 ("PT20S")."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+#: A duration that also accepts a number of seconds.
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 #: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
 SYSTEMS = ("credit", "crm", "hss", "billing")
@@ -23,15 +36,15 @@ SYSTEMS = ("credit", "crm", "hss", "billing")
 class RetrySettings(BaseModel):
     """How Temporal retries one outside system's calls, and how long one attempt may take."""
 
-    initial_interval: timedelta = timedelta(seconds=1)
+    initial_interval: Duration = timedelta(seconds=1)
     backoff_coefficient: float = Field(default=2.0, ge=1.0)
-    maximum_interval: timedelta = timedelta(seconds=30)
+    maximum_interval: Duration = timedelta(seconds=30)
     #: 0 means no limit (then ``schedule_to_close`` bounds the retries).
     maximum_attempts: int = Field(default=8, ge=0)
     #: One attempt's budget (Temporal's start-to-close timeout).
-    attempt_timeout: timedelta = timedelta(seconds=30)
+    attempt_timeout: Duration = timedelta(seconds=30)
     #: The whole budget over all attempts; None leaves it to ``maximum_attempts``.
-    schedule_to_close: timedelta | None = None
+    schedule_to_close: Duration | None = None
 
 
 def _default_retry() -> dict[str, RetrySettings]:
@@ -97,6 +110,15 @@ class Settings(BaseSettings):
     http_timeout: float = 10.0
 
     retry: dict[str, RetrySettings] = Field(default_factory=_default_retry)
+    #: Activities per second a system may receive, across all workers (Temporal enforces it
+    #: on the system's task queue): protects a fragile legacy system. Absent: no limit.
+    rate_limit: dict[str, float] = Field(default_factory=dict)
+
+    #: Worker: activities and workflow tasks one worker process runs at once.
+    worker_max_concurrent_activities: int = Field(default=200, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    #: Worker: on SIGTERM, how long in-flight activities may take to finish.
+    worker_shutdown_grace: Duration = timedelta(seconds=30)
 
     @field_validator("api_key", "payload_keys", "codec_cors_origins", mode="before")
     @classmethod

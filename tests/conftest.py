@@ -230,7 +230,7 @@ async def hub(
     hub_settings: Settings, temporal_client: Client, sims: Simulators
 ) -> AsyncIterator[Hub]:
     from api.main import create_app
-    from worker import build_activities, create_worker
+    from worker import build_activities, create_workers
 
     migrate(hub_settings.resolved_database_url)
     engine = create_engine(hub_settings.resolved_database_url)
@@ -239,8 +239,10 @@ async def hub(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         activities = await build_activities(hub_settings, sessions, stack)
-        worker = create_worker(temporal_client, activities, task_queue=hub_settings.task_queue)
-        await stack.enter_async_context(worker)
+        for worker in create_workers(
+            temporal_client, activities, hub_settings, task_queue=hub_settings.task_queue
+        ):
+            await stack.enter_async_context(worker)
         await stack.enter_async_context(app.router.lifespan_context(app))
         api = await stack.enter_async_context(
             httpx.AsyncClient(

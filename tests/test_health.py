@@ -79,7 +79,11 @@ def test_production_refuses_missing_secrets() -> None:
 def test_api_key_and_nested_retry_come_from_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HUB_API_KEY", "a-key-of-some-length-here, second-key-of-some-length")
     monkeypatch.setenv("HUB_RETRY__BILLING__MAXIMUM_ATTEMPTS", "3")
+    monkeypatch.setenv("HUB_RETRY__BILLING__INITIAL_INTERVAL", "0.5")
+    monkeypatch.setenv("HUB_WORKER_SHUTDOWN_GRACE", "PT45S")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.api_key == ["a-key-of-some-length-here", "second-key-of-some-length"]
     assert settings.retry["billing"].maximum_attempts == 3
+    assert settings.retry["billing"].initial_interval.total_seconds() == 0.5
+    assert settings.worker_shutdown_grace.total_seconds() == 45
     assert settings.retry["hss"].maximum_attempts == 8  # the others keep their defaults

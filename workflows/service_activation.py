@@ -498,9 +498,13 @@ class ServiceActivation:
 
     def _options(self, system: str) -> dict[str, Any]:
         policy = self._policies.get(system)
+        # Each outside system has its own task queue, so it can be rate-limited on its own.
+        queue = workflow.info().task_queue
+        options: dict[str, Any] = {"task_queue": queue if system == "hub" else f"{queue}.{system}"}
         if policy is None:
-            return {"start_to_close_timeout": timedelta(seconds=30)}
+            return {**options, "start_to_close_timeout": timedelta(seconds=30)}
         return {
+            **options,
             "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),
             "schedule_to_close_timeout": (
                 timedelta(seconds=policy.schedule_to_close) if policy.schedule_to_close else None

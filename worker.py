@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.billing import BillingActivities
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
+from activities.dead_letters import DeadLetterStore
 from activities.hss import HssActivities
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
@@ -66,9 +67,14 @@ async def build_activities(
         stack.push_async_callback(client.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
-    store = OrderStoreActivities(sessions)
+    store, dead_letters = OrderStoreActivities(sessions), DeadLetterStore(sessions)
     return {
-        "hub": [PolicyActivities(settings).retry_policies, store.record_order_state],
+        "hub": [
+            PolicyActivities(settings).process_policies,
+            store.record_order_state,
+            dead_letters.park,
+            dead_letters.update,
+        ],
         "credit": [credit_acts.check_credit, credit_acts.release_credit],
         "crm": [
             crm_acts.upsert_customer,

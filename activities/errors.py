@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from hub.errors import PermanentError, TransientError
@@ -22,7 +23,17 @@ def outside_call() -> Iterator[None]:
     try:
         yield
     except PermanentError as exc:
-        raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
+        raise ApplicationError(
+            str(exc), _failure_details(), type=type(exc).__name__, non_retryable=True
+        ) from exc
     except TransientError as exc:
         delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-        raise ApplicationError(str(exc), type="TransientError", next_retry_delay=delay) from exc
+        raise ApplicationError(
+            str(exc), _failure_details(), type="TransientError", next_retry_delay=delay
+        ) from exc
+
+
+def _failure_details() -> dict[str, object]:
+    """Which attempt failed and when: a parked step's dead letter reports them."""
+    info = activity.info()
+    return {"attempt": info.attempt, "failed_at": datetime.now(UTC).isoformat()}

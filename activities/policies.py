@@ -25,13 +25,21 @@ class SystemPolicy:
     schedule_to_close: float | None
 
 
+@dataclass
+class ProcessPolicies:
+    """What a workflow needs from settings: each system's policy, and how long to park."""
+
+    systems: dict[str, SystemPolicy]
+    park_timeout: float
+
+
 class PolicyActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn(name="hub.retry_policies")
-    async def retry_policies(self) -> dict[str, SystemPolicy]:
-        return {
+    @activity.defn(name="hub.process_policies")
+    async def process_policies(self) -> ProcessPolicies:
+        systems = {
             system: SystemPolicy(
                 initial_interval=policy.initial_interval.total_seconds(),
                 backoff_coefficient=policy.backoff_coefficient,
@@ -44,3 +52,6 @@ class PolicyActivities:
             )
             for system, policy in self.settings.retry.items()
         }
+        return ProcessPolicies(
+            systems=systems, park_timeout=self.settings.park_timeout.total_seconds()
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from hub.errors import (
+    AuthenticationError,
     ConflictError,
     HubError,
     NotFoundError,
@@ -67,6 +68,8 @@ def error_for_response(system: str, response: httpx.Response) -> HubError:
             status=status,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
+    if status in (401, 403):
+        return AuthenticationError(text, system=system, status=status)
     if status == 404:
         return NotFoundError(text, system=system, status=status)
     if status == 409:

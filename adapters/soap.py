@@ -18,7 +18,13 @@ from lxml import etree
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
-from hub.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from hub.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +89,8 @@ class SoapClient:
             text = f"{operation}: HTTP {exc.status_code} without a SOAP reply"
             if status is None or status >= 500 or status in (408, 429):
                 raise TransientError(text, system=self.system, status=status) from exc
+            if status in (401, 403):
+                raise AuthenticationError(text, system=self.system, status=status) from exc
             raise PermanentError(text, system=self.system, status=status) from exc
         except httpx.TimeoutException as exc:
             raise TransientError(f"{operation}: timeout", system=self.system) from exc

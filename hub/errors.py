@@ -8,6 +8,7 @@ above ``adapters/`` ever sees one. The tree::
     └── PermanentError            do not retry: 4xx, SOAP faults, malformed replies
         ├── NotFoundError         the outside system has no such record (404)
         ├── ConflictError         the record exists in a state that forbids the call (409)
+        ├── AuthenticationError   our credentials were refused (401, 403): a person must act
         └── BusinessRejection     the system answered, and the answer is "no" (credit declined)
 
 Activities turn a ``PermanentError`` into a non-retryable ``ApplicationError`` whose ``type``
@@ -64,6 +65,10 @@ class NotFoundError(PermanentError):
 
 class ConflictError(PermanentError):
     """The record exists, but in a state that forbids the call."""
+
+
+class AuthenticationError(PermanentError):
+    """The system refused our credentials: a technical failure a person repairs (parked)."""
 
 
 class BusinessRejection(PermanentError):

@@ -100,3 +100,54 @@ class CancelServiceOrder(SQLModel, table=True):
     requested_at: datetime = Field(default_factory=utcnow)
     effective_at: datetime | None = None
     error_message: str | None = None
+
+
+class DeadLetterStatus(StrEnum):
+    """Where a parked step stands. ``parked`` waits for an operator; the others are final
+    except ``retrying``, which ends ``resolved`` or is parked again as a new dead letter."""
+
+    PARKED = "parked"
+    RETRYING = "retrying"
+    RESOLVED = "resolved"
+    SKIPPED = "skipped"
+    ABORTED = "aborted"
+    EXPIRED = "expired"
+
+
+class DeadLetterAction(StrEnum):
+    RETRY = "retry"
+    SKIP = "skip"
+    ABORT = "abort"
+
+
+class DeadLetter(SQLModel, table=True):
+    """A step that exhausted its retries (or failed for a technical reason) and waits for a
+    person: retry (maybe with corrected input), skip (where allowed), or abort (compensate)."""
+
+    __tablename__ = "dead_letter"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(index=True, max_length=200)
+    run_id: str = Field(max_length=64)
+    process: str = Field(index=True, max_length=64)
+    order_id: str | None = Field(default=None, index=True, max_length=64)
+    step: str = Field(index=True, max_length=200)
+    system: str = Field(index=True, max_length=32)
+    activity: str = Field(max_length=200)
+    compensation: bool = False
+    skippable: bool = False
+    #: The step's input with secrets redacted.
+    input: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error_type: str = Field(max_length=200)
+    last_error: str
+    attempts: int = 0
+    first_failure_at: datetime
+    last_failure_at: datetime
+    parked_at: datetime = Field(default_factory=utcnow, index=True)
+    deadline: datetime
+    status: str = Field(default=DeadLetterStatus.PARKED, index=True, max_length=16)
+    decision: str | None = Field(default=None, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    closed_at: datetime | None = None

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 
+
 def _seconds(value: object) -> object:
     """Durations from the environment may be plain seconds ("20", "0.5") or ISO 8601 ("PT20S")."""
     if isinstance(value, str):
@@ -113,6 +114,9 @@ class Settings(BaseSettings):
     #: Activities per second a system may receive, across all workers (Temporal enforces it
     #: on the system's task queue): protects a fragile legacy system. Absent: no limit.
     rate_limit: dict[str, float] = Field(default_factory=dict)
+
+    #: How long a parked step waits for an operator's decision before the process aborts.
+    park_timeout: Duration = timedelta(days=7)
 
     #: Worker: activities and workflow tasks one worker process runs at once.
     worker_max_concurrent_activities: int = Field(default=200, ge=1)

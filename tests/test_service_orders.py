@@ -249,20 +249,6 @@ async def test_transient_failures_are_retried_to_success(hub: Hub, sims: Simulat
     assert all(rule["remaining"] == 0 for rule in faults), "the faults were not all hit"
 
 
-async def test_an_outage_longer_than_the_retry_budget_fails_and_compensates(
-    hub: Hub, sims: Simulators
-) -> None:
-    identity = new_identity()
-    await sims.fault(
-        "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
-    )
-    done = await run_order(hub, order(identity))
-    assert done["state"] == "failed"
-    message = done["errorMessage"][0]["message"]
-    assert "billing.create_subscription" in message and "gave up retrying" in message
-    await assert_no_trace(sims, identity, ("credit", "crm", "hss", "billing"))
-
-
 # --- idempotency of the API, cancellation ----------------------------------------------------
 
 

@@ -20,14 +20,21 @@ retried activity never creates a second record.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.saga import (
+    DeadLetterDecision,
+    DecisionResult,
+    Saga,
+    SagaCancelled,
+    StepAborted,
+    describe,
+    set_hub_status,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import (
@@ -46,7 +53,9 @@ with workflow.unsafe.imports_passed_through():
         DeleteCustomerInput,
         DeleteServiceInput,
         ServiceStatusInput,
+        ServiceStatusResult,
         UpsertCustomerInput,
+        UpsertCustomerResult,
     )
     from activities.hss import (
         CreateSubscriberInput,
@@ -56,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateQosInput,
     )
     from activities.orders import OrderStoreActivities, RecordOrderStateInput
-    from activities.policies import PolicyActivities, SystemPolicy
+    from activities.policies import PolicyActivities
     from adapters.hss import QosProfile
     from hub import search_attributes as sa
     from hub.models import ItemState, OrderState
@@ -129,6 +138,7 @@ class OrderStatus:
     error_message: str | None
     cancel_requested: bool
     compensations_pending: int
+    parked_dead_letter: str | None = None
 
 
 @dataclass
@@ -136,42 +146,32 @@ class CancelRequest:
     reason: str | None = None
 
 
-class _OrderCancelled(Exception):
-    """Raised between steps once a cancellation was accepted."""
-
-
-@dataclass
-class _Compensation:
-    step: str
-    system: str
-    run: Callable[[], Awaitable[Any]] = field(repr=False)
-
-
 @workflow.defn(name=WORKFLOW_NAME)
 class ServiceActivation:
     def __init__(self) -> None:
         self._state = OrderState.ACKNOWLEDGED
         self._items: dict[str, str] = {}
-        self._current_step: str | None = None
         self._error: str | None = None
         self._cancel: CancelRequest | None = None
-        self._compensations: list[_Compensation] = []
-        self._compensating = False
         #: Set once a step that cannot be undone has run (an HSS delete).
         self._past_point_of_no_return = False
-        self._policies: dict[str, SystemPolicy] = {}
+        self._current_item: str | None = None
+        self._saga: Saga | None = None
 
     # --- messages -------------------------------------------------------------------------
 
     @workflow.query
     def status(self) -> OrderStatus:
+        saga = self._saga
+        parked = saga.parked if saga else None
         return OrderStatus(
             state=self._state.value,
-            current_step=self._current_step,
+            current_step=saga.current_step if saga else None,
             items=dict(self._items),
             error_message=self._error,
             cancel_requested=self._cancel is not None,
-            compensations_pending=len(self._compensations),
+            compensations_pending=saga.compensations_pending if saga else 0,
+            parked_dead_letter=parked.dead_letter_id if parked else None,
         )
 
     @workflow.update
@@ -186,7 +186,7 @@ class ServiceActivation:
             raise ApplicationError(
                 f"the order is already {self._state.value}", type="NotCancellable"
             )
-        if self._compensating:
+        if self._saga and self._saga.compensating:
             raise ApplicationError("the order is already being rolled back", type="NotCancellable")
         if self._past_point_of_no_return:
             raise ApplicationError(
@@ -194,17 +194,38 @@ class ServiceActivation:
                 type="NotCancellable",
             )
 
+    @workflow.update
+    async def decide(self, decision: DeadLetterDecision) -> DecisionResult:
+        """An operator's retry / skip / abort of the step this order is parked on."""
+        assert self._saga is not None
+        return self._saga.accept_decision(decision)
+
+    @decide.validator
+    def _validate_decide(self, decision: DeadLetterDecision) -> None:
+        if self._saga is None:
+            raise ApplicationError("the order has not started", type="NotParked")
+        self._saga.validate_decision(decision)
+
     # --- the process ----------------------------------------------------------------------
+
+    def _stop_requested(self) -> bool:
+        return self._cancel is not None and not self._past_point_of_no_return
 
     @workflow.run
     async def run(self, order: ServiceActivationInput) -> ServiceActivationResult:
         self._order = order
         self._items = {item.id: ItemState.ACKNOWLEDGED.value for item in order.items}
-        self._policies = await workflow.execute_local_activity_method(
-            PolicyActivities.retry_policies, start_to_close_timeout=timedelta(seconds=10)
+        policies = await workflow.execute_local_activity_method(
+            PolicyActivities.process_policies, start_to_close_timeout=timedelta(seconds=10)
+        )
+        self._saga = Saga(
+            process=PROCESS_KIND,
+            order_id=order.order_id,
+            policies=policies,
+            stop_requested=self._stop_requested,
         )
         self._state = OrderState.IN_PROGRESS
-        self._hub_status(sa.HubStatus.RUNNING)
+        set_hub_status(sa.HubStatus.RUNNING)
         await self._record(reason="workflow started")
         try:
             await self._prepare(order)
@@ -217,12 +238,15 @@ class ServiceActivation:
                 else:
                     await self._delete(item)
                 await self._set_item(item.id, ItemState.COMPLETED)
-            self._check_cancel()
-        except _OrderCancelled:
+            if self._stop_requested():
+                raise SagaCancelled()
+        except SagaCancelled:
             await self._roll_back(OrderState.CANCELLED, ItemState.CANCELLED)
-        except ActivityError as err:
-            self._error = f"{self._current_step}: {_describe(err)}"
-            workflow.logger.warning("order step failed", extra={"step": self._current_step})
+        except (ActivityError, StepAborted) as err:
+            step = self.saga.current_step
+            message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
+            self._error = message
+            workflow.logger.warning("order step failed", extra={"step": step})
             # A failure in an item's step fails that item; one in an order-level step (credit,
             # customer) fails every item, none of which could start.
             failed = [self._current_item] if self._current_item else list(self._items)
@@ -231,8 +255,8 @@ class ServiceActivation:
             await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
         else:
             self._state = OrderState.COMPLETED
-            self._current_step = None
-            self._hub_status(sa.HubStatus.COMPLETED)
+            self.saga.current_step = None
+            set_hub_status(sa.HubStatus.COMPLETED)
             workflow.set_current_details("completed")
             await self._record(reason="all items completed")
         return ServiceActivationResult(
@@ -248,13 +272,13 @@ class ServiceActivation:
         if not adds:
             return
         self._current_item = None
-        price = await self._call(
+        price = await self.saga.call(
             "billing.price_plans",
             "billing",
             BillingActivities.price_plans,
             PricePlansInput([item.service.plan or "" for item in adds]),
         )
-        check = await self._call(
+        check = await self.saga.call(
             "credit.check",
             "credit",
             CreditActivities.check_credit,
@@ -266,13 +290,13 @@ class ServiceActivation:
                 idempotency_key=self._key("credit.check"),
             ),
         )
-        self._push(
+        self.saga.push(
             "credit.release",
             "credit",
             CreditActivities.release_credit,
             ReleaseCreditInput(check.check_id, self._key("credit.release")),
         )
-        customer = await self._call(
+        customer = await self.saga.call(
             "crm.upsert_customer",
             "crm",
             CrmActivities.upsert_customer,
@@ -283,9 +307,11 @@ class ServiceActivation:
                 phone=order.customer.phone,
                 idempotency_key=self._key("crm.upsert_customer"),
             ),
+            skippable=True,
+            skip_result=UpsertCustomerResult(created=False),
         )
         if customer.created:
-            self._push(
+            self.saga.push(
                 "crm.delete_customer",
                 "crm",
                 CrmActivities.delete_customer,
@@ -297,7 +323,7 @@ class ServiceActivation:
         service, customer = item.service, self._order.customer
         assert service.ki and service.qos and service.plan  # validated by the API
         self._current_item = item.id
-        await self._call(
+        await self.saga.call(
             f"{item.id}/hss.create_subscriber",
             "hss",
             HssActivities.create_subscriber,
@@ -311,14 +337,14 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/hss.create_subscriber"),
             ),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/hss.delete_subscriber",
             "hss",
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
         )
         if self._account_id is None:
-            account = await self._call(
+            account = await self.saga.call(
                 "billing.open_account",
                 "billing",
                 BillingActivities.open_account,
@@ -331,13 +357,13 @@ class ServiceActivation:
             )
             self._account_id = account.account_id
             if account.created:
-                self._push(
+                self.saga.push(
                     "billing.close_account",
                     "billing",
                     BillingActivities.close_account,
                     CloseAccountInput(account.account_id, self._key("billing.close_account")),
                 )
-        subscription = await self._call(
+        subscription = await self.saga.call(
             f"{item.id}/billing.create_subscription",
             "billing",
             BillingActivities.create_subscription,
@@ -349,7 +375,7 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/billing.create_subscription"),
             ),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/billing.void_subscription",
             "billing",
             BillingActivities.void_subscription,
@@ -357,7 +383,7 @@ class ServiceActivation:
                 subscription.subscription_id, self._key(f"{item.id}/billing.void_subscription")
             ),
         )
-        await self._call(
+        await self.saga.call(
             f"{item.id}/crm.activate_service",
             "crm",
             CrmActivities.set_service_status,
@@ -371,8 +397,9 @@ class ServiceActivation:
                 order_id=self._order.order_id,
                 idempotency_key=self._key(f"{item.id}/crm.activate_service"),
             ),
+            skippable=True,
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/crm.delete_service",
             "crm",
             CrmActivities.delete_service,
@@ -385,22 +412,22 @@ class ServiceActivation:
         service = item.service
         assert service.qos and service.plan  # validated by the API
         self._current_item = item.id
-        previous_qos: QosProfile = await self._call(
+        previous_qos: QosProfile = await self.saga.call(
             f"{item.id}/hss.read_qos", "hss", HssActivities.read_qos, ReadQosInput(service.imsi)
         )
-        await self._call(
+        await self.saga.call(
             f"{item.id}/hss.update_qos",
             "hss",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, service.qos, self._key(f"{item.id}/hss.update_qos")),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/hss.restore_qos",
             "hss",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, previous_qos, self._key(f"{item.id}/hss.restore_qos")),
         )
-        change = await self._call(
+        change = await self.saga.call(
             f"{item.id}/billing.change_plan",
             "billing",
             BillingActivities.change_plan,
@@ -408,7 +435,7 @@ class ServiceActivation:
                 service.msisdn, service.plan, self._key(f"{item.id}/billing.change_plan")
             ),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/billing.restore_plan",
             "billing",
             BillingActivities.change_plan,
@@ -420,7 +447,7 @@ class ServiceActivation:
     async def _delete(self, item: ServiceItem) -> None:
         service, customer = item.service, self._order.customer
         self._current_item = item.id
-        marked = await self._call(
+        marked = await self.saga.call(
             f"{item.id}/crm.mark_terminating",
             "crm",
             CrmActivities.set_service_status,
@@ -431,8 +458,10 @@ class ServiceActivation:
                 order_id=self._order.order_id,
                 idempotency_key=self._key(f"{item.id}/crm.mark_terminating"),
             ),
+            skippable=True,
+            skip_result=ServiceStatusResult(previous_status=None),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/crm.restore_status",
             "crm",
             CrmActivities.set_service_status,
@@ -443,7 +472,7 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/crm.restore_status"),
             ),
         )
-        await self._call(
+        await self.saga.call(
             f"{item.id}/billing.terminate_subscription",
             "billing",
             BillingActivities.terminate_subscription,
@@ -451,7 +480,7 @@ class ServiceActivation:
                 service.msisdn, self._key(f"{item.id}/billing.terminate_subscription")
             ),
         )
-        self._push(
+        self.saga.push(
             f"{item.id}/billing.reactivate_subscription",
             "billing",
             BillingActivities.reactivate_subscription,
@@ -461,17 +490,18 @@ class ServiceActivation:
         )
         # The point of no return: the subscriber's keys leave the network for good. From here
         # the order only moves forward (and can no longer be cancelled).
-        self._check_cancel()
+        if self._stop_requested():
+            raise SagaCancelled()
         self._past_point_of_no_return = True
-        await self._call(
+        await self.saga.call(
             f"{item.id}/hss.delete_subscriber",
             "hss",
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
             cancellable=False,
         )
-        self._compensations.clear()
-        await self._call(
+        self.saga.forget_compensations()
+        await self.saga.call(
             f"{item.id}/crm.delete_service",
             "crm",
             CrmActivities.delete_service,
@@ -479,85 +509,23 @@ class ServiceActivation:
                 customer.id, service.service_id, self._key(f"{item.id}/crm.delete_service")
             ),
             cancellable=False,
+            skippable=True,
         )
 
-    # --- saga machinery -------------------------------------------------------------------
+    # --- bookkeeping ----------------------------------------------------------------------
 
-    _current_item: str | None = None
-
-    @staticmethod
-    def _hub_status(status: sa.HubStatus) -> None:
-        workflow.upsert_search_attributes([sa.HUB_STATUS.value_set(status.value)])
+    @property
+    def saga(self) -> Saga:
+        assert self._saga is not None, "the saga starts with the run"
+        return self._saga
 
     def _key(self, step: str) -> str:
         return f"{workflow.info().workflow_id}/{step}"
 
-    def _check_cancel(self) -> None:
-        if self._cancel is not None and not self._past_point_of_no_return:
-            raise _OrderCancelled()
-
-    def _options(self, system: str) -> dict[str, Any]:
-        policy = self._policies.get(system)
-        # Each outside system has its own task queue, so it can be rate-limited on its own.
-        queue = workflow.info().task_queue
-        options: dict[str, Any] = {"task_queue": queue if system == "hub" else f"{queue}.{system}"}
-        if policy is None:
-            return {**options, "start_to_close_timeout": timedelta(seconds=30)}
-        return {
-            **options,
-            "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),
-            "schedule_to_close_timeout": (
-                timedelta(seconds=policy.schedule_to_close) if policy.schedule_to_close else None
-            ),
-            "retry_policy": RetryPolicy(
-                initial_interval=timedelta(seconds=policy.initial_interval),
-                backoff_coefficient=policy.backoff_coefficient,
-                maximum_interval=timedelta(seconds=policy.maximum_interval),
-                maximum_attempts=policy.maximum_attempts,
-            ),
-        }
-
-    async def _call(
-        self,
-        step: str,
-        system: str,
-        activity: Callable[..., Awaitable[Any]],
-        arg: Any = None,
-        *,
-        cancellable: bool = True,
-    ) -> Any:
-        if cancellable:
-            self._check_cancel()
-        self._current_step = step
-        workflow.set_current_details(f"calling **{system}**: `{step}`")
-        args = [] if arg is None else [arg]
-        return await workflow.execute_activity_method(
-            activity, args=args, summary=f"{system}: {step}", **self._options(system)
-        )
-
-    def _push(
-        self, step: str, system: str, activity: Callable[..., Awaitable[Any]], arg: Any
-    ) -> None:
-        async def run() -> Any:
-            return await workflow.execute_activity_method(
-                activity, arg, summary=f"compensate {system}: {step}", **self._options(system)
-            )
-
-        self._compensations.append(_Compensation(step, system, run))
-
     async def _roll_back(self, final: OrderState, rolled_back: ItemState) -> None:
-        """Run the compensations in reverse; one that fails does not stop the others."""
-        self._compensating = True
-        self._hub_status(sa.HubStatus.COMPENSATING)
-        failures: list[str] = []
-        while self._compensations:
-            compensation = self._compensations.pop()
-            self._current_step = f"compensate {compensation.step}"
-            try:
-                await compensation.run()
-            except ActivityError as err:
-                failures.append(f"{compensation.step}: {_describe(err)}")
-                workflow.logger.error("compensation failed", extra={"step": compensation.step})
+        """Compensate every step done, newest first, then record the final state."""
+        set_hub_status(sa.HubStatus.COMPENSATING)
+        failures = await self.saga.compensate()
         if failures:
             note = "compensation failed, manual repair needed: " + "; ".join(failures)
             self._error = f"{self._error}; {note}" if self._error else note
@@ -565,16 +533,16 @@ class ServiceActivation:
             if state != ItemState.FAILED.value:
                 self._items[item_id] = rolled_back.value
         self._state = final
-        self._current_step = None
+        self.saga.current_step = None
         cancelled = final == OrderState.CANCELLED
-        self._hub_status(sa.HubStatus.CANCELLED if cancelled else sa.HubStatus.FAILED)
+        set_hub_status(sa.HubStatus.CANCELLED if cancelled else sa.HubStatus.FAILED)
         workflow.set_current_details(
             f"{final.value}: {self._error}" if self._error else final.value
         )
-        if final == OrderState.CANCELLED and self._cancel and self._cancel.reason:
+        if cancelled and self._cancel and self._cancel.reason:
             reason = f"cancelled: {self._cancel.reason}"
         else:
-            reason = "cancelled" if final == OrderState.CANCELLED else "failed and rolled back"
+            reason = "cancelled" if cancelled else "failed and rolled back"
         await self._record(reason=reason)
 
     async def _set_item(self, item_id: str, state: ItemState) -> None:
@@ -584,8 +552,8 @@ class ServiceActivation:
     async def _record(
         self, *, reason: str | None = None, items: dict[str, str] | None = None
     ) -> None:
-        """Write progress to the hub database (retried without limit: it is our own store)."""
-        await workflow.execute_activity_method(
+        """Write progress to the hub database."""
+        await self.saga.record(
             OrderStoreActivities.record_order_state,
             RecordOrderStateInput(
                 order_id=self._order.order_id,
@@ -595,20 +563,4 @@ class ServiceActivation:
                 reason=reason,
             ),
             summary=f"hub: record {self._state.value}",
-            **self._options("hub"),
         )
-
-
-def _describe(err: FailureError) -> str:
-    """The innermost cause's message, with the attempt count when retries ran out."""
-    cause: BaseException = err
-    while isinstance(cause, FailureError) and cause.cause is not None:
-        cause = cause.cause
-    message = str(cause.message if isinstance(cause, FailureError) else cause)
-    if (
-        isinstance(err, ActivityError)
-        and err.retry_state is not None
-        and err.retry_state.name in ("MAXIMUM_ATTEMPTS_REACHED", "TIMEOUT")
-    ):
-        message = f"gave up retrying ({err.retry_state.name.lower()}): {message}"
-    return message

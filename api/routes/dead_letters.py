@@ -1,0 +1,252 @@
+"""Dead letters: steps parked for a person, and the decisions that release them.
+
+A decision goes to the parked workflow as a Temporal update, so the caller learns at once
+whether it was accepted; the workflow then records it (who, when, what) in the dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from api.deps import ApiKeyDep, SessionDep, TemporalDep, require_api_key
+from api.errors import ApiError
+from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
+from workflows.saga import DeadLetterDecision
+
+router = APIRouter(
+    prefix="/deadLetters", tags=["Dead letters"], dependencies=[Depends(require_api_key)]
+)
+
+
+class DecisionBody(BaseModel):
+    decidedBy: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who decides; defaults to the API key's fingerprint",
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+    input: dict[str, Any] | None = Field(
+        default=None, description="retry only: fields of the step's input to correct"
+    )
+
+
+class BulkRetryBody(BaseModel):
+    process: str | None = None
+    system: str | None = None
+    step: str | None = None
+    decidedBy: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "status": letter.status,
+        "process": letter.process,
+        "workflowId": letter.workflow_id,
+        "runId": letter.run_id,
+        "orderId": letter.order_id,
+        "step": letter.step,
+        "system": letter.system,
+        "activity": letter.activity,
+        "compensation": letter.compensation,
+        "skippable": letter.skippable,
+        "input": letter.input,
+        "errorType": letter.error_type,
+        "lastError": letter.last_error,
+        "attempts": letter.attempts,
+        "firstFailureAt": _iso(letter.first_failure_at),
+        "lastFailureAt": _iso(letter.last_failure_at),
+        "parkedAt": _iso(letter.parked_at),
+        "deadline": _iso(letter.deadline),
+        "decision": letter.decision,
+        "decidedBy": letter.decided_by,
+        "decidedAt": _iso(letter.decided_at),
+        "decisionReason": letter.decision_reason,
+        "closedAt": _iso(letter.closed_at),
+    }
+
+
+def _fingerprint(api_key: str) -> str:
+    return "api-key:" + hashlib.sha256(api_key.encode()).hexdigest()[:10]
+
+
+@router.get("", summary="List dead letters")
+async def list_dead_letters(
+    response: Response,
+    session: SessionDep,
+    process: str | None = None,
+    system: str | None = None,
+    step: str | None = None,
+    status: str | None = Query(default=None, description="parked, retrying, resolved, ..."),
+    orderId: str | None = None,
+    since: datetime | None = Query(default=None, description="parked at or after"),
+    until: datetime | None = Query(default=None, description="parked before"),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    if status is not None and status not in {s.value for s in DeadLetterStatus}:
+        known = ", ".join(s.value for s in DeadLetterStatus)
+        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    conditions: list[Any] = [
+        column == value
+        for column, value in (
+            (DeadLetter.process, process),
+            (DeadLetter.system, system),
+            (DeadLetter.step, step),
+            (DeadLetter.status, status),
+            (DeadLetter.order_id, orderId),
+        )
+        if value is not None
+    ]
+    if since is not None:
+        conditions.append(col(DeadLetter.parked_at) >= since)
+    if until is not None:
+        conditions.append(col(DeadLetter.parked_at) < until)
+    total = (
+        await session.exec(select(func.count()).select_from(DeadLetter).where(*conditions))
+    ).one()
+    letters = await session.exec(
+        select(DeadLetter)
+        .where(*conditions)
+        .order_by(col(DeadLetter.parked_at).desc(), col(DeadLetter.id))
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = [dead_letter_json(letter) for letter in letters]
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows
+
+
+async def _letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:
+    letter = await session.get(DeadLetter, letter_id)
+    if letter is None:
+        raise ApiError(404, f"no dead letter with id {letter_id!r}")
+    return letter
+
+
+@router.get("/{letter_id}", summary="Read one dead letter")
+async def get_dead_letter(letter_id: str, session: SessionDep) -> dict[str, Any]:
+    return dead_letter_json(await _letter_or_404(session, letter_id))
+
+
+async def _decide(
+    temporal: Client,
+    letter: DeadLetter,
+    action: DeadLetterAction,
+    decided_by: str,
+    reason: str | None,
+    corrected: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Send the decision to the parked workflow; 409 with its reason if refused."""
+    if letter.status != DeadLetterStatus.PARKED:
+        raise ApiError(409, f"dead letter {letter.id} is {letter.status}, not parked")
+    handle = temporal.get_workflow_handle(letter.workflow_id)
+    try:
+        await handle.execute_update(
+            "decide",
+            DeadLetterDecision(
+                dead_letter_id=letter.id,
+                action=action.value,
+                decided_by=decided_by,
+                reason=reason,
+                input=corrected,
+            ),
+            rpc_timeout=timedelta(seconds=10),
+        )
+    except WorkflowUpdateFailedError as exc:
+        message = getattr(exc.cause, "message", None) or str(exc)
+        raise ApiError(409, f"{action.value} refused: {message}") from exc
+    except RPCError as exc:
+        raise ApiError(
+            409, f"{action.value} refused: the workflow is not running ({exc.status.name})"
+        ) from exc
+    return {
+        "accepted": True,
+        "action": action.value,
+        "decidedBy": decided_by,
+        "deadLetter": dead_letter_json(letter),
+    }
+
+
+def _decision_route(action: DeadLetterAction):  # type: ignore[no-untyped-def]
+    async def decide(
+        letter_id: str,
+        body: DecisionBody,
+        session: SessionDep,
+        temporal: TemporalDep,
+        api_key: ApiKeyDep,
+    ) -> dict[str, Any]:
+        if body.input and action != DeadLetterAction.RETRY:
+            raise ApiError(400, "input: corrected input goes with retry only")
+        letter = await _letter_or_404(session, letter_id)
+        return await _decide(
+            temporal,
+            letter,
+            action,
+            body.decidedBy or _fingerprint(api_key),
+            body.reason,
+            body.input,
+        )
+
+    decide.__name__ = f"{action.value}_dead_letter"
+    return decide
+
+
+for _action, _summary in (
+    (DeadLetterAction.RETRY, "Run the parked step again (optionally with corrected input)"),
+    (DeadLetterAction.SKIP, "Mark the parked step done by hand (where the step allows it)"),
+    (DeadLetterAction.ABORT, "Give up: compensate and fail the process"),
+):
+    router.add_api_route(
+        f"/{{letter_id}}/{_action.value}",
+        _decision_route(_action),
+        methods=["POST"],
+        summary=_summary,
+    )
+
+
+@router.post("/retry", summary="Retry every parked dead letter matching a filter")
+async def bulk_retry(
+    body: BulkRetryBody, session: SessionDep, temporal: TemporalDep, api_key: ApiKeyDep
+) -> dict[str, Any]:
+    conditions = [DeadLetter.status == DeadLetterStatus.PARKED] + [
+        column == value
+        for column, value in (
+            (DeadLetter.process, body.process),
+            (DeadLetter.system, body.system),
+            (DeadLetter.step, body.step),
+        )
+        if value is not None
+    ]
+    letters = list(await session.exec(select(DeadLetter).where(*conditions)))
+    accepted, refused = [], []
+    for letter in letters:
+        try:
+            await _decide(
+                temporal,
+                letter,
+                DeadLetterAction.RETRY,
+                body.decidedBy or _fingerprint(api_key),
+                body.reason,
+                None,
+            )
+            accepted.append(letter.id)
+        except ApiError as exc:
+            refused.append({"id": letter.id, "message": exc.message})
+    return {"matched": len(letters), "accepted": accepted, "refused": refused}

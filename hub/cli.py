@@ -1,0 +1,386 @@
+"""The ``hub`` command: run the hub's parts, and work with service orders from a shell.
+
+::
+
+    hub dev                       everything on this machine (what ``make run`` runs)
+    hub api / hub worker          one part, configured from the HUB_* settings
+    hub db upgrade                migrate the hub database to the newest schema
+    hub temporal setup            register the hub's search attributes in its namespace
+    hub order create FILE         POST a TMF641 ServiceOrder (JSON) to the API
+    hub order get|list|cancel|wait
+
+The ``order`` commands talk to the API at ``--api-url`` (or ``HUB_API_URL``) with the key
+``--api-key`` (or ``HUB_API_KEY`` from the environment or ``.env``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from hub.settings import Settings
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+TMF641 = "/tmf-api/serviceOrdering/v4"
+#: The states an order does not leave (see ``hub.models.OrderState.is_final``).
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+
+app = typer.Typer(
+    help="Telecom integration hub: run it, and work with its processes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The hub database.", no_args_is_help=True)
+temporal_app = typer.Typer(help="The Temporal namespace the hub runs in.", no_args_is_help=True)
+order_app = typer.Typer(
+    help="TMF641 service orders, through the hub API.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(temporal_app, name="temporal")
+app.add_typer(order_app, name="order")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        _fail(f"the HUB_* settings are invalid: {exc}")
+
+
+# --- Running the hub -------------------------------------------------------------------------
+
+
+@app.command()
+def dev() -> None:
+    """Start Temporal, the simulators, the worker and the API here; Ctrl-C stops them."""
+    from hub import devstack
+
+    raise typer.Exit(devstack.main([]))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: HUB_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: HUB_API_PORT.")] = None,
+) -> None:
+    """Serve the HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the worker: every workflow and activity on the task queue (HUB_TASK_QUEUE)."""
+    import worker as worker_module
+
+    worker_module.main()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the hub database (HUB_DATABASE_URL) to the newest schema."""
+    from hub.db import migrate
+
+    url = _settings().resolved_database_url
+    migrate(url)
+    shown = make_url(url).render_as_string(hide_password=True)
+    console.print(f"the database {escape(shown)} is at the newest schema")
+
+
+@temporal_app.command("setup")
+def temporal_setup() -> None:
+    """Register the hub's search attributes in the namespace (those it lacks; idempotent)."""
+    import asyncio
+
+    from hub.devstack import ensure_search_attributes
+    from hub.temporal import connect
+
+    settings = _settings()
+
+    async def setup() -> list[str]:
+        client = await connect(settings)
+        return await ensure_search_attributes(client, settings.temporal_namespace)
+
+    try:
+        added = asyncio.run(setup())
+    except Exception as exc:
+        _fail(f"Temporal at {settings.temporal_address}: {type(exc).__name__}: {exc}")
+    where = f"namespace {settings.temporal_namespace} on {settings.temporal_address}"
+    if added:
+        console.print(f"registered search attributes {', '.join(added)} in {where}")
+    else:
+        console.print(f"{where} already has every hub search attribute")
+
+
+# --- Talking to the API ----------------------------------------------------------------------
+
+ApiUrl = Annotated[
+    str,
+    typer.Option("--api-url", envvar="HUB_API_URL", help="Base URL of the hub API."),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="API key. Default: the first of HUB_API_KEY (environment or .env).",
+        show_default=False,
+    ),
+]
+
+
+def api_client(
+    api_url: str, api_key: str | None, *, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An HTTP client for the hub API; tests pass a transport."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    return httpx.Client(
+        base_url=api_url.rstrip("/"), headers=headers, timeout=15.0, transport=transport
+    )
+
+
+def _resolve_key(api_key: str | None) -> str | None:
+    if api_key:
+        return api_key
+    keys = _settings().api_key
+    return keys[0] if keys else None
+
+
+@contextmanager
+def _api(api_url: str, api_key: str | None) -> Iterator[httpx.Client]:
+    """A client whose connection failures end the command with a readable message."""
+    try:
+        with api_client(api_url, _resolve_key(api_key)) as client:
+            yield client
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        _fail(
+            f"the API is not reachable at {api_url} ({exc or type(exc).__name__}). Start it "
+            "with `make run` (or `hub api`), or point --api-url / HUB_API_URL at it."
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"the request to {api_url} failed: {type(exc).__name__}: {exc}")
+
+
+def describe_api_error(response: httpx.Response) -> str:
+    """One line from an error reply, from its TMF body ``{code, reason, message, status}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        status = body.get("status") or response.status_code
+        reason = body.get("reason") or response.reason_phrase
+        return f"the API answered {status} {reason}: {body['message']}"
+    text = response.text.strip()[:300]
+    return f"the API answered {response.status_code} {response.reason_phrase}" + (
+        f": {text}" if text else ""
+    )
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    response = client.request(method, path, **kwargs)
+    if response.is_error:
+        message = describe_api_error(response)
+        if response.status_code == 401 and "X-API-Key" not in client.headers:
+            message += " (no API key given: pass --api-key or set HUB_API_KEY)"
+        _fail(message)
+    return response
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        _fail(f"the API answered {response.status_code} with a body that is not JSON")
+
+
+def _print_order(order: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, key in [
+        ("id", "id"),
+        ("externalId", "externalId"),
+        ("state", "state"),
+        ("orderDate", "orderDate"),
+        ("completionDate", "completionDate"),
+    ]:
+        if order.get(key) is not None:
+            table.add_row(label, escape(str(order[key])))
+    for item in order.get("serviceOrderItem") or []:
+        spec = (item.get("service") or {}).get("serviceSpecification") or {}
+        table.add_row(
+            f"item {escape(str(item.get('id')))}",
+            escape(f"{item.get('action')} {spec.get('name', '')}: {item.get('state')}"),
+        )
+    for error in order.get("errorMessage") or []:
+        table.add_row("[red]error[/]", escape(str(error.get("message"))))
+    console.print(table)
+
+
+# --- Service orders --------------------------------------------------------------------------
+
+
+@order_app.command("create")
+def order_create(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="A TMF641 ServiceOrder as JSON."
+        ),
+    ],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
+) -> None:
+    """Create a service order; it starts the order's workflow."""
+    try:
+        body = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        _fail(f"{file} is not a readable JSON file: {exc}")
+    with _api(api_url, api_key) as client:
+        response = _call(client, "POST", f"{TMF641}/serviceOrder", json=body)
+    order = _json(response)
+    if quiet:
+        console.print(order.get("id"), markup=False, highlight=False)
+        return
+    verb = "created" if response.status_code == 201 else "already known (same externalId):"
+    console.print(
+        f"[green]{verb}[/] service order [bold]{escape(str(order.get('id')))}[/], "
+        f"state {escape(str(order.get('state')))}"
+    )
+    console.print(f"follow it with: hub order wait {escape(str(order.get('id')))}")
+
+
+@order_app.command("get")
+def order_get(
+    order_id: Annotated[str, typer.Argument(metavar="ID", help="The service order id.")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole order as JSON.")] = False,
+) -> None:
+    """Show one service order."""
+    with _api(api_url, api_key) as client:
+        order = _json(_call(client, "GET", f"{TMF641}/serviceOrder/{order_id}"))
+    if as_json:
+        console.print_json(data=order)
+    else:
+        _print_order(order)
+
+
+@order_app.command("list")
+def order_list(
+    state: Annotated[
+        str | None, typer.Option(help="Only orders in this state (e.g. inProgress).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """List service orders, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    with _api(api_url, api_key) as client:
+        response = _call(client, "GET", f"{TMF641}/serviceOrder", params=params)
+    orders = _json(response)
+    ids = [str(order.get("id") or "") for order in orders]
+    table = Table(title=f"service orders{f' ({state})' if state else ''}", title_justify="left")
+    # Ids are never cut or wrapped, so they can be copied whole; the rest folds if it must.
+    table.add_column("id", no_wrap=True, min_width=max(map(len, ids), default=2))
+    table.add_column("externalId", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("orderDate", overflow="fold")
+    for order_id, order in zip(ids, orders, strict=True):
+        ordered = str(order.get("orderDate") or "").split(".")[0].replace("T", " ")
+        table.add_row(
+            escape(order_id),
+            escape(str(order.get("externalId") or "")),
+            escape(str(order.get("state") or "")),
+            escape(ordered),
+        )
+    console.print(table)
+    total = response.headers.get("X-Total-Count", str(len(orders)))
+    console.print(f"{len(orders)} of {total} orders")
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order_id: Annotated[str, typer.Argument(metavar="ID", help="The service order id.")],
+    reason: Annotated[str | None, typer.Option(help="Why it is cancelled.")] = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Cancel an open service order (its done steps are compensated)."""
+    body: dict[str, Any] = {"serviceOrder": {"id": order_id}}
+    if reason:
+        body["cancellationReason"] = reason
+    with _api(api_url, api_key) as client:
+        cancel = _json(_call(client, "POST", f"{TMF641}/cancelServiceOrder", json=body))
+    console.print(
+        f"cancellation [bold]{escape(str(cancel.get('id')))}[/] of order "
+        f"{escape(order_id)}: {escape(str(cancel.get('state')))}"
+    )
+    console.print(f"follow it with: hub order wait {escape(order_id)}")
+
+
+@order_app.command("wait")
+def order_wait(
+    order_id: Annotated[str, typer.Argument(metavar="ID", help="The service order id.")],
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds.")] = 60,
+    interval: Annotated[float, typer.Option(min=0.01, hidden=True)] = 1.0,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Wait until the order is completed, failed or cancelled; exit 0 only if completed."""
+    started = time.monotonic()
+    deadline = started + timeout
+    with _api(api_url, api_key) as client, console.status(f"order {escape(order_id)}…") as status:
+        while True:
+            order = _json(_call(client, "GET", f"{TMF641}/serviceOrder/{order_id}"))
+            state = str(order.get("state"))
+            if state in FINAL_STATES:
+                break
+            if time.monotonic() >= deadline:
+                status.stop()
+                _fail(f"order {order_id} is still {state} after {timeout:g} s")
+            status.update(
+                f"order {escape(order_id)}: {escape(state)} ({time.monotonic() - started:.0f} s)"
+            )
+            time.sleep(interval)
+    elapsed = time.monotonic() - started
+    colour = "green" if state == "completed" else "red"
+    console.print(
+        f"order [bold]{escape(order_id)}[/] [{colour}]{escape(state)}[/] after {elapsed:.1f} s"
+    )
+    for error in order.get("errorMessage") or []:
+        console.print(f"  {escape(str(error.get('message')))}")
+    if state != "completed":
+        raise typer.Exit(1)

@@ -1,0 +1,265 @@
+"""Park and repair: a step that cannot go on alone waits for a person, and nothing is lost.
+
+Real dev server, real simulators: an outage longer than the retry budget parks the order, an
+operator's retry / skip / abort (through the API, as a Temporal update) releases it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from hub import search_attributes
+from tests.conftest import Hub, Simulators, eventually
+from tests.factories import add_item, new_identity, order
+
+ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
+LETTERS = "/deadLetters"
+
+
+async def submit(hub: Hub, body: dict[str, Any]) -> str:
+    response = await hub.api.post(ORDERS, json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def parked_letter(hub: Hub, order_id: str, timeout: float = 30) -> dict[str, Any]:
+    async def find() -> dict[str, Any] | None:
+        rows = (await hub.api.get(LETTERS, params={"orderId": order_id, "status": "parked"})).json()
+        return rows[0] if rows else None
+
+    return await eventually(find, timeout=timeout)
+
+
+async def order_state(hub: Hub, order_id: str, timeout: float = 60) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = (await hub.api.get(f"{ORDERS}/{order_id}")).json()
+        return body if body["state"] in ("completed", "failed", "cancelled") else None
+
+    return await eventually(done, timeout=timeout)
+
+
+async def letter(hub: Hub, letter_id: str) -> dict[str, Any]:
+    return (await hub.api.get(f"{LETTERS}/{letter_id}")).json()
+
+
+async def assert_no_trace(sims: Simulators, identity: dict[str, str]) -> None:
+    for needle in (identity["imsi"], identity["customer"]):
+        mentions = await sims.mentions(needle)
+        assert not any(mentions.values()), f"{needle} left in {mentions}"
+
+
+async def test_an_outage_parks_and_retry_after_it_completes(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    rule = await sims.fault(
+        "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
+    )
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["step"] == "1/billing.create_subscription"
+    assert parked["system"] == "billing" and parked["process"] == "service-activation"
+    assert parked["errorType"] == "TransientError" and "gave up retrying" in parked["lastError"]
+    assert parked["attempts"] == 5  # the test policy's maximum
+    assert parked["firstFailureAt"] <= parked["lastFailureAt"]
+    assert parked["input"]["imsi"] == identity["imsi"]
+    handle = hub.client.get_workflow_handle(f"service-order-{order_id}")
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "parked"
+    assert (await hub.api.get(f"{ORDERS}/{order_id}")).json()["state"] == "inProgress"
+
+    await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{rule['id']}")  # outage over
+    response = await hub.api.post(
+        f"{LETTERS}/{parked['id']}/retry",
+        json={"decidedBy": "noc-jane", "reason": "billing is back"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] is True
+    done = await order_state(hub, order_id)
+    assert done["state"] == "completed"
+    closed = await letter(hub, parked["id"])
+    assert closed["status"] == "resolved"
+    assert closed["decision"] == "retry" and closed["decidedBy"] == "noc-jane"
+    assert closed["decidedAt"] and closed["closedAt"]
+    state = await sims.state("billing")
+    assert sum(s["imsi"] == identity["imsi"] for s in state["subscriptions"]) == 1
+
+
+async def test_abort_compensates_and_fails(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    await sims.fault("hss", operation="createSubscriber", match=identity["imsi"], kind="transient")
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["input"]["ki"] == "***" and parked["input"]["opc"] == "***"  # redacted
+    response = await hub.api.post(f"{LETTERS}/{parked['id']}/abort", json={"reason": "give up"})
+    assert response.status_code == 200
+    assert response.json()["decidedBy"].startswith("api-key:")
+    done = await order_state(hub, order_id)
+    assert done["state"] == "failed"
+    assert "aborted by api-key:" in done["errorMessage"][0]["message"]
+    await assert_no_trace(sims, identity)
+    assert (await letter(hub, parked["id"]))["status"] == "aborted"
+
+
+async def test_skip_where_allowed_and_refused_where_not(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    await sims.fault("crm", operation="upsertService", match=identity["imsi"], kind="transient")
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["step"] == "1/crm.activate_service" and parked["skippable"] is True
+    response = await hub.api.post(
+        f"{LETTERS}/{parked['id']}/skip", json={"reason": "activated by hand in the CRM"}
+    )
+    assert response.status_code == 200
+    assert (await order_state(hub, order_id))["state"] == "completed"
+    assert (await letter(hub, parked["id"]))["status"] == "skipped"
+
+    other = new_identity()
+    await sims.fault("hss", operation="createSubscriber", match=other["imsi"], kind="transient")
+    other_id = await submit(hub, order(other))
+    stuck = await parked_letter(hub, other_id)
+    refused = await hub.api.post(f"{LETTERS}/{stuck['id']}/skip", json={})
+    assert refused.status_code == 409
+    assert "cannot be skipped" in refused.json()["message"]
+    assert (await hub.api.post(f"{LETTERS}/{stuck['id']}/abort", json={})).status_code == 200
+    assert (await order_state(hub, other_id))["state"] == "failed"
+
+
+async def test_retry_with_corrected_input(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    # Billing keeps refusing the STANDARD-5G subscription of this IMSI; BASIC-4G goes through.
+    await sims.fault(
+        "billing", operation="CreateSubscription", match="STANDARD-5G", kind="transient"
+    )
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    bad = await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={"input": {"ki": "00"}})
+    assert bad.status_code == 409 and "cannot be corrected" in bad.json()["message"]
+    fixed = await hub.api.post(
+        f"{LETTERS}/{parked['id']}/retry", json={"input": {"plan": "BASIC-4G"}}
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert (await order_state(hub, order_id))["state"] == "completed"
+    state = await sims.state("billing")
+    plans = [s["planCode"] for s in state["subscriptions"] if s["imsi"] == identity["imsi"]]
+    assert plans == ["BASIC-4G"]
+
+
+async def test_bulk_retry_releases_every_order_parked_on_billing(
+    hub: Hub, sims: Simulators
+) -> None:
+    identities = [new_identity() for _ in range(3)]
+    rules = [
+        await sims.fault(
+            "billing", operation="CreateSubscription", match=i["imsi"], kind="transient"
+        )
+        for i in identities
+    ]
+    order_ids = [await submit(hub, order(i)) for i in identities]
+    for order_id in order_ids:
+        await parked_letter(hub, order_id)
+    listed = await hub.api.get(LETTERS, params={"system": "billing", "status": "parked"})
+    assert int(listed.headers["X-Total-Count"]) >= 3
+    for rule in rules:
+        await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{rule['id']}")
+    response = await hub.api.post(
+        f"{LETTERS}/retry", json={"system": "billing", "decidedBy": "noc-bulk"}
+    )
+    assert response.status_code == 200
+    assert set(response.json()["accepted"]) >= {
+        (await hub.api.get(LETTERS, params={"orderId": o})).json()[0]["id"] for o in order_ids
+    }
+    for order_id in order_ids:
+        assert (await order_state(hub, order_id))["state"] == "completed"
+
+
+async def test_a_failing_compensation_is_parked_too(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    await sims.fault("crm", operation="upsertService", match=identity["imsi"], kind="permanent")
+    void = await sims.fault("billing", operation="VoidSubscription", kind="transient")
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["compensation"] is True and parked["skippable"] is True
+    assert parked["step"] == "1/billing.void_subscription"
+    # Compensations run newest first: the HSS delete waits behind the parked void.
+    assert await sims.mentions(identity["imsi"]) == {
+        "credit": False,
+        "crm": False,
+        "hss": True,
+        "billing": True,
+    }
+    await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{void['id']}")
+    assert (await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})).status_code == 200
+    done = await order_state(hub, order_id)
+    assert done["state"] == "failed"
+    assert "crm.activate_service" in done["errorMessage"][0]["message"]
+    await assert_no_trace(sims, identity)
+
+
+async def test_cancel_while_parked_compensates(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    await sims.fault(
+        "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
+    )
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    response = await hub.api.post(
+        "/tmf-api/serviceOrdering/v4/cancelServiceOrder", json={"serviceOrder": {"id": order_id}}
+    )
+    assert response.status_code == 201
+    assert (await order_state(hub, order_id))["state"] == "cancelled"
+    assert (await letter(hub, parked["id"]))["decidedBy"] == "cancel request"
+    await assert_no_trace(sims, identity)
+
+
+async def test_refused_credentials_park_instead_of_failing(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    rule = await sims.fault(
+        "hss",
+        operation="createSubscriber",
+        match=identity["imsi"],
+        kind="permanent",
+        status=401,
+        message="bad token",
+    )
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["errorType"] == "AuthenticationError"
+    await sims.http.delete(f"{sims.urls['hss']}/_sim/faults/{rule['id']}")  # token fixed
+    assert (await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})).status_code == 200
+    assert (await order_state(hub, order_id))["state"] == "completed"
+
+
+async def test_decisions_on_unknown_or_closed_letters(hub: Hub, sims: Simulators) -> None:
+    assert (await hub.api.post(f"{LETTERS}/dl-nope/retry", json={})).status_code == 404
+    assert (await hub.api.get(f"{LETTERS}/dl-nope")).status_code == 404
+    assert (await hub.api.get(LETTERS, params={"status": "stuck"})).status_code == 400
+    identity = new_identity()
+    await sims.fault("crm", operation="upsertService", match=identity["imsi"], kind="transient")
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert (await hub.api.post(f"{LETTERS}/{parked['id']}/skip", json={})).status_code == 200
+    await order_state(hub, order_id)
+    again = await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})
+    assert again.status_code == 409
+
+
+@pytest.fixture
+def hub_settings(hub_settings):  # type: ignore[no-untyped-def]
+    """These tests park; a short park deadline keeps the expiry test fast, the others decide
+    well before it."""
+    hub_settings.park_timeout = timedelta(seconds=20)
+    return hub_settings
+
+
+async def test_a_park_past_its_deadline_aborts_on_its_own(hub: Hub, sims: Simulators) -> None:
+    identity = new_identity()
+    await sims.fault("hss", operation="createSubscriber", match=identity["imsi"], kind="transient")
+    order_id = await submit(hub, order(identity, add_item(identity)))
+    parked = await parked_letter(hub, order_id)
+    done = await order_state(hub, order_id, timeout=60)
+    assert done["state"] == "failed"
+    expired = await letter(hub, parked["id"])
+    assert expired["status"] == "expired" and expired["decidedBy"] == "hub: park deadline passed"
+    await assert_no_trace(sims, identity)

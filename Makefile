@@ -1,0 +1,52 @@
+# The two commands of the README, and the checks.
+#
+#   make run         set up .venv and start the whole stack here (python -m hub.devstack)
+#   make test        set up .venv and run the test suite (PYTEST_ARGS="-k orders -x" to narrow)
+#   make lint        ruff (lint and format) and mypy
+#   make clean-data  wipe data/: Temporal history, hub database, simulator state, logs
+#
+# The project is (re)installed into .venv only when pyproject.toml is newer than the stamp.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+PACKAGES := hub workflows activities adapters api simulators bench worker.py
+
+.PHONY: install run test lint clean-data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Order-only on the interpreter: only a newer pyproject.toml triggers a reinstall, never the
+# venv's own timestamps.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m hub.devstack
+
+# pytest exits 5 when it collected no test: that fails like any other non-zero status.
+test: $(STAMP)
+	@echo "$(BIN)/python -m pytest $(PYTEST_ARGS)"
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(PACKAGES)
+
+# Refuses while the dev stack's ports are taken: wiping the files under a running stack
+# would leave Temporal and the hub with state that no longer exists on disk.
+clean-data:
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -m hub.devstack --check-stopped; then \
+		echo "make clean-data: stop the dev stack (Ctrl-C in its terminal) first" >&2; exit 1; \
+	fi
+	rm -rf data
+	@echo "removed data/ (Temporal history, hub database, simulator state, logs); .env is kept"

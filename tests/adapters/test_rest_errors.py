@@ -7,7 +7,13 @@ import pytest
 
 from adapters.hss import HssClient, QosProfile, qos_document, qos_from_document, subscriber_document
 from adapters.rest import RestClient, parse_retry_after
-from hub.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from hub.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 
 def client_answering(
@@ -28,7 +34,8 @@ def client_answering(
         (408, TransientError),
         (429, TransientError),
         (400, PermanentError),
-        (401, PermanentError),
+        (401, AuthenticationError),
+        (403, AuthenticationError),
         (422, PermanentError),
         (404, NotFoundError),
         (409, ConflictError),

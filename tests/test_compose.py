@@ -1,0 +1,172 @@
+"""The production-like stack, checked by reading it: docker-compose.yml, Dockerfile, .env.example.
+
+There is no Docker engine where the tests run, so these tests hold the files to the rules a
+broken stack would break: services that exist, dependencies that wait for health, secrets that
+cannot be left empty, one hub image, and settings names the hub actually reads.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("postgresql", "temporal", "temporal-ui", "simulators", "hub-worker", "hub-api")
+HUB_SERVICES = ("simulators", "hub-worker", "hub-api")
+SECRET_NAMES = re.compile(r"PASSWORD|PWD|API_KEY|PAYLOAD_KEYS|TOKEN|SECRET")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # the `- NAME=value` form
+        env = dict(item.split("=", 1) for item in env)
+    return {name: str(value) for name, value in env.items()}
+
+
+def test_the_six_services_exist(services: dict[str, Any]) -> None:
+    assert set(SERVICES) <= set(services)
+
+
+def test_every_service_has_an_image_or_a_build(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), name
+
+
+def test_hub_services_share_one_image_and_build(services: dict[str, Any]) -> None:
+    hub_services = [name for name, s in services.items() if s.get("build")]
+    assert set(HUB_SERVICES) <= set(hub_services)
+    builds = {repr(services[name]["build"]) for name in hub_services}
+    images = {services[name].get("image") for name in hub_services}
+    assert len(builds) == 1, builds
+    assert len(images) == 1 and None not in images, images
+    build = services[hub_services[0]]["build"]
+    assert (ROOT / build["context"] / build.get("dockerfile", "Dockerfile")).is_file()
+
+
+def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        depends_on = service.get("depends_on") or {}
+        # The short list form cannot wait for anything: it must not be used.
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for target, rule in depends_on.items():
+            assert target in services, f"{name} depends on undefined service {target}"
+            condition = rule.get("condition")
+            if "healthcheck" in services[target]:
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+            else:
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
+                assert services[target].get("restart", "no") == "no", target
+
+
+def test_the_services_that_others_wait_for_have_healthchecks(services: dict[str, Any]) -> None:
+    for name in ("postgresql", "temporal", "simulators", "hub-api"):
+        test = services[name]["healthcheck"]["test"]
+        assert test and test[0] in ("CMD", "CMD-SHELL"), name
+    assert "pg_isready" in " ".join(services["postgresql"]["healthcheck"]["test"])
+    assert "/health" in " ".join(services["hub-api"]["healthcheck"]["test"])
+
+
+def test_hub_services_are_configured_for_production(services: dict[str, Any]) -> None:
+    for name in ("hub-worker", "hub-api"):
+        env = environment_of(services[name])
+        assert env["HUB_ENVIRONMENT"] == "production"
+        assert env["HUB_TEMPORAL_ADDRESS"] == "temporal:7233"
+        assert env["HUB_DATABASE_URL"].startswith("postgresql://hub:${POSTGRES_PASSWORD:?")
+        assert env["HUB_DATABASE_URL"].endswith("@postgresql:5432/hub")
+        assert env["HUB_CREDIT_URL"] == "http://simulators:8101"
+        assert env["HUB_BILLING_URL"] == "http://simulators:8104/billing"
+        assert services[name]["command"]
+    api_command = " ".join(services["hub-api"]["command"])
+    assert "--factory api.main:create_app" in api_command
+    assert "--host 0.0.0.0" in api_command
+    assert " ".join(services["simulators"]["command"]).startswith(
+        "python -m simulators --host 0.0.0.0"
+    )
+
+
+def test_hub_environment_names_are_real_settings(services: dict[str, Any]) -> None:
+    # A typo (HUB_CRM_ULR) would be ignored silently by the hub: catch it here.
+    known = {f"HUB_{name.upper()}" for name in Settings.model_fields}
+    for name, service in services.items():
+        for variable in environment_of(service):
+            if variable.startswith("HUB_"):
+                assert variable in known, f"{name}: {variable} is not a hub setting"
+
+
+def test_secrets_must_be_given(services: dict[str, Any]) -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    references = re.findall(r"\$\{([A-Z0-9_]+)(:?[-?+]?)", text)
+    secret_references = [(name, op) for name, op in references if SECRET_NAMES.search(name)]
+    assert secret_references, "no secret is taken from the environment"
+    for name, op in secret_references:
+        assert op == ":?", f"${{{name}}} must be written ${{{name}:?message}}"
+    for service_name, service in services.items():
+        for variable, value in environment_of(service).items():
+            if SECRET_NAMES.search(variable):
+                assert "${" in value and ":?" in value, f"{service_name}: {variable} is a literal"
+
+
+def test_temporal_runs_on_postgresql_and_ui_talks_to_it(services: dict[str, Any]) -> None:
+    temporal = services["temporal"]
+    assert temporal["image"].startswith("temporalio/auto-setup:")
+    env = environment_of(temporal)
+    assert env["DB"] == "postgres12"
+    assert env["POSTGRES_SEEDS"] == "postgresql"
+    ui = services["temporal-ui"]
+    assert ui["image"].startswith("temporalio/ui:")
+    assert environment_of(ui)["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert "8233:8080" in ui["ports"]
+
+
+def test_worker_and_api_start_after_migrations_and_search_attributes(
+    services: dict[str, Any],
+) -> None:
+    # Temporal refuses to start a workflow whose search attributes the namespace lacks, and
+    # two processes migrating one database at once collide: one setup service does both.
+    setup = [
+        name
+        for name, service in services.items()
+        if "hub db upgrade" in " ".join(service.get("command", []))
+        and "hub temporal setup" in " ".join(service.get("command", []))
+    ]
+    assert len(setup) == 1, setup
+    for name in ("hub-worker", "hub-api"):
+        assert services[name]["depends_on"][setup[0]]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_dockerfile_runs_as_a_user_on_python_311() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim", text, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0"), users
+    assert "pip install" in text
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^#? ?(HUB_[A-Z0-9_]+?)(?:__[A-Z0-9_]+)?=", text, re.MULTILINE))
+    missing = {f"HUB_{name.upper()}" for name in Settings.model_fields} - listed
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    # Secrets are placeholders, never real values.
+    for name in ("HUB_API_KEY", "HUB_PAYLOAD_KEYS", "POSTGRES_PASSWORD"):
+        assert re.search(rf"^{name}=$", text, re.MULTILINE), name

@@ -65,7 +65,12 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        _fail(f"the HUB_* settings are invalid: {exc}")
+        # Without the input: it would print the keys and passwords that were given.
+        problems = [
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        _fail(f"the HUB_* settings are invalid: {'; '.join(problems)}")
 
 
 # --- Running the hub -------------------------------------------------------------------------

@@ -135,7 +135,7 @@ class ChildExitedError(DevStackError):
     """A supervised process exited although nobody asked it to."""
 
     def __init__(self, child: Child) -> None:
-        super().__init__(f"{child.name} exited unexpectedly with code {child.returncode}")
+        super().__init__(f"{child.name} exited unexpectedly ({child.exit_description})")
         self.child = child
 
 
@@ -369,6 +369,16 @@ class Child:
     @property
     def returncode(self) -> int | None:
         return self.process.poll() if self.process else None
+
+    @property
+    def exit_description(self) -> str:
+        code = self.returncode
+        if code is None:
+            return "running"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"ended by {signal.Signals(-code).name}"
+        return f"exit code {code}"
 
     def stop(self, timeout: float, abort: threading.Event | None = None) -> None:
         """SIGTERM to the process group, then SIGKILL after ``timeout`` (or once ``abort``)."""
@@ -683,16 +693,18 @@ class DevStack:
             if child.running:
                 with console.status(f"stopping {child.name}…"):
                     child.stop(self.config.stop_timeout, abort=self._force_stop)
-                console.print(f"  stopped {child.name} (exit code {child.returncode})")
+                console.print(f"  stopped {child.name} ({child.exit_description})")
 
     # Output ----------------------------------------------------------------------------------
 
     def _report_crash(self, child: Child) -> None:
         console.print(
-            f"\n[bold red]{escape(child.name)} exited unexpectedly[/] with code "
-            f"{child.returncode}; the end of {escape(str(child.log_path))}:"
+            f"\n[bold red]{escape(child.name)} exited unexpectedly[/] "
+            f"({child.exit_description}); the end of {escape(str(child.log_path))}:"
         )
-        console.print(child.log_tail() or "(nothing logged)", markup=False, highlight=False)
+        console.print(
+            child.log_tail() or "(nothing logged)", markup=False, highlight=False, soft_wrap=True
+        )
         console.print("[red]stopping the other processes[/]")
 
     def _print_summary(self, env: Mapping[str, str]) -> None:

@@ -1,0 +1,442 @@
+"""A private hub stack for a benchmark: every process on free loopback ports, state in a temp dir.
+
+Started in the order of ``make run`` (Temporal dev server and simulators, then the worker,
+which migrates the hub database, then the API), as separate processes as in production, and
+stopped in reverse order. Nothing touches the fixed development ports (7233, 8000, 810x), the
+developer's ``data/`` or ``.env``: the children run in the temp dir with only the ``HUB_*``
+variables set here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from hub import search_attributes
+from hub.codec import data_converter, generate_key_spec
+from hub.devstack import temporal_binary
+from hub.settings import REPO_ROOT, SYSTEMS
+
+logger = logging.getLogger("bench.stack")
+
+HOST = "127.0.0.1"
+#: How long one process gets to stop after SIGTERM before it is killed.
+STOP_TIMEOUT = 15.0
+
+
+class StackError(Exception):
+    """A part of the stack did not come up; the message says which and shows its log."""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports the kernel considers free on loopback right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class Child:
+    """One process of the stack, in a session of its own so its whole group can be stopped."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str], cwd: Path) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(f"--- {shlex.join(self.argv)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM to the process group, SIGKILL if it has not exited after ``timeout``."""
+        if self.process is None or not self.running:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop within %.0f s: killing it", self.name, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@dataclass
+class Ports:
+    temporal: int
+    temporal_ui: int
+    temporal_http: int
+    temporal_metrics: int
+    api: int
+    simulators: dict[str, int]
+
+    @classmethod
+    def pick(cls) -> Ports:
+        ports = free_ports(5 + len(SYSTEMS))
+        temporal, ui, http, metrics, api = ports[:5]
+        simulators = dict(zip(SYSTEMS, ports[5:], strict=True))
+        return cls(temporal, ui, http, metrics, api, simulators=simulators)
+
+
+@dataclass
+class BenchStack:
+    """The processes of one benchmark run. Use :meth:`start`, then always :meth:`stop`."""
+
+    workdir: Path
+    latency_ms: int
+    #: Keep Temporal's state in a SQLite file (as ``make run`` does) instead of in memory.
+    temporal_db_file: bool = False
+    startup_timeout: float = 90.0
+    #: Extra ``HUB_*`` settings for the worker and the API (e.g. worker concurrency).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    #: The hub's source tree the processes run: this repo, or a patched copy for an A/B
+    #: experiment (it goes first on PYTHONPATH, before the editable install).
+    source: Path = REPO_ROOT
+    ports: Ports = field(default_factory=Ports.pick)
+    api_key: str = field(default_factory=lambda: "bench-" + secrets.token_urlsafe(24))
+    payload_keys: list[str] = field(default_factory=lambda: [generate_key_spec("bench")])
+    task_queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    children: dict[str, Child] = field(default_factory=dict)
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{HOST}:{self.ports.temporal}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.ports.api}"
+
+    def simulator_url(self, system: str) -> str:
+        return f"http://{HOST}:{self.ports.simulators[system]}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: child.pid for name, child in self.children.items() if child.pid}
+
+    def environment(self) -> dict[str, str]:
+        """The children's environment: the caller's, without any ``HUB_*``, plus ours."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            {
+                "HUB_ENVIRONMENT": "test",
+                "HUB_DATA_DIR": str(self.workdir),
+                "HUB_DATABASE_URL": f"sqlite:///{self.workdir / 'hub.db'}",
+                "HUB_TEMPORAL_ADDRESS": self.temporal_address,
+                "HUB_TASK_QUEUE": self.task_queue,
+                "HUB_API_KEY": self.api_key,
+                "HUB_PAYLOAD_KEYS": ",".join(self.payload_keys),
+                "HUB_CREDIT_URL": self.simulator_url("credit"),
+                "HUB_CRM_URL": self.simulator_url("crm"),
+                "HUB_HSS_URL": self.simulator_url("hss"),
+                "HUB_BILLING_URL": self.simulator_url("billing") + "/billing",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(
+                    [str(self.source), *filter(None, [os.environ.get("PYTHONPATH")])]
+                ),
+                **self.extra_env,
+            }
+        )
+        return env
+
+    async def client(self) -> Client:
+        """A Temporal client that can read the hub's (encrypted) payloads."""
+        return await Client.connect(
+            self.temporal_address, data_converter=data_converter(self.payload_keys)
+        )
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        python = sys.executable
+        temporal = [
+            temporal_binary(), "server", "start-dev",
+            "--ip", HOST,
+            "--port", str(self.ports.temporal),
+            "--ui-port", str(self.ports.temporal_ui),
+            "--http-port", str(self.ports.temporal_http),
+            "--metrics-port", str(self.ports.temporal_metrics),
+            "--headless",
+            "--log-level", "warn",
+            *search_attributes.dev_server_flags(),
+        ]  # fmt: skip
+        if self.temporal_db_file:
+            temporal += ["--db-filename", str(self.workdir / "temporal.db")]
+        self._spawn("temporal", temporal, env)
+        # In memory (no --state-dir): the simulated systems' own disk writes are not the hub's
+        # cost. Access logs on (info), so the calls they served can be counted.
+        simulator_ports = [
+            arg
+            for system, port in self.ports.simulators.items()
+            for arg in (f"--{system}-port", str(port))
+        ]
+        self._spawn(
+            "simulators",
+            [python, "-m", "simulators", "--host", HOST, *simulator_ports, "--log-level", "info"],
+            env,
+        )
+        await self._wait_until("Temporal", self._temporal_up)
+        await self._wait_until("the simulators", self._simulators_up)
+        await self.configure_latency(self.latency_ms)
+
+        # The worker migrates the hub database; the API starts once it polls (as make run).
+        self._spawn("worker", [python, str(self.source / "worker.py")], env)
+        await self._wait_until("the worker", self._worker_polling)
+        self._spawn(
+            "api",
+            [python, "-m", "uvicorn", "--factory", "api.main:create_app",
+             "--host", HOST, "--port", str(self.ports.api)],
+            env,
+        )  # fmt: skip
+        await self._wait_until("the API", self._api_up)
+
+    async def configure_latency(self, latency_ms: int) -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            for system in SYSTEMS:
+                url = f"{self.simulator_url(system)}/_sim/config"
+                reply = await http.put(url, json={"latency_ms": latency_ms})
+                reply.raise_for_status()
+                if reply.json().get("latency_ms") != latency_ms:
+                    raise StackError(f"{system} simulator refused latency {latency_ms} ms")
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        child = Child(name, argv, self.log_path(name))
+        # The children work in the temp dir, so no .env of the developer is read.
+        child.start(env, cwd=self.workdir)
+        self.children[name] = child
+
+    async def _wait_until(self, what: str, ready: Callable[[], Awaitable[bool]]) -> None:
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        while time.monotonic() < deadline:
+            for child in self.children.values():
+                if not child.running:
+                    raise StackError(
+                        f"{child.name} exited with code {child.returncode} while waiting for "
+                        f"{what}:\n{child.log_tail()}"
+                    )
+            try:
+                if await asyncio.wait_for(ready(), 5):
+                    logger.info("%s up in %.1f s", what, time.monotonic() - started)
+                    return
+            except Exception as exc:  # not up yet, whatever the reason
+                logger.debug("%s not up yet: %r", what, exc)
+            await asyncio.sleep(0.2)  # poll of other processes, bounded by the deadline
+        tails = "\n".join(f"--- {c.name}\n{c.log_tail(10)}" for c in self.children.values())
+        raise StackError(f"{what} did not come up within {self.startup_timeout:.0f} s\n{tails}")
+
+    async def _temporal_up(self) -> bool:
+        client = await Client.connect(self.temporal_address)
+        return await client.service_client.check_health()
+
+    async def _simulators_up(self) -> bool:
+        async with httpx.AsyncClient(timeout=2) as http:
+            for system in SYSTEMS:
+                if (await http.get(f"{self.simulator_url(system)}/_sim/health")).status_code != 200:
+                    return False
+        return True
+
+    async def _worker_polling(self) -> bool:
+        """Every queue of the worker has a poller: the workflows' and each system's."""
+        client = await Client.connect(self.temporal_address)
+        queues = [(self.task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)] + [
+            (f"{self.task_queue}.{system}", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+            for system in SYSTEMS
+        ]
+        for name, kind in queues:
+            reply = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="default", task_queue=TaskQueue(name=name), task_queue_type=kind
+                )
+            )
+            if not reply.pollers:
+                return False
+        return True
+
+    async def _api_up(self) -> bool:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(f"{self.api_url}/health")).status_code == 200
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM each process group, API first and Temporal last; answers the exit codes."""
+        codes: dict[str, int | None] = {}
+        for name, child in reversed(list(self.children.items())):
+            child.stop(STOP_TIMEOUT)
+            codes[name] = child.returncode
+        return codes
+
+
+# --- CPU accounting (Linux /proc) ------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process, 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rpartition(")")[2].split()
+    # After "pid (comm)": state=0, ppid=1 ... utime=11, stime=12 (0-based).
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _children_of() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def tree_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process and its descendants (live ones)."""
+    tree = _children_of()
+    result = {}
+    for name, root in pids.items():
+        total, pending, seen = 0.0, [root], set()
+        while pending:
+            pid = pending.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            total += _process_cpu(pid)
+            pending.extend(tree.get(pid, []))
+        result[name] = total
+    return result
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return float(total - idle), float(total)
+
+
+@dataclass
+class CpuSample:
+    at: float
+    processes: dict[str, float]
+    machine_busy: float
+    machine_total: float
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> CpuSample:
+        processes = tree_cpu(pids)
+        processes["bench (this process)"] = sum(os.times()[:2])
+        busy, total = machine_cpu()
+        return cls(time.monotonic(), processes, busy, total)
+
+
+def cpu_between(before: CpuSample, after: CpuSample) -> dict[str, Any]:
+    """CPU seconds per process over an interval, and how busy the whole machine was."""
+    spent = {
+        name: after.processes[name] - before.processes.get(name, 0.0) for name in after.processes
+    }
+    total = after.machine_total - before.machine_total
+    busy = after.machine_busy - before.machine_busy
+    busy_s = busy / _CLOCK_TICKS
+    return {
+        "wall_s": after.at - before.at,
+        "cpu_s": spent,
+        "machine_busy": busy / total if total else 0.0,
+        "machine_busy_cpu_s": busy_s,
+        # Whatever else ran on the machine meanwhile (other people's tests, the kernel).
+        "others_cpu_s": max(0.0, busy_s - sum(spent.values())),
+        "cpus": os.cpu_count() or 1,
+    }
+
+
+def wait_until_quiet(limit_s: float, busy_cores: float = 0.25, window_s: float = 2.0) -> float:
+    """Wait (at most ``limit_s``) until the machine's CPUs are nearly idle; answers the load
+    seen last, in cores. Other people's test runs on a shared box distort a benchmark."""
+    deadline = time.monotonic() + limit_s
+    load = 0.0
+    while True:
+        busy0, total0 = machine_cpu()
+        time.sleep(window_s)  # a measuring window, not a wait for a condition
+        busy1, total1 = machine_cpu()
+        cpus = os.cpu_count() or 1
+        load = (busy1 - busy0) / (total1 - total0) * cpus if total1 > total0 else 0.0
+        if load <= busy_cores or time.monotonic() >= deadline:
+            return load

@@ -6,6 +6,7 @@ Secrets are never stored here: order documents are kept with Ki, OP and OPc reda
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -151,3 +152,59 @@ class DeadLetter(SQLModel, table=True):
     decided_at: datetime | None = None
     decision_reason: str | None = None
     closed_at: datetime | None = None
+
+
+# --- Billing reconciliation -------------------------------------------------------------------
+
+
+class ReconciliationStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ReconciliationRun(SQLModel, table=True):
+    """One reconciliation of a period: its inputs, where its discrepancies are, and the totals.
+
+    Amounts are in ``currency``; ``leakage_amount`` is usage the network carried that billing
+    did not charge (or charged too little), ``overbilled_amount`` the reverse. The rows of each
+    discrepancy live in the Parquet file at ``discrepancy_uri``, never in this database.
+    """
+
+    __tablename__ = "reconciliation_run"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(index=True, max_length=200)
+    period_start: datetime = Field(index=True)
+    period_end: datetime
+    status: str = Field(default=ReconciliationStatus.RUNNING, index=True, max_length=16)
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+    currency: str = Field(default="EUR", max_length=3)
+    #: What was read and how: source URIs, tolerances, threshold, partitions (redacted JSON).
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    network_records: int = 0
+    billing_records: int = 0
+    matched_records: int = 0
+    discrepancy_count: int = 0
+    billed_revenue: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+    leakage_amount: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+    overbilled_amount: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+    #: Leakage as a percentage of billed revenue.
+    leakage_pct: float = 0.0
+    discrepancy_uri: str | None = None
+    case_id: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReconciliationCategory(SQLModel, table=True):
+    """A run's totals by discrepancy category (missing_in_billing, rating_mismatch...)."""
+
+    __tablename__ = "reconciliation_category"
+
+    run_id: str = Field(foreign_key="reconciliation_run.id", primary_key=True, max_length=64)
+    category: str = Field(primary_key=True, max_length=32)
+    count: int = 0
+    #: Signed: positive is revenue lost (under-billed), negative over-billed.
+    revenue_impact: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.soap import SoapClient
+from hub.usage import Tariff
 
 NAMESPACE = "urn:telecom-hub:billing:v1"
 
@@ -87,3 +88,16 @@ class BillingClient(SoapClient):
             {k: (float(v) if isinstance(v, Decimal) else v) for k, v in plan.items()}
             for plan in plans
         ]
+
+    async def get_tariffs(self) -> tuple[str, list[Tariff]]:
+        """The currency and every plan's usage prices (``GetTariffs``)."""
+        reply = await self.call("GetTariffs")
+        tariffs = [
+            Tariff(
+                plan=str(item["planCode"]),
+                data_price_per_mb=float(item["dataPricePerMB"]),
+                voice_price_per_minute=float(item["voicePricePerMinute"]),
+            )
+            for item in reply.get("tariff") or []
+        ]
+        return str(reply["currency"]), tariffs

@@ -71,3 +71,28 @@ class CrmClient(RestClient):
             idempotency_key=idempotency_key,
             ok_statuses=frozenset({404}),
         )
+
+    async def open_case(
+        self,
+        *,
+        subject: str,
+        description: str,
+        category: str,
+        priority: str,
+        reference: str | None,
+        idempotency_key: str,
+    ) -> str:
+        """Open a case for a team to work on; answers its id (the same id for a retry)."""
+        response = await self.request(
+            "POST",
+            "/cases",
+            json={
+                "subject": subject,
+                "description": description,
+                "category": category,
+                "priority": priority,
+                "reference": reference,
+            },
+            idempotency_key=idempotency_key,
+        )
+        return str(self.body(response)["id"])

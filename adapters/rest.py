@@ -6,10 +6,12 @@ Every httpx exception and every unsuccessful HTTP status becomes one of the hub'
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -139,6 +141,47 @@ class RestClient:
             extra={"system": self.system, "status": response.status_code, "path": path},
         )
         raise error
+
+    async def download(
+        self,
+        path: str,
+        destination: Path,
+        *,
+        sha256: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Stream ``GET path`` into ``destination`` (atomically); answer the bytes written.
+
+        With ``sha256`` the content must match it, else a :class:`TransientError` (a download
+        cut short by a proxy is worth another try). ``progress`` gets the byte count so far.
+        """
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".part")
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            async with self._http.stream("GET", path) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_for_response(self.system, response)
+                with partial.open("wb") as out:
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        written += len(chunk)
+                        if progress is not None:
+                            progress(written)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"timeout on GET {path}", system=self.system) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"{type(exc).__name__} on GET {path}", system=self.system) from exc
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            partial.unlink(missing_ok=True)
+            raise TransientError(
+                f"GET {path}: content does not match its sha256", system=self.system
+            )
+        partial.replace(destination)
+        return written
 
     @staticmethod
     def body(response: httpx.Response) -> dict[str, Any]:

@@ -36,6 +36,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="keep each system's records in DIR/<system>.json across restarts",
     )
     parser.add_argument(
+        "--billing-export-dir",
+        type=Path,
+        default=None,
+        help="billing's usage export (rated usage, subscriptions) served at /exports/usage",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -48,8 +54,13 @@ def build_servers(args: argparse.Namespace) -> dict[str, SimulatorServer]:
     for system in SYSTEMS:
         module = importlib.import_module(f"simulators.{system}")
         state_file = args.state_dir / f"{system}.json" if args.state_dir else None
+        app = (
+            module.create_app(state_file, args.billing_export_dir)
+            if system == "billing"
+            else module.create_app(state_file)
+        )
         config = uvicorn.Config(
-            module.create_app(state_file),
+            app,
             host=args.host,
             port=getattr(args, f"{system}_port"),
             log_level=args.log_level,

@@ -277,6 +277,14 @@ class Simulator:
         except BusinessError as error:
             return self.error_reply(error)
 
+    async def gate(self, operation: str, haystack: str) -> Response | None:
+        """Latency and fault injection for a call that answers outside :meth:`call` (a file
+        streamed from disk): the injected failure to answer, or None to go on."""
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        injected = self._injected_failure(operation, haystack)
+        return injected.to_response() if injected is not None else None
+
     def _injected_failure(self, operation: str, haystack: str) -> Reply | None:
         for rule in self.faults.values():
             if rule.applies_to(operation, haystack):

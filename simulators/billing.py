@@ -9,7 +9,9 @@ contract the hub's adapter is built from. Only the ``soap:Fault`` wrapper is bui
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from typing import Any, Literal
 import zeep
 import zeep.exceptions
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse
 from lxml import etree
 from zeep.helpers import serialize_object
 from zeep.xsd.valueobjects import CompoundValue
@@ -35,7 +38,7 @@ WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 XML_MEDIA_TYPE = "text/xml; charset=utf-8"
 
 #: The read-only operations; every other one changes state and honours ``idempotencyKey``.
-READ_ONLY = frozenset({"GetSubscription", "ListPlans"})
+READ_ONLY = frozenset({"GetSubscription", "ListPlans", "GetTariffs"})
 
 #: The XSD's pattern facets, checked here because zeep does not enforce facets when parsing.
 FORMATS = {
@@ -53,6 +56,16 @@ class Plan:
     qci: int
     downlink_bps: int
     uplink_bps: int
+    #: Usage prices: per megabyte (10^6 octets) of data, per minute of voice (per-second).
+    data_price_per_mb: Decimal = Decimal("0.0100")
+    voice_price_per_minute: Decimal = Decimal("0.0600")
+
+    def tariff_to_soap(self) -> dict[str, Any]:
+        return {
+            "planCode": self.code,
+            "dataPricePerMB": self.data_price_per_mb,
+            "voicePricePerMinute": self.voice_price_per_minute,
+        }
 
     def to_soap(self) -> dict[str, Any]:
         return {
@@ -69,10 +82,46 @@ MBPS = 1_000_000
 PLANS = {
     plan.code: plan
     for plan in (
-        Plan("BASIC-4G", "Basic 4G", Decimal("9.90"), 9, 20 * MBPS, 5 * MBPS),
-        Plan("STANDARD-5G", "Standard 5G", Decimal("24.90"), 9, 300 * MBPS, 50 * MBPS),
-        Plan("UNLIMITED-5G", "Unlimited 5G", Decimal("49.90"), 8, 1000 * MBPS, 100 * MBPS),
-        Plan("IOT-M2M", "IoT / M2M", Decimal("2.50"), 9, 1 * MBPS, 256_000),
+        Plan(
+            "BASIC-4G",
+            "Basic 4G",
+            Decimal("9.90"),
+            9,
+            20 * MBPS,
+            5 * MBPS,
+            Decimal("0.0200"),
+            Decimal("0.0900"),
+        ),
+        Plan(
+            "STANDARD-5G",
+            "Standard 5G",
+            Decimal("24.90"),
+            9,
+            300 * MBPS,
+            50 * MBPS,
+            Decimal("0.0100"),
+            Decimal("0.0600"),
+        ),
+        Plan(
+            "UNLIMITED-5G",
+            "Unlimited 5G",
+            Decimal("49.90"),
+            8,
+            1000 * MBPS,
+            100 * MBPS,
+            Decimal("0.0020"),
+            Decimal("0.0300"),
+        ),
+        Plan(
+            "IOT-M2M",
+            "IoT / M2M",
+            Decimal("2.50"),
+            9,
+            1 * MBPS,
+            256_000,
+            Decimal("0.0500"),
+            Decimal("0.2000"),
+        ),
     )
 }
 
@@ -194,6 +243,7 @@ class BillingSimulator(Simulator):
             "VoidSubscription": self.void_subscription,
             "GetSubscription": self.get_subscription,
             "ListPlans": self.list_plans,
+            "GetTariffs": self.get_tariffs,
         }
         missing = set(self.contract.operations) - set(self.handlers)
         if missing:
@@ -368,11 +418,61 @@ class BillingSimulator(Simulator):
     def list_plans(self, values: dict[str, Any]) -> dict[str, Any]:
         return {"plan": [plan.to_soap() for plan in PLANS.values()]}
 
+    def get_tariffs(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {"currency": "EUR", "tariff": [plan.tariff_to_soap() for plan in PLANS.values()]}
 
-def create_app(state_file: Path | None = None) -> FastAPI:
-    """The billing simulator app; ``state_file`` persists records across restarts."""
+
+def _export_files(export_dir: Path | None) -> list[dict[str, Any]]:
+    if export_dir is None or not export_dir.is_dir():
+        return []
+    files = []
+    for path in sorted(export_dir.rglob("*")):
+        if path.is_file() and not path.name.startswith((".", "_")) and ".tmp" not in path.suffixes:
+            digest = hashlib.sha256()
+            with path.open("rb") as source:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+            name = path.relative_to(export_dir).as_posix()
+            files.append({"name": name, "size": path.stat().st_size, "sha256": digest.hexdigest()})
+    return files
+
+
+def _export_file(export_dir: Path | None, name: str) -> Path | None:
+    """The export file ``name``, never anything outside ``export_dir``."""
+    if export_dir is None:
+        return None
+    path = (export_dir / name).resolve()
+    return path if path.is_relative_to(export_dir.resolve()) and path.is_file() else None
+
+
+def create_app(state_file: Path | None = None, export_dir: Path | None = None) -> FastAPI:
+    """The billing simulator app; ``state_file`` persists records across restarts.
+
+    ``export_dir`` holds billing's usage export (rated records, subscriptions), served under
+    ``/exports/usage`` as a legacy billing system's file drop would be.
+    """
     sim = BillingSimulator(state_file)
     app = create_sim_app(sim, title="Billing simulator (SOAP 1.1)")
+
+    @app.get("/exports/usage", tags=["exports"])
+    async def list_export(request: Request) -> Response:
+        files = await asyncio.to_thread(_export_files, export_dir)
+        return await sim.call(
+            request,
+            "listUsageExport",
+            lambda _: Reply.json(200, {"files": files}),
+            mutating=False,
+        )
+
+    @app.get("/exports/usage/{name:path}", tags=["exports"], response_model=None)
+    async def download_export(request: Request, name: str) -> Response:
+        refused = await sim.gate("getUsageExport", request.url.path)
+        if refused is not None:
+            return refused
+        path = await asyncio.to_thread(_export_file, export_dir, name)
+        if path is None:
+            return Reply.json(404, {"error": f"no export file {name!r}"}).to_response()
+        return FileResponse(path, media_type="application/octet-stream")
 
     @app.get("/billing", tags=["billing"], response_class=Response)
     async def wsdl(request: Request) -> Response:

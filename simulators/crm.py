@@ -1,4 +1,4 @@
-"""CRM simulator (REST, default port 8102): customers and the services they subscribe to.
+"""CRM simulator (REST, default port 8102): customers, the services they subscribe to, cases.
 
 Both are upserted with ``PUT`` under ids the caller chooses, so a retried call converges on
 the same record. A service upsert only overwrites the fields present in its body: moving a
@@ -7,6 +7,7 @@ service from ``pendingActivation`` to ``active`` needs only ``{"status": "active
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from simulators.base import (
     Reply,
     Simulator,
     create_sim_app,
+    new_id,
     parse_body,
 )
 
@@ -43,15 +45,32 @@ class ServiceUpsert(BaseModel):
     orderId: str | None = None
 
 
+class CaseCreate(BaseModel):
+    """A case for a team to work on (revenue assurance, fraud...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    category: str = Field(default="general", min_length=1, max_length=64)
+    priority: Literal["low", "medium", "high", "critical"] = "medium"
+    #: What the case is about in the caller's terms (a reconciliation run id).
+    reference: str | None = None
+
+
 class CrmSimulator(Simulator):
     name = "crm"
 
     def clear_records(self) -> None:
         #: Customers by id; each holds its services by id under ``"services"``.
         self.customers: dict[str, dict[str, Any]] = {}
+        self.cases: dict[str, dict[str, Any]] = {}
 
     def dump_records(self) -> dict[str, Any]:
-        return {"customers": [self._public(customer) for customer in self.customers.values()]}
+        return {
+            "customers": [self._public(customer) for customer in self.customers.values()],
+            "cases": list(self.cases.values()),
+        }
 
     def load_records(self, data: dict[str, Any]) -> None:
         self.customers = {
@@ -61,6 +80,7 @@ class CrmSimulator(Simulator):
             }
             for customer in data["customers"]
         }
+        self.cases = {case["id"]: case for case in data.get("cases", [])}
 
     @staticmethod
     def _public(customer: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +154,25 @@ class CrmSimulator(Simulator):
         self._customer(customer_id)["services"].pop(service_id, None)
         return Reply.empty()
 
+    # -- cases --------------------------------------------------------------------------------
+
+    def open_case(self, raw: bytes) -> Reply:
+        body = parse_body(CaseCreate, raw)
+        case = {
+            "id": new_id("case"),
+            **body.model_dump(),
+            "status": "open",
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
+        self.cases[case["id"]] = case
+        return Reply.json(201, case)
+
+    def get_case(self, case_id: str) -> Reply:
+        case = self.cases.get(case_id)
+        if case is None:
+            raise BusinessError(404, "case not found")
+        return Reply.json(200, case)
+
 
 def create_app(state_file: Path | None = None) -> FastAPI:
     """The CRM simulator app; ``state_file`` persists records across restarts."""
@@ -200,5 +239,13 @@ def create_app(state_file: Path | None = None) -> FastAPI:
             lambda _: sim.delete_service(customer_id, service_id),
             idempotency_key=key,
         )
+
+    @app.post("/cases", status_code=201, tags=["cases"])
+    async def open_case(request: Request, key: IdempotencyKey = None) -> Response:
+        return await sim.call(request, "openCase", sim.open_case, idempotency_key=key)
+
+    @app.get("/cases/{case_id}", tags=["cases"])
+    async def get_case(request: Request, case_id: str) -> Response:
+        return await sim.call(request, "getCase", lambda _: sim.get_case(case_id), mutating=False)
 
     return app

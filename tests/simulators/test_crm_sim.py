@@ -106,7 +106,7 @@ async def test_customer_with_services_cannot_be_deleted(client: httpx.AsyncClien
     assert service_deleted.status_code == absent_deleted.status_code == 204
     assert missing.status_code == 404
     assert customer_deleted.status_code == 204
-    assert state == {"customers": []}
+    assert state == {"customers": [], "cases": []}
 
 
 async def test_delete_is_replayed_under_its_key(client: httpx.AsyncClient) -> None:
@@ -125,3 +125,23 @@ async def test_state_nests_services_in_customers(client: httpx.AsyncClient) -> N
     state = (await client.get("/_sim/state")).json()
     assert [c["id"] for c in state["customers"]] == ["c1"]
     assert state["customers"][0]["services"][0]["msisdn"] == "33612345678"
+
+
+async def test_cases_are_opened_once_per_idempotency_key(client: httpx.AsyncClient) -> None:
+    body = {"subject": "Revenue leakage 2.1%", "category": "revenue-assurance", "priority": "high"}
+    first = await client.post("/cases", json=body, headers={"Idempotency-Key": "rec-1/case"})
+    again = await client.post("/cases", json=body, headers={"Idempotency-Key": "rec-1/case"})
+    other = await client.post("/cases", json=body, headers={"Idempotency-Key": "rec-2/case"})
+    assert first.status_code == 201 and again.json()["id"] == first.json()["id"]
+    assert other.json()["id"] != first.json()["id"]
+    got = await client.get(f"/cases/{first.json()['id']}")
+    assert got.json()["status"] == "open" and got.json()["priority"] == "high"
+    state = (await client.get("/_sim/state")).json()
+    assert len(state["cases"]) == 2
+
+
+async def test_a_case_without_subject_is_refused(client: httpx.AsyncClient) -> None:
+    refused = await client.post("/cases", json={"priority": "urgent"})
+    assert refused.status_code == 422
+    assert "subject" in refused.json()["error"]
+    assert (await client.get("/cases/case-unknown")).status_code == 404

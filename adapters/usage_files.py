@@ -1,0 +1,169 @@
+"""Usage files (CDRs from mediation, rated usage from billing) on any ``pyarrow.fs`` filesystem.
+
+A location is a folder given as a local path or a URI (``file:///srv/drop/cdr``,
+``s3://bucket/cdr``): every file under it whose name ends in ``.parquet``, ``.csv`` or
+``.csv.gz`` is an input, read with the columns and types of a ``hub.usage`` schema.
+
+Errors are the hub's: a file that cannot be parsed, or lacks a column, is a
+:class:`~hub.errors.PermanentError` naming the file (retrying cannot fix it); a filesystem that
+does not answer is a :class:`~hub.errors.TransientError`. Nothing above sees a pyarrow error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from hub.errors import NotFoundError, PermanentError, TransientError
+
+SYSTEM = "files"
+SUFFIXES = (".parquet", ".csv", ".csv.gz")
+#: Rows per batch when a file is streamed.
+BATCH_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class UsageFile:
+    """One input file: where it is, and how big (to plan partitions)."""
+
+    uri: str
+    size: int
+
+
+def resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of a local path or a ``pyarrow.fs`` URI."""
+    if "://" not in location:
+        return pafs.LocalFileSystem(), str(Path(location).resolve())
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise PermanentError(f"not a usable location {location!r}: {exc}", system=SYSTEM) from exc
+
+
+def _uri(filesystem: pafs.FileSystem, path: str) -> str:
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return path
+    return f"{filesystem.type_name}://{path}"
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{what}: not found", system=SYSTEM) from exc
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
+        raise PermanentError(f"{what}: {_first_line(exc)}", system=SYSTEM) from exc
+    except OSError as exc:
+        raise TransientError(f"{what}: {_first_line(exc)}", system=SYSTEM) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def list_files(location: str, *, exclude: tuple[str, ...] = ()) -> list[UsageFile]:
+    """Every usage file under ``location`` (recursively), by name; ``exclude``: base names."""
+    filesystem, base = resolve(location)
+    with _translated(location):
+        info = filesystem.get_file_info(base)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(base)
+        if info.type == pafs.FileType.File:
+            infos = [info]
+        else:
+            infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+    return sorted(
+        (
+            UsageFile(_uri(filesystem, item.path), item.size or 0)
+            for item in infos
+            if item.type == pafs.FileType.File
+            and item.base_name.endswith(SUFFIXES)
+            and item.base_name not in exclude
+            and not item.base_name.startswith((".", "_"))
+        ),
+        key=lambda item: item.uri,
+    )
+
+
+def read_batches(
+    uri: str, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.Table]:
+    """The file's rows as tables of ``schema``'s columns (those present in ``schema``).
+
+    Columns of the file that ``schema`` does not name are not read. A column the schema
+    names but the file lacks is an error, except nullable ones, which come back as nulls.
+    """
+    filesystem, path = resolve(uri)
+    name = Path(path).name
+    with _translated(name):
+        if name.endswith(".parquet"):
+            yield from _parquet(filesystem, path, schema, batch_rows)
+        else:
+            yield from _csv(filesystem, path, schema, batch_rows, gzip=name.endswith(".gz"))
+
+
+def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table[field.name]
+            if column.type != field.type:
+                column = column.cast(field.type)
+            if not field.nullable and column.null_count:
+                raise PermanentError(
+                    f"{name}: column {field.name!r} has {column.null_count} empty value(s)",
+                    system=SYSTEM,
+                )
+            columns.append(column)
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise PermanentError(f"{name}: no column {field.name!r}", system=SYSTEM)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parquet(
+    filesystem: pafs.FileSystem, path: str, schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.Table]:
+    name = Path(path).name
+    with filesystem.open_input_file(path) as source:
+        parquet = pq.ParquetFile(source)
+        present = [field.name for field in schema if field.name in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
+            yield _conform(pa.Table.from_batches([batch]), schema, name)
+
+
+def _csv(
+    filesystem: pafs.FileSystem, path: str, schema: pa.Schema, batch_rows: int, *, gzip: bool
+) -> Iterator[pa.Table]:
+    name = Path(path).name
+    with filesystem.open_input_stream(path, compression="gzip" if gzip else None) as source:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=64 << 20),
+            convert_options=pacsv.ConvertOptions(
+                column_types={field.name: field.type for field in schema},
+                include_columns=[field.name for field in schema],
+                include_missing_columns=True,
+                strings_can_be_null=True,
+            ),
+        )
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in reader:
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= batch_rows:
+                yield _conform(pa.Table.from_batches(pending), schema, name)
+                pending, rows = [], 0
+        if pending:
+            yield _conform(pa.Table.from_batches(pending), schema, name)

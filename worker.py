@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.alarms import AlarmActivities
 from activities.billing import BillingActivities
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
@@ -29,8 +30,9 @@ from adapters.billing import BillingClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.hss import HssClient
+from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
-from hub.settings import Settings, get_settings
+from hub.settings import ALARMS, Settings, get_settings
 from hub.temporal import connect
 from workflows.service_activation import ServiceActivation
 
@@ -65,6 +67,8 @@ async def build_activities(
     )
     for client in (credit, crm, hss, billing):
         stack.push_async_callback(client.aclose)
+    notifier = build_notifier(settings)
+    stack.push_async_callback(notifier.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
     store, dead_letters = OrderStoreActivities(sessions), DeadLetterStore(sessions)
@@ -98,7 +102,29 @@ async def build_activities(
             billing_acts.terminate_subscription,
             billing_acts.reactivate_subscription,
         ],
+        # Alarms on a queue of their own: an NMS that does not answer holds up no order step.
+        ALARMS: [AlarmActivities(notifier).raise_alarm],
     }
+
+
+def build_notifier(settings: Settings) -> SnmpNotifier:
+    """The SNMP notifier of the alarms activities; no targets configured sends nothing.
+
+    A malformed ``HUB_SNMP_TARGETS`` stops the worker here, at start, with the target's
+    position and what is wrong (never the spec, which holds the secrets).
+    """
+    targets = parse_targets(settings.snmp_targets.get_secret_value())
+    logger.info(
+        "alarms go to %s",
+        ", ".join(target.label for target in targets) or "no NMS (HUB_SNMP_TARGETS is empty)",
+    )
+    return SnmpNotifier(
+        targets,
+        notify_type=settings.snmp_notify_type,
+        engine_id=settings.snmp_engine_id or DEFAULT_ENGINE_ID,
+        timeout=settings.snmp_timeout,
+        retries=settings.snmp_retries,
+    )
 
 
 def create_workers(

@@ -10,7 +10,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +39,9 @@ Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 #: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
 SYSTEMS = ("credit", "crm", "hss", "billing")
+#: Not an outside system of the processes but the NMS behind them: the ``alarms.*`` activities
+#: have their own task queue and retry policy (``HUB_RETRY__ALARMS__...``) all the same.
+ALARMS = "alarms"
 
 
 class RetrySettings(BaseModel):
@@ -57,6 +67,15 @@ def _default_retry() -> dict[str, RetrySettings]:
         initial_interval=timedelta(milliseconds=200),
         maximum_attempts=0,
         attempt_timeout=timedelta(seconds=10),
+    )
+    # Alarms to the NMS: a few tries within a minute, then the process goes on without them
+    # (an alarm must never hold up the order it reports on).
+    policies[ALARMS] = RetrySettings(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=3,
+        attempt_timeout=timedelta(seconds=30),
+        schedule_to_close=timedelta(seconds=60),
     )
     return policies
 
@@ -114,6 +133,19 @@ class Settings(BaseSettings):
     #: Activities per second a system may receive, across all workers (Temporal enforces it
     #: on the system's task queue): protects a fragile legacy system. Absent: no limit.
     rate_limit: dict[str, float] = Field(default_factory=dict)
+
+    #: The NMSs that receive the hub's alarms (SNMP notifications), comma-separated specs:
+    #: ``v2c:<community>@<host>[:<port>]`` or ``v3:<user>:<authkey>:<privkey>[:<engineid>]@<host>``
+    #: (see docs/alarms.md). Secret, as it holds communities and USM keys. Empty: no alarms
+    #: are sent (the activity succeeds doing nothing).
+    snmp_targets: SecretStr = SecretStr("")
+    #: ``trap`` (fire and forget) or ``inform`` (the NMS acknowledges; unanswered ones fail).
+    snmp_notify_type: Literal["trap", "inform"] = "trap"
+    #: The hub's snmpEngineID (hex) for v3 traps; empty: the built-in default of docs/alarms.md.
+    snmp_engine_id: str = ""
+    #: Seconds an inform waits for its acknowledgement, and how often it is sent again.
+    snmp_timeout: float = Field(default=2.0, gt=0)
+    snmp_retries: int = Field(default=2, ge=0)
 
     #: How long a parked step waits for an operator's decision before the process aborts.
     park_timeout: Duration = timedelta(days=7)

@@ -14,10 +14,25 @@ A park has a deadline (setting ``park_timeout``); past it the saga aborts on its
 business rejection (credit declined, unknown plan, any other permanent error) does not park:
 it fails the step at once, and the workflow compensates. Compensations park too when they
 cannot run, and are always skippable (an operator may undo a thing by hand).
+
+Alarms (X.733, sent as SNMP notifications by the ``alarms.raise`` activity, see
+``docs/alarms.md``) come with the saga, so every process raises them alike:
+
+- a parked step raises ``major`` (kind ``dead-letter/<step>``), cleared when it is retried to
+  success, skipped or aborted;
+- a compensation that is parked or given up raises ``critical`` (kind ``compensation/<step>``),
+  cleared when it is retried to success or skipped; given up, it stays for a person;
+- the process reports its own failure with :meth:`Saga.alarm_failed` (``major``, kind
+  ``failed``), and calls :meth:`Saga.settle_alarms` before it returns.
+
+The alarm key is ``<workflow id>/<kind>``, so a clear carries the notification id of the
+alarm it clears. Alarms run in the background with a small retry policy: one that cannot be
+delivered is logged and given up, it never fails or holds up the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,14 +45,30 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alarms import AlarmActivities, RaiseAlarmInput
     from activities.dead_letters import DeadLetterStore, DeadLetterUpdate, ParkInput
-    from activities.policies import ProcessPolicies
+    from activities.policies import ProcessPolicies, SystemPolicy
+    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
     from hub.models import DeadLetterAction, DeadLetterStatus
     from hub.redact import SECRET_FIELDS
+    from hub.settings import ALARMS
 
 #: Permanent failures that are technical, not business: a person repairs them, so they park.
 TECHNICAL_FAILURES = frozenset({"AuthenticationError"})
+
+#: ``workflow.patched`` id: runs started before alarms existed replay without them.
+ALARMS_PATCH = "saga-alarms"
+#: Used when the policies a run recorded have none for alarms (they predate it): alarms are
+#: always tried a few times only, never without end.
+ALARM_FALLBACK_POLICY = SystemPolicy(
+    initial_interval=1.0,
+    backoff_coefficient=2.0,
+    maximum_interval=10.0,
+    maximum_attempts=3,
+    attempt_timeout=30.0,
+    schedule_to_close=60.0,
+)
 
 
 @dataclass
@@ -83,6 +114,11 @@ class StepAborted(Exception):
         self.step = step
         self.decided_by = decided_by
 
+    @property
+    def error(self) -> BaseException | None:
+        """The failure that parked the step."""
+        return self.__cause__
+
 
 @dataclass
 class _Compensation:
@@ -123,6 +159,27 @@ def parkable(err: ActivityError) -> bool:
     return cause is not None and cause.type in TECHNICAL_FAILURES
 
 
+def alarm_cause(err: BaseException | None) -> tuple[EventType, ProbableCause]:
+    """X.733 event type and probable cause of a step's failure (the table in docs/alarms.md)."""
+    if isinstance(err, StepAborted):
+        err = err.error
+    if not isinstance(err, ActivityError):
+        return EventType.PROCESSING_ERROR_ALARM, ProbableCause.SOFTWARE_ERROR
+    cause = _cause(err)
+    if cause is not None and cause.type == "AuthenticationError":
+        return (
+            EventType.SECURITY_SERVICE_OR_MECHANISM_VIOLATION,
+            ProbableCause.AUTHENTICATION_FAILURE,
+        )
+    if err.retry_state == RetryState.TIMEOUT:
+        return EventType.COMMUNICATIONS_ALARM, ProbableCause.TIMEOUT_EXPIRED
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        return EventType.COMMUNICATIONS_ALARM, ProbableCause.COMMUNICATIONS_SUBSYSTEM_FAILURE
+    if cause is not None:  # refused: a 4xx, a SOAP fault, a business rejection
+        return EventType.PROCESSING_ERROR_ALARM, ProbableCause.APPLICATION_SUBSYSTEM_FAILURE
+    return EventType.PROCESSING_ERROR_ALARM, ProbableCause.SOFTWARE_ERROR
+
+
 class Saga:
     """Steps, compensations and parking for one process run."""
 
@@ -139,12 +196,19 @@ class Saga:
         self.policies = policies
         self.stop_requested = stop_requested
         self.current_step: str | None = None
+        self.current_system: str | None = None
         self.compensating = False
         self.parked: ParkedStep | None = None
         self._compensations: list[_Compensation] = []
         self._decision: DeadLetterDecision | None = None
         #: One dead letter per step incident: a retried step that fails again re-opens it.
         self._letters: dict[str, str] = {}
+        #: Alarms raised and not cleared, by kind: a clear repeats what it clears.
+        self.active_alarms: dict[str, RaiseAlarmInput] = {}
+        #: The last alarm being sent; each waits for the one before, so the NMS sees a raise
+        #: before its clear.
+        self._alarm_sending: asyncio.Task[None] | None = None
+        self._alarms_enabled: bool | None = None
 
     @property
     def compensations_pending(self) -> int:
@@ -160,19 +224,7 @@ class Saga:
         policy = self.policies.systems.get(system)
         if policy is None:
             return {**options, "start_to_close_timeout": timedelta(seconds=30)}
-        return {
-            **options,
-            "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),
-            "schedule_to_close_timeout": (
-                timedelta(seconds=policy.schedule_to_close) if policy.schedule_to_close else None
-            ),
-            "retry_policy": RetryPolicy(
-                initial_interval=timedelta(seconds=policy.initial_interval),
-                backoff_coefficient=policy.backoff_coefficient,
-                maximum_interval=timedelta(seconds=policy.maximum_interval),
-                maximum_attempts=policy.maximum_attempts,
-            ),
-        }
+        return {**options, **_policy_options(policy)}
 
     async def record(self, activity: Callable[..., Awaitable[Any]], arg: Any, summary: str) -> Any:
         """A write to the hub's own database (retried without limit: it is our store)."""
@@ -200,7 +252,7 @@ class Saga:
         while True:
             if cancellable and self.stop_requested():
                 raise SagaCancelled()
-            self.current_step = step
+            self.current_step, self.current_system = step, system
             workflow.set_current_details(f"calling **{system}**: `{step}`")
             try:
                 result = await workflow.execute_activity_method(
@@ -211,6 +263,10 @@ class Saga:
                 )
             except ActivityError as err:
                 if not parkable(err):
+                    if not compensation:  # after a retry: the process reports its failure
+                        self.clear_alarm(
+                            self._park_alarm_kind(step, False), f"{step} failed: {describe(err)}"
+                        )
                     raise
                 decision = await self._park(
                     step,
@@ -232,6 +288,9 @@ class Saga:
                 raise StepAborted(step, describe(err), decision.decided_by) from err
             if step in self._letters:
                 await self._close_letter(step, DeadLetterStatus.RESOLVED)
+                self.clear_alarm(
+                    self._park_alarm_kind(step, compensation), f"{step} retried successfully"
+                )
             return result
 
     def push(
@@ -261,10 +320,23 @@ class Saga:
                     skippable=True,
                     compensation=True,
                 )
-            except StepAborted as aborted:
-                failures.append(str(aborted))
-            except ActivityError as err:
-                failures.append(f"{compensation.step}: {describe(err)}")
+            except (StepAborted, ActivityError) as err:
+                failure = (
+                    str(err)
+                    if isinstance(err, StepAborted)
+                    else f"{compensation.step}: {describe(err)}"
+                )
+                failures.append(failure)
+                # Systems now disagree (something done is not undone): a person must repair.
+                self.raise_alarm(
+                    self._park_alarm_kind(compensation.step, True),
+                    PerceivedSeverity.CRITICAL,
+                    EventType.PROCESSING_ERROR_ALARM,
+                    ProbableCause.DATABASE_INCONSISTENCY,
+                    f"compensation given up, repair by hand: {failure}",
+                    step=compensation.step,
+                    system=compensation.system,
+                )
         return failures
 
     # --- parking --------------------------------------------------------------------------
@@ -327,6 +399,17 @@ class Saga:
         set_hub_status(sa.HubStatus.PARKED)
         workflow.set_current_details(f"**parked** at `{step}` ({letter_id}): {error}")
         workflow.logger.warning("step parked", extra={"step": step, "dead_letter": letter_id})
+        alarm = self._park_alarm_kind(step, compensation)
+        if alarm not in self.active_alarms:  # a retry that failed again: the NMS knows already
+            self.raise_alarm(
+                alarm,
+                PerceivedSeverity.CRITICAL if compensation else PerceivedSeverity.MAJOR,
+                *alarm_cause(err),
+                f"{'compensation ' if compensation else ''}{step} parked as {letter_id}, "
+                f"waits for an operator: {error}",
+                step=step,
+                system=system,
+            )
         cancelled = False
         try:
             await workflow.wait_condition(
@@ -365,6 +448,12 @@ class Saga:
         )
         if status != DeadLetterStatus.RETRYING:
             self._letters.pop(step, None)
+        if status == DeadLetterStatus.SKIPPED:
+            self.clear_alarm(alarm, f"{step} skipped by {decision.decided_by}")
+        elif status != DeadLetterStatus.RETRYING and not compensation:
+            # The process goes on to compensate; how it ends is reported on its own. An
+            # aborted compensation stays raised: compensate() reports it as given up.
+            self.clear_alarm(alarm, f"{step} aborted by {decision.decided_by}")
         set_hub_status(sa.HubStatus.COMPENSATING if self.compensating else sa.HubStatus.RUNNING)
         if cancelled:
             raise SagaCancelled()
@@ -377,6 +466,112 @@ class Saga:
             DeadLetterUpdate(id=letter_id, status=status),
             summary=f"hub: {status.value} {step}",
         )
+
+    # --- alarms ---------------------------------------------------------------------------
+
+    def managed_object(self, step: str | None = None, system: str | None = None) -> str:
+        """X.733 managed object: what the alarm is about, most specific last."""
+        parts = [
+            f"order={self.order_id}"
+            if self.order_id
+            else f"{self.process}={workflow.info().workflow_id}"
+        ]
+        if step:
+            parts.append(f"step={step}")
+        if system:
+            parts.append(f"system={system}")
+        return "/".join(parts)
+
+    @staticmethod
+    def _park_alarm_kind(step: str, compensation: bool) -> str:
+        return f"{'compensation' if compensation else 'dead-letter'}/{step}"
+
+    def raise_alarm(
+        self,
+        kind: str,
+        severity: PerceivedSeverity,
+        event_type: EventType,
+        probable_cause: ProbableCause,
+        text: str,
+        *,
+        step: str | None = None,
+        system: str | None = None,
+    ) -> None:
+        """Raise (or raise again, with new text) the alarm ``kind`` of this run; it is sent in
+        the background. ``kind`` names the matter (``failed``, ``dead-letter/<step>``)."""
+        alarm = RaiseAlarmInput(
+            managed_object=self.managed_object(step, system),
+            severity=severity,
+            event_type=event_type,
+            probable_cause=probable_cause,
+            text=text,
+            alarm_key=f"{workflow.info().workflow_id}/{kind}",
+            event_time=workflow.now(),
+        )
+        self.active_alarms[kind] = alarm
+        self._send_alarm(alarm)
+
+    def clear_alarm(self, kind: str, text: str) -> None:
+        """Clear the alarm ``kind`` if it is raised: same key, so same notification id."""
+        raised = self.active_alarms.pop(kind, None)
+        if raised is not None:
+            self._send_alarm(
+                dataclasses.replace(
+                    raised, severity=PerceivedSeverity.CLEARED, text=text, event_time=workflow.now()
+                )
+            )
+
+    def alarm_failed(self, err: BaseException, text: str) -> None:
+        """The process's hook for its own failure: a ``major`` alarm naming the step (and
+        system) it failed at, kind ``failed``. Call it before compensating."""
+        self.raise_alarm(
+            "failed",
+            PerceivedSeverity.MAJOR,
+            *alarm_cause(err),
+            f"{self.process} failed: {text}",
+            step=self.current_step,
+            system=self.current_system,
+        )
+
+    async def settle_alarms(self) -> None:
+        """Wait until the alarms raised so far are sent or given up. A process calls it before
+        it returns: a workflow that closes abandons its activities, alarms among them."""
+        while self._alarm_sending is not None and not self._alarm_sending.done():
+            await self._alarm_sending
+
+    def _send_alarm(self, alarm: RaiseAlarmInput) -> None:
+        if self._alarms_enabled is None:
+            # Asked at the first alarm, not at start: right after a local activity (the
+            # policies) a replay has not yet been told of a patch marker a later workflow task
+            # holds, and would answer False where the first run answered True.
+            self._alarms_enabled = workflow.patched(ALARMS_PATCH)
+        if not self._alarms_enabled:
+            return
+        self._alarm_sending = asyncio.create_task(self._deliver(self._alarm_sending, alarm))
+
+    async def _deliver(self, previous: asyncio.Task[None] | None, alarm: RaiseAlarmInput) -> None:
+        if previous is not None:
+            await previous  # never raises: see below
+        severity = PerceivedSeverity(alarm.severity).name.lower()
+        try:
+            await workflow.execute_activity_method(
+                AlarmActivities.raise_alarm,
+                alarm,
+                summary=f"{ALARMS}: {severity} {alarm.managed_object}",
+                **self._alarm_options(),
+            )
+        except ActivityError as err:
+            # An alarm reports a failure; it must not become one. History keeps the attempts.
+            workflow.logger.warning(
+                "alarm not delivered",
+                extra={"alarm_key": alarm.alarm_key, "severity": severity, "error": describe(err)},
+            )
+
+    def _alarm_options(self) -> dict[str, Any]:
+        policy = self.policies.systems.get(ALARMS) or ALARM_FALLBACK_POLICY
+        if not policy.maximum_attempts and not policy.schedule_to_close:
+            policy = dataclasses.replace(policy, maximum_attempts=3)  # never retry forever
+        return {"task_queue": f"{workflow.info().task_queue}.{ALARMS}", **_policy_options(policy)}
 
     # --- the decide update ----------------------------------------------------------------
 
@@ -422,6 +617,22 @@ class Saga:
         assert self.parked is not None
         self._decision = decision
         return DecisionResult(decision.dead_letter_id, decision.action, self.parked.step)
+
+
+def _policy_options(policy: SystemPolicy) -> dict[str, Any]:
+    """Timeouts and retry policy of activity options, from a system's policy."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),
+        "schedule_to_close_timeout": (
+            timedelta(seconds=policy.schedule_to_close) if policy.schedule_to_close else None
+        ),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=policy.initial_interval),
+            backoff_coefficient=policy.backoff_coefficient,
+            maximum_interval=timedelta(seconds=policy.maximum_interval),
+            maximum_attempts=policy.maximum_attempts,
+        ),
+    }
 
 
 def set_hub_status(status: sa.HubStatus) -> None:

@@ -16,6 +16,9 @@ undo it exactly), then the stack runs and the order ends ``cancelled``.
 
 Every side-effecting call carries the idempotency key ``<workflow id>/<item>/<step>``, so a
 retried activity never creates a second record.
+
+A failed order raises a ``major`` alarm at the NMS naming the step and system it failed at;
+parks and failing compensations raise theirs through the saga (see ``docs/alarms.md``).
 """
 
 from __future__ import annotations
@@ -252,6 +255,7 @@ class ServiceActivation:
             failed = [self._current_item] if self._current_item else list(self._items)
             for item_id in failed:
                 self._items[item_id] = ItemState.FAILED.value
+            self.saga.alarm_failed(err, message)
             await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
         else:
             self._state = OrderState.COMPLETED
@@ -259,6 +263,8 @@ class ServiceActivation:
             set_hub_status(sa.HubStatus.COMPLETED)
             workflow.set_current_details("completed")
             await self._record(reason="all items completed")
+        # The order's state is recorded already; only the workflow's close waits for alarms.
+        await self.saga.settle_alarms()
         return ServiceActivationResult(
             order_id=order.order_id,
             state=self._state.value,

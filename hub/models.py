@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -60,11 +60,12 @@ class ServiceOrder(SQLModel, table=True):
     customer_id: str | None = Field(default=None, index=True, max_length=200)
     workflow_id: str = Field(max_length=200)
     order_date: datetime = Field(default_factory=utcnow)
-    completion_date: datetime | None = None
+    #: Indexed, as is ``updated_at``: the incremental exports read by them.
+    completion_date: datetime | None = Field(default=None, index=True)
     error_message: str | None = None
     #: The TMF641 document as received, secrets redacted.
     document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class ServiceOrderItem(SQLModel, table=True):
@@ -87,7 +88,8 @@ class OrderStateChange(SQLModel, table=True):
     from_state: str | None = Field(default=None, max_length=32)
     to_state: str = Field(max_length=32)
     reason: str | None = None
-    at: datetime = Field(default_factory=utcnow)
+    #: Indexed for the incremental export, which reads the trail in this order.
+    at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class CancelServiceOrder(SQLModel, table=True):
@@ -208,3 +210,52 @@ class ReconciliationCategory(SQLModel, table=True):
     count: int = 0
     #: Signed: positive is revenue lost (under-billed), negative over-billed.
     revenue_impact: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+
+
+# --- Scheduled exports ------------------------------------------------------------------------
+
+
+class ExportWatermark(SQLModel, table=True):
+    """How far an export has copied its dataset: every row whose change time is at or before
+    ``watermark`` is in a published run. It only moves forward, and only once a run's files
+    and manifest are in place."""
+
+    __tablename__ = "export_watermark"
+
+    export_id: str = Field(primary_key=True, max_length=64)
+    dataset: str = Field(max_length=64)
+    watermark: datetime
+    #: The run that moved it last.
+    run_id: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ExportRun(SQLModel, table=True):
+    """One run of an export: the window it copied, what it wrote, and how it ended.
+
+    The rows copied are those whose change time lies in ``(watermark_from, watermark_to]``
+    (``watermark_from`` None: from the beginning). Files and checksums are in the manifest.
+    """
+
+    __tablename__ = "export_run"
+
+    id: str = Field(primary_key=True, max_length=64)
+    export_id: str = Field(index=True, max_length=64)
+    workflow_id: str = Field(max_length=200)
+    dataset: str = Field(max_length=64)
+    format: str = Field(max_length=16)
+    destination: str = Field(max_length=1000)
+    status: str = Field(default="running", index=True, max_length=16)
+    #: The schedule's time for this run (a backfilled run's is in the past); None when the
+    #: run was not started by a schedule.
+    scheduled_at: datetime | None = None
+    watermark_from: datetime | None = None
+    watermark_to: datetime | None = None
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+    #: 64-bit: a large table's export passes 2**31 bytes.
+    rows: int = Field(default=0, sa_type=BigInteger)
+    files: int = 0
+    bytes: int = Field(default=0, sa_type=BigInteger)
+    manifest_uri: str | None = Field(default=None, max_length=1200)
+    error_message: str | None = None

@@ -123,6 +123,24 @@ class ServiceActivationInput:
     currency: str = "EUR"
 
 
+def operator_memo(order: ServiceActivationInput) -> dict[str, str]:
+    """What an operator reads in the Temporal UI's memo: who and what, never a key. Set when
+    the workflow starts (payloads, so the codec endpoint decrypts them for the UI)."""
+    memo = {
+        "process": PROCESS_KIND,
+        "order": order.order_id,
+        "customer": f"{order.customer.id} ({order.customer.name})",
+        "items": "; ".join(
+            f"{item.id}: {item.action} IMSI {item.service.imsi}"
+            + (f" plan {item.service.plan}" if item.service.plan else "")
+            for item in order.items
+        ),
+    }
+    if order.external_id:
+        memo["externalId"] = order.external_id
+    return memo
+
+
 @dataclass
 class ServiceActivationResult:
     order_id: str
@@ -219,7 +237,9 @@ class ServiceActivation:
         self._order = order
         self._items = {item.id: ItemState.ACKNOWLEDGED.value for item in order.items}
         policies = await workflow.execute_local_activity_method(
-            PolicyActivities.process_policies, start_to_close_timeout=timedelta(seconds=10)
+            PolicyActivities.process_policies,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="hub: read the retry policies",
         )
         self._saga = Saga(
             process=PROCESS_KIND,

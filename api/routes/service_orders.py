@@ -42,6 +42,7 @@ from workflows.service_activation import (
     CancelRequest,
     ServiceActivation,
     ServiceActivationInput,
+    operator_memo,
     workflow_id_for,
 )
 
@@ -155,16 +156,18 @@ async def create_service_order(
             )
         raise
     try:
+        process_input = ServiceActivationInput(
+            order_id=order_id, customer=customer, items=items, external_id=body.externalId
+        )
         await temporal.start_workflow(
             ServiceActivation.run,
-            ServiceActivationInput(
-                order_id=order_id, customer=customer, items=items, external_id=body.externalId
-            ),
+            process_input,
             id=order.workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"TMF641 order {body.externalId or order_id} for {customer.id}",
+            memo=operator_memo(process_input),
             static_details="\n".join(
                 f"- item {i.id}: **{i.action}** IMSI {i.service.imsi}, MSISDN {i.service.msisdn}"
                 + (f", plan {i.service.plan}" if i.service.plan else "")

@@ -100,6 +100,16 @@ async def test_a_parked_order_says_where_and_why(hub: Hub, sims: Simulators) -> 
 
     assert (await hub.api.post(f"{LETTERS}/{letter['id']}/abort", json={})).status_code == 200
     assert (await handle.result())["state"] == "failed"
+    # The README's query for all failed activations of a customer finds it (visibility lags).
+    query = (
+        f'ProcessKind="service-activation" AND CustomerId="{identity["customer"]}" '
+        'AND HubStatus="failed"'
+    )
+
+    async def listed() -> list[str]:
+        return [w.id async for w in hub.client.list_workflows(query)]
+
+    assert await eventually(listed, timeout=30) == [handle.id]
     assert (await current_details(handle)).startswith("failed: 1/hss.create_subscriber: aborted")
     summaries = await activity_summaries(hub, handle)
     assert ("hss.delete_subscriber", "compensate hss: 1/hss.delete_subscriber") not in summaries

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import weakref
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -26,19 +28,22 @@ from activities.dead_letters import DeadLetterStore
 from activities.hss import HssActivities
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
+from activities.reconciliation import ReconciliationActivities, ReconciliationStore
 from adapters.billing import BillingClient
+from adapters.billing_export import BillingExportClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.hss import HssClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
-from hub.settings import ALARMS, Settings, get_settings
+from hub.settings import ALARMS, RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
+from workflows.reconciliation import BillingReconciliation
 from workflows.service_activation import ServiceActivation
 
 logger = logging.getLogger("hub.worker")
 
-WORKFLOWS: list[type] = [ServiceActivation]
+WORKFLOWS: list[type] = [ServiceActivation, BillingReconciliation]
 
 
 #: Activities are grouped by the system they call; each system has its own task queue
@@ -65,26 +70,40 @@ async def build_activities(
         password=settings.billing_password,
         timeout=timeout,
     )
-    for client in (credit, crm, hss, billing):
+    export = BillingExportClient(
+        settings.resolved_billing_export_url, token=settings.billing_export_token, timeout=timeout
+    )
+    for client in (credit, crm, hss, billing, export):
         stack.push_async_callback(client.aclose)
     notifier = build_notifier(settings)
     stack.push_async_callback(notifier.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
     store, dead_letters = OrderStoreActivities(sessions), DeadLetterStore(sessions)
+    recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
     return {
         "hub": [
             PolicyActivities(settings).process_policies,
             store.record_order_state,
             dead_letters.park,
             dead_letters.update,
+            recon.defaults,
+            recon_store.record,
         ],
         "credit": [credit_acts.check_credit, credit_acts.release_credit],
+        # Reconciliation's data work: CPU-bound, on a thread pool of its own (create_workers).
+        RECONCILIATION: [
+            recon.list_sources,
+            recon.split,
+            recon.reconcile_partition,
+            recon.finalize,
+        ],
         "crm": [
             crm_acts.upsert_customer,
             crm_acts.delete_customer,
             crm_acts.set_service_status,
             crm_acts.delete_service,
+            crm_acts.open_case,
         ],
         "hss": [
             hss_acts.create_subscriber,
@@ -101,6 +120,8 @@ async def build_activities(
             billing_acts.change_plan,
             billing_acts.terminate_subscription,
             billing_acts.reactivate_subscription,
+            billing_acts.get_tariffs,
+            recon.fetch_usage_export,
         ],
         # Alarms on a queue of their own: an NMS that does not answer holds up no order step.
         ALARMS: [AlarmActivities(notifier).raise_alarm],
@@ -134,18 +155,27 @@ def create_workers(
     activities on ``task_queue``, each outside system's activities on its own queue."""
     workers = []
     for system, functions in activities.items():
-        workers.append(
-            Worker(
-                client,
-                task_queue=system_task_queue(task_queue, system),
-                workflows=WORKFLOWS if system == "hub" else [],
-                activities=functions,
-                max_concurrent_activities=settings.worker_max_concurrent_activities,
-                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-                max_task_queue_activities_per_second=settings.rate_limit.get(system),
-                graceful_shutdown_timeout=settings.worker_shutdown_grace,
-            )
+        concurrency = settings.worker_max_concurrent_activities
+        executor = None
+        if system == RECONCILIATION:
+            # Synchronous, CPU-bound activities: one thread per core they may use.
+            concurrency = settings.reconciliation_threads
+            executor = ThreadPoolExecutor(concurrency, thread_name_prefix="reconciliation")
+        worker = Worker(
+            client,
+            task_queue=system_task_queue(task_queue, system),
+            workflows=WORKFLOWS if system == "hub" else [],
+            activities=functions,
+            activity_executor=executor,
+            max_concurrent_activities=concurrency,
+            max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+            max_task_queue_activities_per_second=settings.rate_limit.get(system),
+            graceful_shutdown_timeout=settings.worker_shutdown_grace,
         )
+        if executor is not None:
+            # The worker does not own its executor: let the threads go when it does.
+            weakref.finalize(worker, executor.shutdown, wait=False)
+        workers.append(worker)
     return workers
 
 

@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import outside_call
 from adapters.billing import BillingClient
 from hub.errors import NotFoundError
+from hub.usage import Tariff
 
 
 @dataclass
@@ -80,6 +81,14 @@ class ChangePlanInput:
 @dataclass
 class ChangePlanResult:
     previous_plan: str
+
+
+@dataclass
+class TariffsResult:
+    """Billing's usage prices per plan, in ``currency`` (small: a catalogue, not usage)."""
+
+    currency: str
+    tariffs: list[Tariff]
 
 
 class BillingActivities:
@@ -165,3 +174,9 @@ class BillingActivities:
             await self.client.reactivate_subscription(
                 msisdn=data.msisdn, idempotency_key=data.idempotency_key
             )
+
+    @activity.defn(name="billing.get_tariffs")
+    async def get_tariffs(self) -> TariffsResult:
+        with outside_call():
+            currency, tariffs = await self.client.get_tariffs()
+        return TariffsResult(currency=currency, tariffs=tariffs)

@@ -55,6 +55,21 @@ class DeleteServiceInput:
     idempotency_key: str
 
 
+@dataclass
+class OpenCaseInput:
+    subject: str
+    description: str
+    category: str
+    priority: str
+    reference: str | None
+    idempotency_key: str
+
+
+@dataclass
+class OpenCaseResult:
+    case_id: str
+
+
 class CrmActivities:
     def __init__(self, client: CrmClient) -> None:
         self.client = client
@@ -103,3 +118,17 @@ class CrmActivities:
             await self.client.delete_service(
                 data.customer_id, data.service_id, idempotency_key=data.idempotency_key
             )
+
+    @activity.defn(name="crm.open_case")
+    async def open_case(self, data: OpenCaseInput) -> OpenCaseResult:
+        """Open a case for a team (revenue assurance); a retry gets the same case."""
+        with outside_call():
+            case_id = await self.client.open_case(
+                subject=data.subject,
+                description=data.description,
+                category=data.category,
+                priority=data.priority,
+                reference=data.reference,
+                idempotency_key=data.idempotency_key,
+            )
+        return OpenCaseResult(case_id=case_id)

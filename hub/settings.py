@@ -5,10 +5,12 @@ Nested values use ``__``: ``HUB_RETRY__BILLING__MAXIMUM_ATTEMPTS=20``.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -39,6 +41,8 @@ Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 #: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
 SYSTEMS = ("credit", "crm", "hss", "billing")
+#: Reconciliation's data activities: their own task queue, thread pool and retry policy.
+RECONCILIATION = "reconciliation"
 #: Not an outside system of the processes but the NMS behind them: the ``alarms.*`` activities
 #: have their own task queue and retry policy (``HUB_RETRY__ALARMS__...``) all the same.
 ALARMS = "alarms"
@@ -76,6 +80,13 @@ def _default_retry() -> dict[str, RetrySettings]:
         maximum_attempts=3,
         attempt_timeout=timedelta(seconds=30),
         schedule_to_close=timedelta(seconds=60),
+    )
+    # Reconciliation's data work (split, reconcile): long, local; a failure is mostly a bad
+    # file, which another attempt cannot fix, or a crashed worker, which the heartbeat spots.
+    policies[RECONCILIATION] = RetrySettings(
+        initial_interval=timedelta(seconds=1),
+        maximum_attempts=3,
+        attempt_timeout=timedelta(hours=2),
     )
     return policies
 
@@ -150,6 +161,31 @@ class Settings(BaseSettings):
     #: How long a parked step waits for an operator's decision before the process aborts.
     park_timeout: Duration = timedelta(days=7)
 
+    #: Billing reconciliation: where runs keep their workspace and results.
+    #: Empty: ``<data_dir>/reconciliation``.
+    reconciliation_dir: Path | None = None
+    #: Where mediation drops CDR files: a folder or a ``pyarrow.fs`` URI (``s3://...``).
+    #: Empty: ``<data_dir>/drop/network``.
+    reconciliation_network_source: str = ""
+    #: Where billing's rated usage comes from: ``billing-system`` (its usage export, fetched
+    #: over HTTP) or a folder / URI holding the rated files and ``subscriptions.parquet``.
+    reconciliation_billing_source: str = "billing-system"
+    #: Leakage, as % of billed revenue, above which a run opens a CRM case and raises an alarm.
+    reconciliation_leakage_threshold_pct: float = Field(default=0.5, ge=0)
+    #: Input bytes per partition when a run does not say how many partitions to cut.
+    reconciliation_partition_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    reconciliation_max_partitions: int = Field(default=256, ge=1)
+    #: Worker: threads for the data activities (split, reconcile); default: every core.
+    reconciliation_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    #: Data activities one run keeps in flight (the workers' threads bound the real work).
+    reconciliation_parallelism: int = Field(default=64, ge=1)
+    #: A data activity that sends no heartbeat for this long is presumed lost and retried.
+    reconciliation_heartbeat_timeout: Duration = timedelta(minutes=2)
+    #: Billing's HTTP address for its usage export; empty: the origin of ``billing_url``.
+    billing_export_url: str = ""
+    #: Bearer token of billing's usage export (empty: none sent).
+    billing_export_token: str = ""
+
     #: Worker: activities and workflow tasks one worker process runs at once.
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
@@ -179,6 +215,21 @@ class Settings(BaseSettings):
             if not self.payload_keys:
                 raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
         return self
+
+    @property
+    def resolved_reconciliation_dir(self) -> Path:
+        return self.reconciliation_dir or self.data_dir / "reconciliation"
+
+    @property
+    def resolved_network_source(self) -> str:
+        return self.reconciliation_network_source or str(self.data_dir / "drop" / "network")
+
+    @property
+    def resolved_billing_export_url(self) -> str:
+        if self.billing_export_url:
+            return self.billing_export_url
+        parsed = urlsplit(self.billing_url)
+        return f"{parsed.scheme}://{parsed.netloc}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -130,7 +130,15 @@ class Simulators:
 
 
 @pytest.fixture(scope="session")
-def simulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def billing_export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the billing simulator publishes as its usage export (tests write into it)."""
+    return tmp_path_factory.mktemp("billing-export")
+
+
+@pytest.fixture(scope="session")
+def simulator_process(
+    tmp_path_factory: pytest.TempPathFactory, billing_export_dir: Path
+) -> Iterator[dict[str, str]]:
     ports = {system: free_port() for system in SYSTEM_NAMES}
     log = tmp_path_factory.mktemp("simulators") / "simulators.log"
     with log.open("wb") as out:
@@ -141,6 +149,8 @@ def simulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
                 "simulators",
                 "--host",
                 "127.0.0.1",
+                "--billing-export-dir",
+                str(billing_export_dir),
                 *(
                     arg
                     for system in SYSTEM_NAMES

@@ -1,0 +1,447 @@
+"""Activities of billing reconciliation: the data work (split, reconcile, finalize) and its record.
+
+The data activities are synchronous: they are CPU-bound (Arrow and numpy, which release the
+GIL), so the worker runs them in a thread pool on their own task queue, never on the event
+loop that drives the other activities. Bulk data never crosses Temporal: each activity reads
+and writes files in the run's workspace and answers with counts and paths.
+
+A run's workspace (``<reconciliation_dir>/<run id>/``)::
+
+    billing-export/             billing's usage export, copied from the billing system
+    work/network/00000.arrow    the split of network input file 0 (one batch per partition)
+    work/billing/00000.arrow
+    work/parts/part-00000.parquet   a partition's discrepancies
+    discrepancies.parquet       the run's result, kept; ``work/`` is removed at the end
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import delete
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+
+from activities.errors import outside_call
+from adapters import usage_files
+from adapters.billing_export import BillingExportClient
+from hub import reconcile
+from hub.db import session_scope
+from hub.errors import HubError, PermanentError, TransientError
+from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
+from hub.reconcile import PartitionSummary, Tolerances
+from hub.settings import Settings
+from hub.usage import Tariff
+
+#: ``billing_source`` value that means: fetch billing's usage export from the billing system.
+BILLING_SYSTEM = "billing-system"
+SUBSCRIPTIONS_FILE = "subscriptions.parquet"
+SIDES = ("network", "billing")
+
+
+# --- Inputs and results ----------------------------------------------------------------------
+
+
+@dataclass
+class ReconciliationDefaults:
+    """What a run takes from the worker's settings where its input says nothing."""
+
+    network_source: str
+    billing_source: str
+    leakage_threshold_pct: float
+    parallelism: int
+    heartbeat_timeout: float
+
+
+@dataclass
+class SourceFile:
+    uri: str
+    size: int
+
+
+@dataclass
+class ListSourcesInput:
+    run_id: str
+    network_source: str
+    billing_source: str
+    #: 0: chosen from the input size.
+    partitions: int = 0
+
+
+@dataclass
+class ListSourcesResult:
+    network: list[SourceFile]
+    billing: list[SourceFile]
+    #: Billing's subscriptions (MSISDN -> plan), to price usage billing never rated.
+    subscriptions: str | None
+    partitions: int
+
+
+@dataclass
+class FetchExportInput:
+    run_id: str
+
+
+@dataclass
+class FetchExportResult:
+    folder: str
+    files: int
+    bytes: int
+
+
+@dataclass
+class SplitInput:
+    run_id: str
+    side: str  # network | billing
+    index: int
+    uri: str
+    partitions: int
+    period_start: datetime
+    period_end: datetime
+    tariffs: list[Tariff]
+
+
+@dataclass
+class SplitResult:
+    side: str
+    index: int
+    rows_read: int
+    rows_kept: int
+    bytes: int
+
+
+@dataclass
+class ReconcilePartitionInput:
+    run_id: str
+    partition: int
+    partitions: int
+    network_files: int
+    billing_files: int
+    tariffs: list[Tariff]
+    subscriptions: str | None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+
+@dataclass
+class ReconcilePartitionResult:
+    partition: int
+    summary: PartitionSummary
+
+
+@dataclass
+class FinalizeInput:
+    run_id: str
+    partitions: int
+    keep_work: bool = False
+
+
+@dataclass
+class FinalizeResult:
+    uri: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class RecordReconciliationInput:
+    """The run's row in the hub database: created, progressed, finished (idempotent)."""
+
+    run_id: str
+    workflow_id: str
+    period_start: datetime
+    period_end: datetime
+    status: str
+    currency: str = "EUR"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    summary: PartitionSummary | None = None
+    discrepancy_uri: str | None = None
+    case_id: str | None = None
+    error_message: str | None = None
+
+
+# --- Workspace -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def of(cls, settings: Settings, run_id: str) -> Workspace:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise PermanentError(f"run id {run_id!r} cannot name a folder", system="hub")
+        return cls(settings.resolved_reconciliation_dir / run_id)
+
+    @property
+    def export(self) -> Path:
+        return self.root / "billing-export"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    def split(self, side: str, index: int) -> Path:
+        return self.work / side / f"{index:05d}.arrow"
+
+    def splits(self, side: str, count: int) -> list[Path]:
+        paths = [self.split(side, index) for index in range(count)]
+        missing = [path.name for path in paths if not path.exists()]
+        if missing:
+            # The workflow only reconciles once every split finished: the workspace is gone.
+            raise PermanentError(
+                f"{side} splits missing from {self.work}: {', '.join(missing[:5])}", system="hub"
+            )
+        return paths
+
+    def part(self, partition: int) -> Path:
+        return self.work / "parts" / f"part-{partition:05d}.parquet"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "discrepancies.parquet"
+
+
+def _data_errors(func: Any) -> Any:
+    """Map the hub's errors onto Temporal's retry model, as ``outside_call`` does, for the
+    synchronous data activities; a malformed value is a permanent error naming its file."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with outside_call():
+            try:
+                return func(*args, **kwargs)
+            except HubError:
+                raise
+            except (pa.ArrowInvalid, ValueError, TypeError) as exc:
+                raise PermanentError(str(exc), system="reconciliation") from exc
+            except OSError as exc:
+                raise TransientError(f"{type(exc).__name__}: {exc}", system="files") from exc
+
+    return wrapper
+
+
+def _auto_partitions(total_bytes: int, target: int, limit: int) -> int:
+    """The power of two that gives partitions of about ``target`` input bytes."""
+    wanted = max(1, -(-total_bytes // max(target, 1)))
+    return min(1 << (wanted - 1).bit_length(), limit)
+
+
+# --- The activities --------------------------------------------------------------------------
+
+
+class ReconciliationActivities:
+    def __init__(self, settings: Settings, export: BillingExportClient) -> None:
+        self.settings = settings
+        self.export = export
+
+    @activity.defn(name="reconciliation.defaults")
+    async def defaults(self) -> ReconciliationDefaults:
+        settings = self.settings
+        return ReconciliationDefaults(
+            network_source=settings.resolved_network_source,
+            billing_source=settings.reconciliation_billing_source,
+            leakage_threshold_pct=settings.reconciliation_leakage_threshold_pct,
+            parallelism=settings.reconciliation_parallelism,
+            heartbeat_timeout=settings.reconciliation_heartbeat_timeout.total_seconds(),
+        )
+
+    @activity.defn(name="billing.fetch_usage_export")
+    async def fetch_usage_export(self, data: FetchExportInput) -> FetchExportResult:
+        """Copy billing's usage export into the run's workspace, checking every checksum.
+
+        Files already copied with the right size are kept: a retry resumes the copy.
+        """
+        folder = Workspace.of(self.settings, data.run_id).export
+        folder.mkdir(parents=True, exist_ok=True)  # an empty export is an empty billing side
+        total = 0
+        with outside_call():
+            files = await self.export.list_files()
+            for number, item in enumerate(files, start=1):
+                target = folder / item.name
+                if not (target.exists() and target.stat().st_size == item.size):
+                    await self.export.fetch(item, folder)
+                total += item.size
+                activity.heartbeat(f"{number}/{len(files)} files")
+        return FetchExportResult(str(folder), len(files), total)
+
+    @activity.defn(name="reconciliation.list_sources")
+    @_data_errors
+    def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
+        """The input files of both sides and how many partitions to cut them into."""
+        billing_source = data.billing_source
+        if billing_source == BILLING_SYSTEM:
+            billing_source = str(Workspace.of(self.settings, data.run_id).export)
+        network = usage_files.list_files(data.network_source)
+        if not network:
+            raise PermanentError(f"no usage files in {data.network_source}", system="files")
+        billing = usage_files.list_files(billing_source, exclude=(SUBSCRIPTIONS_FILE,))
+        subscriptions = [
+            item
+            for item in usage_files.list_files(billing_source)
+            if item.uri.endswith("/" + SUBSCRIPTIONS_FILE) or item.uri == SUBSCRIPTIONS_FILE
+        ]
+        partitions = data.partitions or _auto_partitions(
+            sum(item.size for item in network + billing),
+            self.settings.reconciliation_partition_bytes,
+            self.settings.reconciliation_max_partitions,
+        )
+        reconcile.check_partitions(partitions)
+        return ListSourcesResult(
+            network=[SourceFile(item.uri, item.size) for item in network],
+            billing=[SourceFile(item.uri, item.size) for item in billing],
+            subscriptions=subscriptions[0].uri if subscriptions else None,
+            partitions=partitions,
+        )
+
+    @activity.defn(name="reconciliation.split")
+    @_data_errors
+    def split(self, data: SplitInput) -> SplitResult:
+        """Read one input file, keep the period's rows, write them hash-partitioned."""
+        period = reconcile.Period(data.period_start, data.period_end)
+        tariffs = reconcile.TariffTable.of(data.tariffs)
+        if data.side == "network":
+            schema, work_schema = reconcile.NETWORK_INPUT, reconcile.NETWORK_WORK
+        else:
+            schema, work_schema = reconcile.RATED_INPUT, reconcile.BILLING_WORK
+        counts = {"read": 0, "kept": 0}
+
+        def groups() -> Any:
+            for number, table in enumerate(usage_files.read_batches(data.uri, schema), start=1):
+                counts["read"] += table.num_rows
+                if data.side == "network":
+                    work = reconcile.network_work(table, period)
+                else:
+                    work = reconcile.billing_work(table, period, tariffs)
+                counts["kept"] += work.num_rows
+                activity.heartbeat(f"batch {number}, {counts['read']} rows")
+                yield reconcile.split(work, data.partitions)
+
+        target = Workspace.of(self.settings, data.run_id).split(data.side, data.index)
+        size = reconcile.write_split(target, work_schema, groups())
+        return SplitResult(data.side, data.index, counts["read"], counts["kept"], size)
+
+    @activity.defn(name="reconciliation.reconcile_partition")
+    @_data_errors
+    def reconcile_partition(self, data: ReconcilePartitionInput) -> ReconcilePartitionResult:
+        """Join, classify and price one partition; write its discrepancies."""
+        workspace = Workspace.of(self.settings, data.run_id)
+        tariffs = reconcile.TariffTable.of(data.tariffs)
+        network = reconcile.read_partition(
+            workspace.splits("network", data.network_files),
+            data.partition,
+            data.partitions,
+            reconcile.NETWORK_WORK,
+        )
+        billing = reconcile.read_partition(
+            workspace.splits("billing", data.billing_files),
+            data.partition,
+            data.partitions,
+            reconcile.BILLING_WORK,
+        )
+        activity.heartbeat("joined")
+        found, summary = reconcile.reconcile(
+            network, billing, tariffs, self._plans(data.subscriptions, tariffs), data.tolerances
+        )
+        reconcile.write_parquet(found, workspace.part(data.partition))
+        return ReconcilePartitionResult(data.partition, summary)
+
+    def _plans(self, uri: str | None, tariffs: reconcile.TariffTable) -> reconcile.PlanLookup:
+        if uri is None:
+            return reconcile.PlanLookup.empty()
+        table = pa.concat_tables(
+            usage_files.read_batches(
+                uri, pa.schema([("msisdn", pa.string()), ("plan", pa.string())])
+            )
+        )
+        return reconcile.PlanLookup.of(table, tariffs)
+
+    @activity.defn(name="reconciliation.finalize")
+    @_data_errors
+    def finalize(self, data: FinalizeInput) -> FinalizeResult:
+        """Gather the partitions' discrepancies into the run's one Parquet file."""
+        workspace = Workspace.of(self.settings, data.run_id)
+        tmp = workspace.result.with_name(workspace.result.name + ".tmp")
+        rows = 0
+        with pq.ParquetWriter(tmp, reconcile.DISCREPANCY_SCHEMA, compression="zstd") as writer:
+            for partition in range(data.partitions):
+                part = pq.read_table(workspace.part(partition), schema=reconcile.DISCREPANCY_SCHEMA)
+                writer.write_table(part)
+                rows += part.num_rows
+        tmp.replace(workspace.result)
+        if not data.keep_work:
+            shutil.rmtree(workspace.work, ignore_errors=True)
+            shutil.rmtree(workspace.export, ignore_errors=True)
+        return FinalizeResult(str(workspace.result), rows, workspace.result.stat().st_size)
+
+
+class ReconciliationStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="hub.record_reconciliation")
+    async def record(self, data: RecordReconciliationInput) -> None:
+        async with session_scope(self.sessions) as session:
+            run = await session.get(ReconciliationRun, data.run_id)
+            if run is None:
+                run = ReconciliationRun(
+                    id=data.run_id,
+                    workflow_id=data.workflow_id,
+                    period_start=data.period_start,
+                    period_end=data.period_end,
+                )
+            run.status = data.status
+            run.currency = data.currency
+            if data.parameters:
+                run.parameters = data.parameters
+            if data.status != ReconciliationStatus.RUNNING:
+                run.finished_at = run.finished_at or utcnow()
+            run.error_message = data.error_message
+            run.discrepancy_uri = data.discrepancy_uri or run.discrepancy_uri
+            run.case_id = data.case_id or run.case_id
+            if data.summary is not None:
+                summary = data.summary
+                overbilled = -sum(min(t.revenue_impact, 0.0) for t in summary.categories.values())
+                run.network_records = summary.network_records
+                run.billing_records = summary.billing_records
+                run.matched_records = summary.matched_records
+                run.discrepancy_count = summary.discrepancies
+                run.billed_revenue = _money(summary.billed_revenue)
+                run.leakage_amount = _money(summary.leakage)
+                run.overbilled_amount = _money(overbilled)
+                run.leakage_pct = leakage_pct(summary)
+                await session.exec(
+                    delete(ReconciliationCategory).where(
+                        ReconciliationCategory.run_id == data.run_id  # type: ignore[arg-type]
+                    )
+                )
+                for name, total in sorted(summary.categories.items()):
+                    session.add(
+                        ReconciliationCategory(
+                            run_id=data.run_id,
+                            category=name,
+                            count=total.count,
+                            revenue_impact=_money(total.revenue_impact),
+                        )
+                    )
+            run.updated_at = utcnow()
+            session.add(run)
+
+
+def leakage_pct(summary: PartitionSummary) -> float:
+    """Revenue lost as a percentage of billed revenue (0 when nothing was billed)."""
+    if summary.billed_revenue <= 0:
+        return 0.0
+    return round(summary.leakage / summary.billed_revenue * 100, 4)
+
+
+def _money(amount: float) -> Decimal:
+    return Decimal(f"{amount:.4f}")

@@ -1,0 +1,614 @@
+"""Billing reconciliation: start a run, follow it, read its summary and its discrepancies.
+
+A run's totals live in the hub database; its discrepancies in one Parquet file, which the
+listing reads with filters (never into memory whole) and the download serves as Parquet or CSV.
+The daily schedule is a Temporal Schedule that reconciles the day before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.reconciliation import BILLING_SYSTEM
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import ApiError
+from hub import search_attributes as sa
+from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
+from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
+from hub.settings import Settings
+from hub.usage import Category
+from workflows.reconciliation import (
+    PROCESS_KIND,
+    WORKFLOW_NAME,
+    ReconciliationInput,
+    ReconciliationProgress,
+    workflow_id_for,
+)
+
+router = APIRouter(
+    prefix="/reconciliations",
+    tags=["Billing reconciliation"],
+    dependencies=[Depends(require_api_key)],
+)
+
+SCHEDULE_ID = "billing-reconciliation-daily"
+MAX_PERIOD = timedelta(days=92)
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class TolerancesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    volumeBytes: int = Field(default=1024, ge=0)
+    volumeRatio: float = Field(default=0.001, ge=0, le=1)
+    durationSeconds: int = Field(default=1, ge=0)
+    charge: float = Field(default=0.01, ge=0)
+
+    def to_tolerances(self) -> Tolerances:
+        return Tolerances(self.volumeBytes, self.volumeRatio, self.durationSeconds, self.charge)
+
+
+class SourcesBody(BaseModel):
+    """Where the data comes from and how to compare it; empty fields take the settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    networkSource: str | None = Field(
+        default=None, description="folder or pyarrow.fs URI of the CDR files"
+    )
+    billingSource: str | None = Field(
+        default=None,
+        description=f"`{BILLING_SYSTEM}` (its usage export) or a folder / URI of rated usage",
+    )
+    tolerances: TolerancesBody = Field(default_factory=TolerancesBody)
+    leakageThresholdPct: float | None = Field(default=None, ge=0, le=100)
+    partitions: int = Field(default=0, ge=0, le=4096, description="power of two; 0: automatic")
+
+    @field_validator("partitions")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError("must be a power of two (1, 2, 4, ... 4096) or 0 for automatic")
+        return value
+
+
+class ReconciliationCreate(SourcesBody):
+    id: str | None = Field(
+        default=None, description="your id for the run: the same id again starts nothing"
+    )
+    periodStart: datetime
+    periodEnd: datetime
+    keepWork: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_ID.fullmatch(value):
+            raise ValueError(
+                "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("periodStart", "periodEnd")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _period(self) -> ReconciliationCreate:
+        if self.periodEnd <= self.periodStart:
+            raise ValueError("periodEnd must be after periodStart")
+        if self.periodEnd - self.periodStart > MAX_PERIOD:
+            raise ValueError(f"the period may span at most {MAX_PERIOD.days} days")
+        return self
+
+
+class ScheduleBody(SourcesBody):
+    cron: str = Field(
+        default="30 2 * * *",
+        description="when to run (UTC), as cron; each run reconciles the UTC day before",
+    )
+    paused: bool = False
+    note: str | None = Field(default=None, max_length=500)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _href(request: Request, settings: Settings, path: str) -> str:
+    base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url)
+    return f"{base.rstrip('/')}{path}"
+
+
+def run_json(
+    request: Request,
+    settings: Settings,
+    run: ReconciliationRun,
+    categories: list[ReconciliationCategory],
+) -> dict[str, Any]:
+    path = f"/reconciliations/{run.id}"
+    return {
+        "id": run.id,
+        "href": _href(request, settings, path),
+        "workflowId": run.workflow_id,
+        "status": run.status,
+        "periodStart": _iso(run.period_start),
+        "periodEnd": _iso(run.period_end),
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at),
+        "currency": run.currency,
+        "parameters": run.parameters,
+        "networkRecords": run.network_records,
+        "billingRecords": run.billing_records,
+        "matchedRecords": run.matched_records,
+        "discrepancyCount": run.discrepancy_count,
+        "billedRevenue": float(run.billed_revenue),
+        "leakageAmount": float(run.leakage_amount),
+        "overbilledAmount": float(run.overbilled_amount),
+        "leakagePct": run.leakage_pct,
+        "caseId": run.case_id,
+        "errorMessage": run.error_message,
+        "categories": [
+            {
+                "category": row.category,
+                "count": row.count,
+                "revenueImpact": float(row.revenue_impact),
+            }
+            for row in categories
+        ],
+        "discrepancies": (
+            {
+                "href": _href(request, settings, f"{path}/discrepancies"),
+                "download": _href(request, settings, f"{path}/discrepancies/download"),
+            }
+            if run.status == ReconciliationStatus.COMPLETED
+            else None
+        ),
+    }
+
+
+async def _run_or_404(session: AsyncSession, run_id: str) -> ReconciliationRun:
+    run = await session.get(ReconciliationRun, run_id)
+    if run is None:
+        raise ApiError(404, f"no reconciliation with id {run_id!r}")
+    return run
+
+
+async def _categories(session: AsyncSession, run_id: str) -> list[ReconciliationCategory]:
+    rows = await session.exec(
+        select(ReconciliationCategory)
+        .where(ReconciliationCategory.run_id == run_id)
+        .order_by(col(ReconciliationCategory.category))
+    )
+    return list(rows)
+
+
+def _check_source(field: str, source: str | None) -> None:
+    """A local folder must exist now: a typo is a 400, not a failed run later."""
+    if source is None or source == BILLING_SYSTEM or "://" in source:
+        return
+    if not Path(source).exists():
+        raise ApiError(400, f"{field}: no such file or folder {source!r}")
+
+
+def workflow_input(body: SourcesBody, **extra: Any) -> ReconciliationInput:
+    _check_source("networkSource", body.networkSource)
+    _check_source("billingSource", body.billingSource)
+    return ReconciliationInput(
+        network_source=body.networkSource,
+        billing_source=body.billingSource,
+        tolerances=body.tolerances.to_tolerances(),
+        leakage_threshold_pct=body.leakageThresholdPct,
+        partitions=body.partitions,
+        **extra,
+    )
+
+
+def _search_attributes() -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
+            SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
+        ]
+    )
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+@router.post("", status_code=201, summary="Reconcile a period")
+async def start_reconciliation(
+    body: ReconciliationCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    if body.id is not None:
+        existing = await session.get(ReconciliationRun, body.id)
+        if existing is not None:
+            response.status_code = 200
+            return run_json(request, settings, existing, await _categories(session, existing.id))
+    run_id = body.id or f"rec-{body.periodStart:%Y%m%d}-{secrets.token_hex(4)}"
+    data = workflow_input(
+        body,
+        run_id=run_id,
+        period_start=body.periodStart,
+        period_end=body.periodEnd,
+        keep_work=body.keepWork,
+    )
+    run = ReconciliationRun(
+        id=run_id,
+        workflow_id=workflow_id_for(run_id),
+        period_start=body.periodStart,
+        period_end=body.periodEnd,
+        parameters=body.model_dump(mode="json", exclude={"id", "periodStart", "periodEnd"}),
+    )
+    session.add(run)
+    await session.commit()
+    try:
+        await temporal.start_workflow(
+            WORKFLOW_NAME,
+            data,
+            id=run.workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_search_attributes(),
+            static_summary=(
+                f"Billing reconciliation {body.periodStart:%Y-%m-%d}..{body.periodEnd:%Y-%m-%d}"
+            ),
+            memo={"run": run_id, "period": f"{_iso(body.periodStart)}/{_iso(body.periodEnd)}"},
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # a retry of this very request: the run is under way
+    except RPCError as exc:
+        # Nothing runs: the row must not claim otherwise.
+        await session.delete(run)
+        await session.commit()
+        raise ApiError(503, f"Temporal refused to start the run: {exc.status.name}") from exc
+    response.headers["Location"] = _href(request, settings, f"/reconciliations/{run_id}")
+    return run_json(request, settings, run, [])
+
+
+@router.get("", summary="List reconciliations")
+async def list_reconciliations(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: str | None = Query(default=None, description="running, completed, failed"),
+    periodFrom: datetime | None = Query(default=None, description="period starts at or after"),
+    periodTo: datetime | None = Query(default=None, description="period starts before"),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    if status is not None and status not in {s.value for s in ReconciliationStatus}:
+        known = ", ".join(s.value for s in ReconciliationStatus)
+        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    conditions: list[Any] = []
+    if status is not None:
+        conditions.append(ReconciliationRun.status == status)
+    if periodFrom is not None:
+        conditions.append(col(ReconciliationRun.period_start) >= periodFrom)
+    if periodTo is not None:
+        conditions.append(col(ReconciliationRun.period_start) < periodTo)
+    total = (
+        await session.exec(select(func.count()).select_from(ReconciliationRun).where(*conditions))
+    ).one()
+    runs = list(
+        await session.exec(
+            select(ReconciliationRun)
+            .where(*conditions)
+            .order_by(col(ReconciliationRun.started_at).desc(), col(ReconciliationRun.id))
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    rows = [run_json(request, settings, run, await _categories(session, run.id)) for run in runs]
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows
+
+
+@router.get("/schedule", summary="The daily reconciliation schedule")
+async def get_schedule(temporal: TemporalDep) -> dict[str, Any]:
+    return await _describe_schedule(temporal)
+
+
+@router.put("/schedule", summary="Create or change the daily reconciliation schedule")
+async def put_schedule(
+    body: ScheduleBody, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, Any]:
+    data = workflow_input(body)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            WORKFLOW_NAME,
+            data,
+            id=f"{workflow_id_for('daily')}",
+            task_queue=settings.task_queue,
+            typed_search_attributes=_search_attributes(),
+            static_summary="Daily billing reconciliation (the day before)",
+        ),
+        spec=ScheduleSpec(cron_expressions=[body.cron]),
+        state=ScheduleState(paused=body.paused, note=body.note),
+    )
+    handle = temporal.get_schedule_handle(SCHEDULE_ID)
+    try:
+        await temporal.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await handle.update(replace)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ApiError(400, f"cron: {exc.message}") from exc
+        raise
+    return await _describe_schedule(temporal)
+
+
+@router.post("/schedule/trigger", status_code=202, summary="Run the scheduled reconciliation now")
+async def trigger_schedule(temporal: TemporalDep) -> dict[str, Any]:
+    try:
+        await temporal.get_schedule_handle(SCHEDULE_ID).trigger()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, "there is no reconciliation schedule") from exc
+        raise
+    return {"triggered": SCHEDULE_ID}
+
+
+@router.delete("/schedule", status_code=204, summary="Remove the daily reconciliation schedule")
+async def delete_schedule(temporal: TemporalDep) -> Response:
+    try:
+        await temporal.get_schedule_handle(SCHEDULE_ID).delete()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, "there is no reconciliation schedule") from exc
+        raise
+    return Response(status_code=204)
+
+
+#: A cron field's full range, written ``*``: (minute, hour, day of month, month, day of week).
+_CRON_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day_of_month", 1, 31),
+    ("month", 1, 12),
+    ("day_of_week", 0, 6),
+)
+
+
+def cron_of(calendar: ScheduleCalendarSpec) -> str:
+    """The cron expression of a calendar (the server keeps cron as calendars)."""
+    fields = []
+    for name, low, high in _CRON_FIELDS:
+        parts = []
+        for r in getattr(calendar, name):
+            end = max(r.end, r.start)
+            span = (
+                "*"
+                if (r.start, end) == (low, high)
+                else (str(r.start) if end == r.start else f"{r.start}-{end}")
+            )
+            parts.append(span if r.step == 1 else f"{span}/{r.step}")
+        fields.append(",".join(parts) or "*")
+    return " ".join(fields)
+
+
+async def _describe_schedule(temporal: Client) -> dict[str, Any]:
+    try:
+        described = await temporal.get_schedule_handle(SCHEDULE_ID).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, "there is no reconciliation schedule") from exc
+        raise
+    schedule = described.schedule
+    return {
+        "id": SCHEDULE_ID,
+        "cron": [cron_of(calendar) for calendar in schedule.spec.calendars],
+        "paused": schedule.state.paused,
+        "note": schedule.state.note,
+        "nextRuns": [_iso(moment) for moment in described.info.next_action_times[:5]],
+        "recentRuns": [
+            {
+                "scheduledAt": _iso(action.scheduled_at),
+                "startedAt": _iso(action.started_at),
+                "workflowId": getattr(action.action, "workflow_id", None),
+            }
+            for action in described.info.recent_actions[-10:]
+        ],
+    }
+
+
+@router.get("/{run_id}", summary="A reconciliation: progress, summary, categories")
+async def get_reconciliation(
+    run_id: str,
+    request: Request,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    run = await _run_or_404(session, run_id)
+    body = run_json(request, settings, run, await _categories(session, run.id))
+    if run.status == ReconciliationStatus.RUNNING:
+        try:
+            progress: ReconciliationProgress = await temporal.get_workflow_handle(
+                run.workflow_id
+            ).query("progress", result_type=ReconciliationProgress)
+            body["progress"] = {
+                "phase": progress.phase,
+                "filesTotal": progress.files_total,
+                "filesDone": progress.files_done,
+                "rowsRead": progress.rows_read,
+                "rowsInPeriod": progress.rows_kept,
+                "partitionsTotal": progress.partitions_total,
+                "partitionsDone": progress.partitions_done,
+                "discrepanciesSoFar": progress.discrepancies,
+            }
+        except RPCError:
+            body["progress"] = None  # not started yet, or Temporal is away: the row stands
+    return body
+
+
+def _completed_file(run: ReconciliationRun) -> Path:
+    if run.status != ReconciliationStatus.COMPLETED or not run.discrepancy_uri:
+        raise ApiError(409, f"reconciliation {run.id} is {run.status}: no discrepancies yet")
+    path = Path(run.discrepancy_uri)
+    if not path.exists():
+        raise ApiError(410, f"the discrepancies of {run.id} are no longer at {path}")
+    return path
+
+
+def _filter(
+    category: str | None, msisdn: str | None, usage_type: str | None
+) -> pc.Expression | None:
+    expression: pc.Expression | None = None
+    for name, value in (("category", category), ("msisdn", msisdn), ("usage_type", usage_type)):
+        if value is not None:
+            condition = pc.field(name) == value
+            expression = condition if expression is None else expression & condition
+    return expression
+
+
+CategoryQuery = Query(default=None, description=", ".join(c.value for c in Category))
+
+
+@router.get("/{run_id}/discrepancies", summary="List a run's discrepancies, with filters")
+async def list_discrepancies(
+    run_id: str,
+    response: Response,
+    session: SessionDep,
+    category: str | None = CategoryQuery,
+    msisdn: str | None = None,
+    usageType: Literal["data", "voice"] | None = None,
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=10_000),
+) -> list[dict[str, Any]]:
+    if category is not None and category not in {c.value for c in Category}:
+        raise ApiError(
+            400,
+            f"category: unknown category {category!r}; one of "
+            + ", ".join(c.value for c in Category),
+        )
+    path = _completed_file(await _run_or_404(session, run_id))
+    total, rows = await asyncio.to_thread(
+        _read_page, path, _filter(category, msisdn, usageType), offset, limit
+    )
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows
+
+
+def _read_page(
+    path: Path, expression: pc.Expression | None, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    dataset = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA)
+    total = dataset.count_rows(filter=expression)
+    rows: list[dict[str, Any]] = []
+    skip = offset
+    for batch in dataset.to_batches(filter=expression):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch = batch.slice(skip, limit - len(rows))
+        skip = 0
+        rows += batch.to_pylist()
+        if len(rows) >= limit:
+            break
+    return total, [_camel(row) for row in rows]
+
+
+def _camel(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        head, *rest = key.split("_")
+        out[head + "".join(part.title() for part in rest)] = (
+            _iso(value) if isinstance(value, datetime) else value
+        )
+    return out
+
+
+@router.get(
+    "/{run_id}/discrepancies/download",
+    summary="Download a run's discrepancies (Parquet, or CSV)",
+    response_class=Response,
+)
+async def download_discrepancies(
+    run_id: str,
+    session: SessionDep,
+    format: Literal["parquet", "csv"] = "parquet",
+    category: str | None = CategoryQuery,
+) -> Response:
+    path = _completed_file(await _run_or_404(session, run_id))
+    if format == "parquet" and category is None:
+        return FileResponse(
+            path, media_type="application/vnd.apache.parquet", filename=f"{run_id}.parquet"
+        )
+    expression = _filter(category, None, None)
+    if format == "parquet":
+        raise ApiError(400, "category: filtering is for format=csv; Parquet comes whole")
+    return StreamingResponse(
+        _csv(path, expression),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
+    )
+
+
+def _csv(path: Path, expression: pc.Expression | None) -> Iterator[bytes]:
+    dataset = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA)
+    header = True
+    for batch in dataset.to_batches(filter=expression):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(batch, sink, write_options=pacsv.WriteOptions(include_header=header))
+        header = False
+        yield sink.getvalue().to_pybytes()
+    if header:  # no rows: still a valid CSV with its header
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(DISCREPANCY_SCHEMA.empty_table(), sink)
+        yield sink.getvalue().to_pybytes()

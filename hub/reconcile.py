@@ -1,0 +1,634 @@
+"""The reconciliation engine: network usage against billing's rated usage, columnar throughout.
+
+Both sides are keyed by ``record_id``. The work runs in two stages, so that it splits into
+independent activities (and more workers make it faster):
+
+1. **split** (one task per input file): read the file, keep the period's rows, reduce them to
+   a compact *work* schema (:data:`NETWORK_WORK` / :data:`BILLING_WORK`: the quantity billing
+   charges for, a tariff code instead of a name, two 64-bit hashes of the record id), and
+   write them hash-partitioned into one Arrow IPC file with one record batch per partition.
+2. **reconcile** (one task per partition): the partition's batches of both sides are joined
+   on the record id's hash, every key is classified (see :class:`hub.usage.Category`) and
+   priced, and the discrepancies are written as one Parquet file.
+
+The join is a hash join done with vectorised primitives: Arrow dictionary-encodes the 64-bit
+hashes into dense codes, numpy counts copies per code and picks one row per code per side.
+Two records can only be confused if *both* independent 64-bit hashes of their ids collide;
+the second hash is checked for every row, and a partition where it disagrees (probability
+about 2^-64 per pair) is redone comparing the record ids themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hub.usage import (
+    BYTES_PER_MB,
+    CHARGE_DECIMALS,
+    NETWORK_SCHEMA,
+    RATED_SCHEMA,
+    UTC_MILLIS,
+    Category,
+    Tariff,
+)
+
+# --- Work schemas --------------------------------------------------------------------------
+
+#: The input columns reconciliation reads; a file's other columns are never decoded.
+NETWORK_INPUT = pa.schema(
+    [
+        NETWORK_SCHEMA.field(name)
+        for name in (
+            "record_id",
+            "record_type",
+            "served_msisdn",
+            "record_opening_time",
+            "duration",
+            "uplink_volume",
+            "downlink_volume",
+        )
+    ]
+)
+RATED_INPUT = RATED_SCHEMA
+
+NETWORK_WORK = pa.schema(
+    [
+        pa.field("record_id", pa.string()),
+        pa.field("h1", pa.uint64()),
+        pa.field("h2", pa.uint64()),
+        pa.field("voice", pa.bool_()),
+        #: Octets (data) or seconds (voice): what billing charges for.
+        pa.field("quantity", pa.int64()),
+        pa.field("event_time", UTC_MILLIS),
+        pa.field("msisdn", pa.string()),
+    ]
+)
+
+BILLING_WORK = pa.schema(
+    [
+        pa.field("record_id", pa.string()),
+        pa.field("h1", pa.uint64()),
+        pa.field("h2", pa.uint64()),
+        pa.field("voice", pa.bool_()),
+        pa.field("quantity", pa.int64()),
+        pa.field("event_time", UTC_MILLIS),
+        pa.field("msisdn", pa.string()),
+        #: Index into the run's tariff table; -1 when billing named a plan the table lacks.
+        pa.field("tariff", pa.int16()),
+        pa.field("charge", pa.float64()),
+        pa.field("billed", pa.bool_()),
+    ]
+)
+
+DISCREPANCY_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("category", pa.string(), nullable=False),
+        pa.field("usage_type", pa.string()),
+        pa.field("msisdn", pa.string()),
+        pa.field("event_time", UTC_MILLIS),
+        pa.field("network_quantity", pa.int64()),
+        pa.field("billed_quantity", pa.int64()),
+        pa.field("network_copies", pa.int32()),
+        pa.field("billing_copies", pa.int32()),
+        pa.field("tariff", pa.string()),
+        pa.field("charge", pa.float64()),
+        pa.field("expected_charge", pa.float64()),
+        #: Signed, in the run's currency: positive is revenue lost, negative over-billed.
+        pa.field("revenue_impact", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far the two sides may differ before it is a discrepancy.
+
+    A data record's volumes match when they differ by at most ``volume_bytes`` or
+    ``volume_ratio`` of the network's volume, whichever is larger; a call's durations when
+    they differ by at most ``duration_seconds``; a charge matches its tariff within ``charge``.
+    """
+
+    volume_bytes: int = 1024
+    volume_ratio: float = 0.001
+    duration_seconds: int = 1
+    charge: float = 0.01
+
+
+@dataclass
+class TariffTable:
+    """The run's tariffs as arrays indexed by tariff code (the order of ``plans``)."""
+
+    plans: list[str]
+    data_per_byte: np.ndarray
+    voice_per_second: np.ndarray
+
+    @classmethod
+    def of(cls, tariffs: Sequence[Tariff]) -> TariffTable:
+        return cls(
+            plans=[t.plan for t in tariffs],
+            data_per_byte=np.array([t.data_price_per_mb / BYTES_PER_MB for t in tariffs]),
+            voice_per_second=np.array([t.voice_price_per_minute / 60 for t in tariffs]),
+        )
+
+    def unit_price(self, codes: np.ndarray, voice: np.ndarray) -> np.ndarray:
+        """Price per octet or per second for each (code, voice); NaN for unknown codes."""
+        known = codes >= 0
+        safe = np.where(known, codes, 0)
+        if not self.plans:
+            return np.full(len(codes), np.nan)
+        price = np.where(voice, self.voice_per_second[safe], self.data_per_byte[safe])
+        return np.where(known, price, np.nan)
+
+    def codes(self, plans: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        found = pc.index_in(plans, value_set=pa.array(self.plans, pa.string()))
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int16)
+
+
+# --- Hashing -------------------------------------------------------------------------------
+
+_TAIL_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [2**64 - 1], dtype=np.uint64)
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+_M4 = np.uint64(0xD6E8FEB86659FD93)
+
+
+def _finish(h: np.ndarray) -> np.ndarray:
+    h ^= h >> np.uint64(31)
+    h *= _M3
+    h ^= h >> np.uint64(29)
+    return h
+
+
+def hash_strings(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each string, eight bytes at a time.
+
+    Reads Arrow's offsets and data buffers directly (no Python object per string).
+    """
+    if isinstance(array, pa.ChunkedArray):
+        parts = [hash_strings(chunk) for chunk in array.chunks]
+        if not parts:
+            return np.empty(0, np.uint64), np.empty(0, np.uint64)
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+        )
+    if array.null_count:
+        raise ValueError("record_id must not be empty")
+    if pa.types.is_large_string(array.type):
+        offset_type: type[np.signedinteger] = np.int64
+    elif pa.types.is_string(array.type):
+        offset_type = np.int32
+    else:
+        raise TypeError(f"record ids must be strings, not {array.type}")
+    count = len(array)
+    if count == 0:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[
+        array.offset : array.offset + count + 1
+    ].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.empty(0, np.uint8)
+    first, last = int(offsets[0]), int(offsets[-1])
+    padded = np.zeros(last - first + 16, dtype=np.uint8)
+    padded[: last - first] = data[first:last]
+    # An unaligned little-endian uint64 view starting at every byte of the data.
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1] - first
+    lengths = offsets[1:] - offsets[:-1]
+    h1 = lengths.astype(np.uint64) * _M1
+    h2 = lengths.astype(np.uint64) * _M4 + _M1
+    limit = len(words) - 1
+    for k in range(0, int(lengths.max()), 8):
+        # Only strings longer than k take part, so a string's hash never depends on its
+        # neighbours' lengths.
+        rows = np.flatnonzero(lengths > k) if int(lengths.min()) <= k else slice(None)
+        remaining = np.minimum(lengths[rows] - k, 8)
+        word = words[np.minimum(starts[rows] + k, limit)] & _TAIL_MASKS[remaining]
+        a = (h1[rows] ^ word) * _M2
+        h1[rows] = a ^ (a >> np.uint64(32))
+        b = (h2[rows] + word) * _M3
+        h2[rows] = b ^ (b >> np.uint64(29))
+    return _finish(h1), _finish(h2)
+
+
+# --- Split ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+
+    def mask(self, times: pa.Array | pa.ChunkedArray) -> pa.Array:
+        start = pa.scalar(self.start, UTC_MILLIS)
+        end = pa.scalar(self.end, UTC_MILLIS)
+        inside = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
+        return pc.fill_null(inside, False)
+
+
+def network_work(table: pa.Table, period: Period) -> pa.Table:
+    """Mediation CDRs (``hub.usage.NETWORK_SCHEMA`` columns) to :data:`NETWORK_WORK`."""
+    table = table.filter(period.mask(table["record_opening_time"]))
+    voice = pc.fill_null(pc.equal(table["record_type"], "voice"), False)
+    volume = pc.add(
+        pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
+    )
+    quantity = pc.fill_null(pc.if_else(voice, table["duration"], volume), 0)
+    ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
+    h1, h2 = hash_strings(ids)
+    return pa.Table.from_arrays(
+        [
+            ids,
+            pa.array(h1),
+            pa.array(h2),
+            voice,
+            pc.cast(quantity, pa.int64()),
+            table["record_opening_time"],
+            table["served_msisdn"],
+        ],
+        schema=NETWORK_WORK,
+    )
+
+
+def billing_work(table: pa.Table, period: Period, tariffs: TariffTable) -> pa.Table:
+    """Billing's rated records (``hub.usage.RATED_SCHEMA`` columns) to :data:`BILLING_WORK`."""
+    table = table.filter(period.mask(table["start_time"]))
+    voice = pc.fill_null(pc.equal(table["usage_type"], "voice"), False)
+    quantity = pc.fill_null(pc.if_else(voice, table["duration"], table["volume"]), 0)
+    ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
+    h1, h2 = hash_strings(ids)
+    return pa.Table.from_arrays(
+        [
+            ids,
+            pa.array(h1),
+            pa.array(h2),
+            voice,
+            pc.cast(quantity, pa.int64()),
+            table["start_time"],
+            table["msisdn"],
+            pa.array(tariffs.codes(table["tariff"]), pa.int16()),
+            pc.fill_null(pc.cast(table["charge"], pa.float64()), 0.0),
+            pc.fill_null(table["billed"], False),
+        ],
+        schema=BILLING_WORK,
+    )
+
+
+def partition_of(h1: np.ndarray, partitions: int) -> np.ndarray:
+    """The partition of each hash: its top bits (``partitions`` is a power of two)."""
+    if partitions == 1:
+        return np.zeros(len(h1), dtype=np.uint16)
+    bits = partitions.bit_length() - 1
+    return (h1 >> np.uint64(64 - bits)).astype(np.uint16)
+
+
+def check_partitions(partitions: int) -> None:
+    if partitions < 1 or partitions > 4096 or partitions & (partitions - 1):
+        raise ValueError(f"partitions must be a power of two from 1 to 4096, not {partitions}")
+
+
+def split(work: pa.Table, partitions: int) -> list[pa.RecordBatch]:
+    """One record batch per partition (possibly empty), in partition order."""
+    check_partitions(partitions)
+    if partitions == 1:
+        return [_one_batch(work)]
+    part = partition_of(work["h1"].to_numpy(), partitions)
+    order = np.argsort(part, kind="stable")
+    ordered = work.take(pa.array(order))
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    return [
+        _one_batch(ordered.slice(int(lo), int(hi - lo))) for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    table = table.combine_chunks()
+    return pa.RecordBatch.from_arrays(
+        [
+            column.chunk(0) if column.num_chunks else pa.array([], column.type)
+            for column in table.columns
+        ],
+        schema=table.schema,
+    )
+
+
+def write_split(path: Path, schema: pa.Schema, groups: Iterable[Sequence[pa.RecordBatch]]) -> int:
+    """Write a split as one Arrow IPC file, atomically; answer its size in bytes.
+
+    Each group holds one batch per partition, in partition order, so batch ``i`` of the file
+    belongs to partition ``i % partitions``: a large input streams through in groups.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for group in groups:
+            for batch in group:
+                writer.write_batch(batch)
+    tmp.replace(path)
+    return path.stat().st_size
+
+
+def read_partition(
+    paths: Iterable[Path], partition: int, partitions: int, schema: pa.Schema
+) -> pa.Table:
+    """Partition ``partition`` of every split file, memory-mapped (no copy)."""
+    batches = []
+    for path in paths:
+        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+        for index in range(partition, reader.num_record_batches, partitions):
+            batches.append(reader.get_batch(index))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+# --- Reconcile -----------------------------------------------------------------------------
+
+
+@dataclass
+class CategoryTotal:
+    count: int = 0
+    revenue_impact: float = 0.0
+
+
+@dataclass
+class PartitionSummary:
+    """What one partition (or, summed, a whole run) found."""
+
+    network_records: int = 0
+    billing_records: int = 0
+    matched_records: int = 0
+    billed_revenue: float = 0.0
+    categories: dict[str, CategoryTotal] = field(default_factory=dict)
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(total.count for total in self.categories.values())
+
+    @property
+    def leakage(self) -> float:
+        """Revenue lost: the sum of the positive impacts (computed per category)."""
+        return sum(max(t.revenue_impact, 0.0) for t in self.categories.values())
+
+    def add(self, other: PartitionSummary) -> None:
+        self.network_records += other.network_records
+        self.billing_records += other.billing_records
+        self.matched_records += other.matched_records
+        self.billed_revenue += other.billed_revenue
+        for name, total in other.categories.items():
+            mine = self.categories.setdefault(name, CategoryTotal())
+            mine.count += total.count
+            mine.revenue_impact += total.revenue_impact
+
+
+@dataclass
+class _Keys:
+    """The distinct record ids of a partition and where each side has them."""
+
+    count: int
+    network_copies: np.ndarray
+    billing_copies: np.ndarray
+    network_row: np.ndarray  # a row of the network side per key, -1 if none
+    billing_row: np.ndarray
+
+
+def _keys_from_codes(codes: np.ndarray, count: int, network_rows: int) -> _Keys:
+    network, billing = codes[:network_rows], codes[network_rows:]
+    network_row = np.full(count, -1, dtype=np.int64)
+    billing_row = np.full(count, -1, dtype=np.int64)
+    network_row[network] = np.arange(len(network))
+    billing_row[billing] = np.arange(len(billing))
+    return _Keys(
+        count=count,
+        network_copies=np.bincount(network, minlength=count).astype(np.int32),
+        billing_copies=np.bincount(billing, minlength=count).astype(np.int32),
+        network_row=network_row,
+        billing_row=billing_row,
+    )
+
+
+def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = (
+            encoded.combine_chunks() if encoded.num_chunks else pa.array([]).dictionary_encode()
+        )
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
+
+
+def _match(network: pa.Table, billing: pa.Table) -> _Keys:
+    h1 = pa.chunked_array(network["h1"].chunks + billing["h1"].chunks, pa.uint64())
+    codes, count = _encode(h1)
+    h2 = np.concatenate([network["h2"].to_numpy(), billing["h2"].to_numpy()])
+    representative = np.empty(count, dtype=np.uint64)
+    representative[codes] = h2
+    if not np.array_equal(representative[codes], h2):
+        # Two different ids share the first hash: compare the ids themselves.
+        ids = pa.chunked_array(
+            network["record_id"].chunks + billing["record_id"].chunks, pa.string()
+        )
+        codes, count = _encode(ids)
+    return _keys_from_codes(codes, count, network.num_rows)
+
+
+def _column(table: pa.Table, name: str, dtype: type, missing: object) -> np.ndarray:
+    """A column as numpy, with one more element, ``missing``, for keys the side lacks."""
+    values: np.ndarray = np.asarray(table[name].to_numpy(), dtype=dtype)
+    return np.append(values, np.asarray(missing, dtype=dtype))
+
+
+def reconcile(
+    network: pa.Table,
+    billing: pa.Table,
+    tariffs: TariffTable,
+    plan_of: PlanLookup,
+    tolerances: Tolerances,
+) -> tuple[pa.Table, PartitionSummary]:
+    """Classify and price every record id of one partition; answer the discrepancies."""
+    keys = _match(network, billing)
+    has_n, has_b = keys.network_row >= 0, keys.billing_row >= 0
+    # Row of each key on each side; a side that lacks the key points at the extra element.
+    ni = np.where(has_n, keys.network_row, network.num_rows)
+    bi = np.where(has_b, keys.billing_row, billing.num_rows)
+
+    b_voice = _column(billing, "voice", bool, False)
+    b_charge = _column(billing, "charge", np.float64, 0.0)
+    b_billed = _column(billing, "billed", bool, True)
+    # The network says what the usage was; billing only where the network has no record.
+    voice = np.where(has_n, _column(network, "voice", bool, False)[ni], b_voice[bi])
+    net_qty = _column(network, "quantity", np.int64, 0)[ni]
+    bill_qty = _column(billing, "quantity", np.int64, 0)[bi]
+    tariff = _column(billing, "tariff", np.int64, -1)[bi]
+    charge = b_charge[bi]
+    billed = b_billed[bi]
+    unit = tariffs.unit_price(tariff, voice)
+    expected = np.round(bill_qty * unit, CHARGE_DECIMALS)
+
+    both = has_n & has_b
+    difference = net_qty - bill_qty
+    volume_limit = np.maximum(tolerances.volume_bytes, tolerances.volume_ratio * net_qty)
+    found: dict[Category, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(category: Category, mask: np.ndarray, impact: np.ndarray | float) -> None:
+        where = np.flatnonzero(mask)
+        values = np.broadcast_to(np.asarray(impact, dtype=np.float64), mask.shape)[where]
+        found[category] = (where, np.round(np.nan_to_num(values), CHARGE_DECIMALS))
+
+    add(Category.DUPLICATE_IN_NETWORK, keys.network_copies > 1, 0.0)
+    add(
+        Category.DUPLICATE_IN_BILLING,
+        keys.billing_copies > 1,
+        np.where(billed, -(keys.billing_copies - 1) * charge, 0.0),
+    )
+    missing_in_billing = has_n & ~has_b
+    add(
+        Category.MISSING_IN_BILLING,
+        missing_in_billing,
+        _price_unrated(network, keys, missing_in_billing, voice, net_qty, tariffs, plan_of),
+    )
+    add(Category.MISSING_IN_NETWORK, has_b & ~has_n, np.where(billed, -charge, 0.0))
+    add(
+        Category.VOLUME_MISMATCH,
+        both & ~voice & (np.abs(difference) > volume_limit),
+        difference * unit,
+    )
+    add(
+        Category.DURATION_MISMATCH,
+        both & voice & (np.abs(difference) > tolerances.duration_seconds),
+        difference * unit,
+    )
+    with np.errstate(invalid="ignore"):
+        misrated = has_b & (np.abs(charge - expected) > tolerances.charge)
+    add(Category.RATING_MISMATCH, misrated, expected - charge)
+    add(Category.UNBILLED, has_b & ~billed, charge)
+
+    billed_rows = b_billed[:-1]
+    summary = PartitionSummary(
+        network_records=network.num_rows,
+        billing_records=billing.num_rows,
+        matched_records=int(both.sum()),
+        billed_revenue=float(b_charge[:-1][billed_rows].sum()),
+        categories={
+            category.value: CategoryTotal(len(where), float(impact.sum()))
+            for category, (where, impact) in found.items()
+            if len(where)
+        },
+    )
+    per_key = {
+        "voice": voice,
+        "net_qty": net_qty,
+        "bill_qty": bill_qty,
+        "tariff": tariff,
+        "charge": charge,
+        "expected": expected,
+    }
+    return _discrepancies(network, billing, keys, found, per_key, tariffs), summary
+
+
+class PlanLookup:
+    """Which tariff code an MSISDN is on, from billing's subscriptions."""
+
+    def __init__(self, msisdns: pa.Array | pa.ChunkedArray, plan_codes: np.ndarray) -> None:
+        self.msisdns = msisdns
+        self.plan_codes = plan_codes
+
+    @classmethod
+    def empty(cls) -> PlanLookup:
+        return cls(pa.array([], pa.string()), np.empty(0, np.int16))
+
+    @classmethod
+    def of(cls, subscriptions: pa.Table, tariffs: TariffTable) -> PlanLookup:
+        return cls(subscriptions["msisdn"], tariffs.codes(subscriptions["plan"]))
+
+    def codes(self, msisdns: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if len(self.plan_codes) == 0:
+            return np.full(len(msisdns), -1, dtype=np.int64)
+        index = pc.fill_null(pc.index_in(msisdns, value_set=self.msisdns), -1)
+        index = np.asarray(index.to_numpy(zero_copy_only=False), np.int64)
+        return np.where(index >= 0, self.plan_codes[np.maximum(index, 0)], -1)
+
+
+def _price_unrated(
+    network: pa.Table,
+    keys: _Keys,
+    mask: np.ndarray,
+    voice: np.ndarray,
+    quantity: np.ndarray,
+    tariffs: TariffTable,
+    plan_of: PlanLookup,
+) -> np.ndarray:
+    """Usage billing never rated, priced at the tariff of the subscriber's plan."""
+    impact = np.zeros(len(mask))
+    where = np.flatnonzero(mask)
+    if len(where):
+        msisdns = network["msisdn"].take(pa.array(keys.network_row[where]))
+        unit = tariffs.unit_price(plan_of.codes(msisdns), voice[where])
+        impact[where] = np.round(quantity[where] * unit, CHARGE_DECIMALS)
+    return impact
+
+
+def _side(table: pa.Table, name: str, rows: np.ndarray) -> pa.ChunkedArray | pa.Array:
+    """``table[name]`` at ``rows``; null where a row is -1."""
+    return table[name].take(pa.array(rows, mask=rows < 0))
+
+
+def _discrepancies(
+    network: pa.Table,
+    billing: pa.Table,
+    keys: _Keys,
+    found: dict[Category, tuple[np.ndarray, np.ndarray]],
+    per_key: dict[str, np.ndarray],
+    tariffs: TariffTable,
+) -> pa.Table:
+    where = np.concatenate([w for w, _ in found.values()])
+    if not len(where):
+        return DISCREPANCY_SCHEMA.empty_table()
+    impact = np.concatenate([i for _, i in found.values()])
+    names = np.concatenate(
+        [np.full(len(w), category.value, dtype=object) for category, (w, _) in found.items()]
+    )
+    n_row, b_row = keys.network_row[where], keys.billing_row[where]
+
+    def either(name: str) -> pa.ChunkedArray | pa.Array:
+        """The network's value where it has the record, else billing's."""
+        return pc.coalesce(_side(network, name, n_row), _side(billing, name, b_row))
+
+    no_network, no_billing = n_row < 0, b_row < 0
+    tariff = per_key["tariff"][where]
+    expected = per_key["expected"][where]
+    plans = pa.array([*tariffs.plans, None], pa.string())
+    return pa.Table.from_arrays(
+        [
+            either("record_id"),
+            pa.array(names, pa.string()),
+            pa.array(np.where(per_key["voice"][where], "voice", "data")),
+            either("msisdn"),
+            either("event_time"),
+            pa.array(per_key["net_qty"][where], mask=no_network),
+            pa.array(per_key["bill_qty"][where], mask=no_billing),
+            pa.array(keys.network_copies[where]),
+            pa.array(keys.billing_copies[where]),
+            pc.take(plans, pa.array(np.where(tariff >= 0, tariff, len(tariffs.plans)))),
+            pa.array(per_key["charge"][where], mask=no_billing),
+            pa.array(expected, mask=no_billing | np.isnan(expected)),
+            pa.array(impact),
+        ],
+        schema=DISCREPANCY_SCHEMA,
+    )
+
+
+def write_parquet(table: pa.Table, path: Path) -> int:
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path.stat().st_size

@@ -1,0 +1,273 @@
+"""The reconciliation engine on its own: hashing, partitioning, classification and pricing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from adapters.usage_files import list_files, read_batches
+from hub import reconcile as r
+from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA, Category, Tariff
+from simulators.billing import PLANS
+from simulators.usage import INJECTABLE, UsageSpec, generate
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = datetime(2026, 11, 2, tzinfo=UTC)
+PERIOD = r.Period(START, END)
+TARIFFS = r.TariffTable.of(
+    [
+        Tariff(code, float(plan.data_price_per_mb), float(plan.voice_price_per_minute))
+        for code, plan in PLANS.items()
+    ]
+)
+
+
+# --- hashing ---------------------------------------------------------------------------------
+
+
+def test_equal_ids_hash_equal_wherever_they_sit() -> None:
+    ids = ["pgw-vie-01:1", "", "x" * 40, "msc:ü-2", "pgw-vie-01:1"]
+    h1, h2 = r.hash_strings(pa.array(ids))
+    assert h1[0] == h1[4] and h2[0] == h2[4]
+    # Same strings in another array, sliced, chunked, or as large_string: same hashes.
+    sliced = pa.array(["padding", *ids]).slice(1)
+    chunked = pa.chunked_array([ids[:2], ids[2:]])
+    large = pa.array(ids, pa.large_string())
+    for other in (sliced, chunked, large):
+        o1, o2 = r.hash_strings(other)
+        assert np.array_equal(o1, h1) and np.array_equal(o2, h2)
+
+
+def test_ids_differing_anywhere_hash_apart() -> None:
+    base = "pgw-vie-01:000000123456-extra"
+    variants = [base] + [base[:i] + chr(ord(base[i]) ^ 1) + base[i + 1 :] for i in range(len(base))]
+    variants += [base + "\0", base[:-1]]
+    h1, h2 = r.hash_strings(pa.array(variants))
+    assert len(set(h1.tolist())) == len(variants)
+    assert len(set(h2.tolist())) == len(variants)
+
+
+def test_the_hash_spreads_sequential_ids_evenly() -> None:
+    ids = pa.array([f"pgw-vie-01:{n}" for n in range(64_000)])
+    parts = r.partition_of(r.hash_strings(ids)[0], 64)
+    counts = np.bincount(parts, minlength=64)
+    assert counts.min() > 800 and counts.max() < 1200  # 1000 each if uniform
+
+
+def test_empty_ids_are_refused() -> None:
+    with pytest.raises(ValueError, match="record_id"):
+        r.hash_strings(pa.array(["a", None]))
+
+
+# --- classification on hand-made records -------------------------------------------------------
+
+
+def network_rows(rows: list[dict[str, object]]) -> pa.Table:
+    defaults = {"record_type": "data", "served_msisdn": "436600000001", "duration": 60}
+    full = [
+        {**defaults, "record_opening_time": START, "uplink_volume": 0, "downlink_volume": 0, **row}
+        for row in rows
+    ]
+    return r.network_work(pa.Table.from_pylist(full, schema=r.NETWORK_INPUT), PERIOD)
+
+
+def billing_rows(rows: list[dict[str, object]]) -> pa.Table:
+    defaults = {"msisdn": "436600000001", "usage_type": "data", "tariff": "STANDARD-5G"}
+    full = [{**defaults, "start_time": START, "billed": True, **row} for row in rows]
+    return r.billing_work(pa.Table.from_pylist(full, schema=r.RATED_INPUT), PERIOD, TARIFFS)
+
+
+def classify(
+    network: pa.Table, billing: pa.Table
+) -> tuple[dict[tuple[str, str], float], r.PartitionSummary]:
+    subscriptions = pa.table({"msisdn": ["436600000001"], "plan": ["BASIC-4G"]})
+    found, summary = r.reconcile(
+        network, billing, TARIFFS, r.PlanLookup.of(subscriptions, TARIFFS), r.Tolerances()
+    )
+    return {
+        (row["record_id"], row["category"]): row["revenue_impact"] for row in found.to_pylist()
+    }, summary
+
+
+def test_every_category_is_found_and_priced() -> None:
+    mb = 1_000_000  # STANDARD-5G: 0.01/MB data, 0.06/min voice; BASIC-4G 0.02/MB, 0.09/min
+    network = network_rows(
+        [
+            {"record_id": "ok", "downlink_volume": 10 * mb},
+            {"record_id": "lost", "downlink_volume": 50 * mb},
+            {"record_id": "lost-call", "record_type": "voice", "duration": 120},
+            {"record_id": "dup-n", "downlink_volume": mb},
+            {"record_id": "dup-n", "downlink_volume": mb},
+            {"record_id": "dup-b", "downlink_volume": mb},
+            {"record_id": "short", "downlink_volume": 30 * mb},
+            {"record_id": "call", "record_type": "voice", "duration": 300},
+            {"record_id": "misrated", "downlink_volume": 20 * mb},
+            {"record_id": "unbilled", "downlink_volume": 5 * mb},
+            {"record_id": "outside", "downlink_volume": mb, "record_opening_time": END},
+        ]
+    )
+    billing = billing_rows(
+        [
+            {"record_id": "ok", "volume": 10 * mb, "charge": 0.10},
+            {"record_id": "dup-n", "volume": mb, "charge": 0.01},
+            {"record_id": "dup-b", "volume": mb, "charge": 0.01},
+            {"record_id": "dup-b", "volume": mb, "charge": 0.01},
+            {"record_id": "dup-b", "volume": mb, "charge": 0.01},
+            {"record_id": "short", "volume": 20 * mb, "charge": 0.20},
+            {"record_id": "call", "usage_type": "voice", "duration": 240, "charge": 0.24},
+            {"record_id": "misrated", "volume": 20 * mb, "charge": 0.50},
+            {"record_id": "unbilled", "volume": 5 * mb, "charge": 0.05, "billed": False},
+            {"record_id": "ghost", "volume": 3 * mb, "charge": 0.03},
+        ]
+    )
+    found, summary = classify(network, billing)
+    assert found == {
+        ("lost", Category.MISSING_IN_BILLING): 1.0,  # 50 MB at BASIC-4G's 0.02
+        ("lost-call", Category.MISSING_IN_BILLING): 0.18,  # 2 min at 0.09
+        ("dup-n", Category.DUPLICATE_IN_NETWORK): 0.0,
+        ("dup-b", Category.DUPLICATE_IN_BILLING): -0.02,  # two extra charges of 0.01
+        ("short", Category.VOLUME_MISMATCH): 0.10,  # 10 MB short at 0.01
+        ("call", Category.DURATION_MISMATCH): 0.06,  # 60 s short at 0.06/min
+        ("misrated", Category.RATING_MISMATCH): -0.30,  # tariff says 0.20, charged 0.50
+        ("unbilled", Category.UNBILLED): 0.05,
+        ("ghost", Category.MISSING_IN_NETWORK): -0.03,
+    }
+    assert summary.network_records == 10  # "outside" is after the period
+    assert summary.billing_records == 10
+    assert summary.matched_records == 7
+    assert summary.billed_revenue == pytest.approx(0.10 + 0.01 + 0.03 + 0.20 + 0.24 + 0.50 + 0.03)
+    assert summary.leakage == pytest.approx(1.0 + 0.18 + 0.10 + 0.06 + 0.05)
+
+
+def test_differences_within_tolerance_are_not_discrepancies() -> None:
+    network = network_rows(
+        [
+            {"record_id": "a", "downlink_volume": 10_000_000},
+            {"record_id": "b", "record_type": "voice", "duration": 61},
+        ]
+    )
+    billing = billing_rows(
+        [
+            {"record_id": "a", "volume": 9_990_000, "charge": 0.1049},  # 0.1%, 0.0050 off
+            {"record_id": "b", "usage_type": "voice", "duration": 60, "charge": 0.06},
+        ]
+    )
+    found, summary = classify(network, billing)
+    assert found == {} and summary.matched_records == 2
+
+
+def test_unknown_tariffs_and_subscribers_are_reported_not_guessed() -> None:
+    network = network_rows(
+        [{"record_id": "stranger", "served_msisdn": "439999", "downlink_volume": 10**6}]
+    )
+    billing = billing_rows([{"record_id": "odd", "tariff": "LEGACY-3G", "volume": 1, "charge": 9}])
+    found, _ = classify(network, billing)
+    # Missing in billing at an unknown price (0), in network at its full charge; no rating
+    # mismatch can be claimed without the tariff.
+    assert found == {
+        ("stranger", Category.MISSING_IN_BILLING): 0.0,
+        ("odd", Category.MISSING_IN_NETWORK): -9.0,
+    }
+
+
+def test_a_hash_collision_falls_back_to_comparing_ids() -> None:
+    network = network_rows([{"record_id": "one", "downlink_volume": 10**6}])
+    billing = billing_rows([{"record_id": "two", "volume": 10**6, "charge": 0.01}])
+    # Forge the first hash of "two" to equal that of "one": they must stay two records.
+    billing = billing.set_column(1, "h1", network["h1"])
+    found, summary = classify(network, billing)
+    assert summary.matched_records == 0
+    assert set(found) == {
+        ("one", Category.MISSING_IN_BILLING),
+        ("two", Category.MISSING_IN_NETWORK),
+    }
+
+
+def test_empty_sides() -> None:
+    empty_n, empty_b = network_rows([]), billing_rows([])
+    found, summary = classify(empty_n, empty_b)
+    assert found == {} and summary.discrepancies == 0
+    found, _ = classify(network_rows([{"record_id": "x", "downlink_volume": 10**6}]), empty_b)
+    assert found == {("x", Category.MISSING_IN_BILLING): 0.02}
+
+
+# --- split, partitions and the generator's ground truth ------------------------------------------
+
+
+def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.PartitionSummary]:
+    sides = {
+        "network": (r.NETWORK_INPUT, r.NETWORK_WORK, lambda t: r.network_work(t, PERIOD)),
+        "billing": (r.RATED_INPUT, r.BILLING_WORK, lambda t: r.billing_work(t, PERIOD, TARIFFS)),
+    }
+    splits: dict[str, list[Path]] = {}
+    for side, (schema, work_schema, to_work) in sides.items():
+        files = list_files(str(source / side), exclude=("subscriptions.parquet",))
+        splits[side] = []
+        for index, item in enumerate(files):
+            path = work / side / f"{index:05d}.arrow"
+            groups = (
+                r.split(to_work(batch), partitions)
+                for batch in read_batches(item.uri, schema, batch_rows=700)
+            )
+            r.write_split(path, work_schema, groups)
+            splits[side].append(path)
+    plans = r.PlanLookup.of(pq.read_table(source / "billing" / "subscriptions.parquet"), TARIFFS)
+    total, parts = r.PartitionSummary(), []
+    for partition in range(partitions):
+        network = r.read_partition(splits["network"], partition, partitions, r.NETWORK_WORK)
+        billing = r.read_partition(splits["billing"], partition, partitions, r.BILLING_WORK)
+        found, summary = r.reconcile(network, billing, TARIFFS, plans, r.Tolerances())
+        total.add(summary)
+        parts.append(found)
+    return pa.concat_tables(parts), total
+
+
+@pytest.mark.parametrize(("fmt", "partitions"), [("parquet", 1), ("csv.gz", 8), ("csv", 32)])
+def test_the_generators_ground_truth_is_found_exactly(
+    tmp_path: Path, fmt: str, partitions: int
+) -> None:
+    spec = UsageSpec(
+        START,
+        END,
+        records=20_000,
+        seed=partitions,
+        network_format=fmt,  # type: ignore[arg-type]
+        records_per_file=6_000,
+        rates={name: 0.01 for name in INJECTABLE},
+    )
+    manifest = generate(spec, tmp_path / "data")
+    found, summary = run_engine(tmp_path / "data", tmp_path / "work", partitions)
+    truth = pq.read_table(tmp_path / "data" / "ground_truth.parquet")
+    pairs = set(zip(found["record_id"].to_pylist(), found["category"].to_pylist(), strict=True))
+    expected = set(zip(truth["record_id"].to_pylist(), truth["category"].to_pylist(), strict=True))
+    assert pairs == expected
+    assert summary.network_records == manifest.network_rows
+    assert summary.billing_records == manifest.billing_rows
+    assert {name: total.count for name, total in summary.categories.items()} == manifest.injected
+
+
+def test_split_keeps_every_row_and_co_partitions_the_sides(tmp_path: Path) -> None:
+    ids = [f"id-{n}" for n in range(5_000)]
+    network = network_rows([{"record_id": i} for i in ids])
+    billing = billing_rows([{"record_id": i, "volume": 0, "charge": 0.0} for i in reversed(ids)])
+    r.write_split(tmp_path / "n.arrow", r.NETWORK_WORK, [r.split(network, 16)])
+    r.write_split(tmp_path / "b.arrow", r.BILLING_WORK, [r.split(billing, 16)])
+    seen: list[str] = []
+    for partition in range(16):
+        n = r.read_partition([tmp_path / "n.arrow"], partition, 16, r.NETWORK_WORK)
+        b = r.read_partition([tmp_path / "b.arrow"], partition, 16, r.BILLING_WORK)
+        assert sorted(n["record_id"].to_pylist()) == sorted(b["record_id"].to_pylist())
+        seen += n["record_id"].to_pylist()
+    assert sorted(seen) == sorted(ids)
+    with pytest.raises(ValueError, match="power of two"):
+        r.split(network, 12)
+
+
+def test_inputs_hold_the_columns_reconciliation_needs() -> None:
+    assert set(r.NETWORK_INPUT.names) <= set(NETWORK_SCHEMA.names)
+    assert r.RATED_INPUT.names == RATED_SCHEMA.names

@@ -1,0 +1,239 @@
+"""Billing reconciliation end to end: API, workflow on the real dev server, worker, simulators.
+
+The generator writes both sides with known discrepancies; the run must find exactly those.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from temporalio.client import Client
+
+from hub import search_attributes
+from simulators.usage import INJECTABLE, UsageManifest, UsageSpec, generate
+from tests.conftest import Hub, Simulators, eventually
+from workflows.reconciliation import ReconciliationResult
+
+RUNS = "/reconciliations"
+START = datetime(2026, 11, 1, tzinfo=UTC)
+END = START + timedelta(days=1)
+
+
+def make_data(root: Path, records: int = 6_000, **options: Any) -> UsageManifest:
+    spec = UsageSpec(
+        START,
+        END,
+        records=records,
+        records_per_file=2_500,
+        rates={name: 0.01 for name in INJECTABLE},
+        **options,
+    )
+    return generate(spec, root)
+
+
+def truth(root: Path) -> set[tuple[str, str]]:
+    table = pq.read_table(root / "ground_truth.parquet")
+    return set(zip(table["record_id"].to_pylist(), table["category"].to_pylist(), strict=True))
+
+
+async def finished(hub: Hub, run_id: str, timeout: float = 90) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body = (await hub.api.get(f"{RUNS}/{run_id}")).json()
+        return body if body["status"] != "running" else None
+
+    return await eventually(done, timeout=timeout)
+
+
+async def start(hub: Hub, **body: Any) -> dict[str, Any]:
+    payload = {"periodStart": START.isoformat(), "periodEnd": END.isoformat(), **body}
+    response = await hub.api.post(RUNS, json=payload)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_a_period_from_billings_export_is_reconciled_exactly(
+    hub: Hub, sims: Simulators, tmp_path: Path, billing_export_dir: Path
+) -> None:
+    manifest = make_data(tmp_path / "data", network_format="csv.gz")
+    shutil.rmtree(billing_export_dir)
+    shutil.copytree(tmp_path / "data" / "billing", billing_export_dir)
+
+    started = await start(hub, networkSource=str(tmp_path / "data" / "network"))
+    assert started["status"] == "running" and started["discrepancies"] is None
+    run = await finished(hub, started["id"])
+
+    assert run["status"] == "completed", run["errorMessage"]
+    assert run["networkRecords"] == manifest.network_rows
+    assert run["billingRecords"] == manifest.billing_rows
+    assert {c["category"]: c["count"] for c in run["categories"]} == manifest.injected
+    assert run["discrepancyCount"] == sum(manifest.injected.values())
+    assert run["currency"] == "EUR" and run["billedRevenue"] > 0
+    # Leakage is well above the default 0.5% threshold: revenue assurance has a case.
+    assert run["leakagePct"] > 0.5 and run["caseId"]
+    cases = (await sims.state("crm"))["cases"]
+    case = next(c for c in cases if c["id"] == run["caseId"])
+    assert case["reference"] == started["id"] and case["category"] == "revenue-assurance"
+
+    # The discrepancy file holds exactly what the generator injected, nothing else.
+    download = await hub.api.get(f"{RUNS}/{started['id']}/discrepancies/download")
+    assert download.status_code == 200
+    table = pq.read_table(io.BytesIO(download.content))
+    found = set(zip(table["record_id"].to_pylist(), table["category"].to_pylist(), strict=True))
+    assert found == truth(tmp_path / "data")
+    # Bulk data stayed in files: the workspace's intermediate files are gone, the result kept.
+    workspace = hub.settings.resolved_reconciliation_dir / started["id"]
+    assert sorted(p.name for p in workspace.iterdir()) == ["discrepancies.parquet"]
+
+    # The Temporal UI finds the run by process and status.
+    handle = hub.client.get_workflow_handle(run["workflowId"])
+    described = await handle.describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(search_attributes.PROCESS_KIND) == "billing-reconciliation"
+    assert attributes.get(search_attributes.HUB_STATUS) == "completed"
+
+
+async def test_discrepancies_are_listed_with_filters_and_as_csv(
+    hub: Hub, sims: Simulators, tmp_path: Path
+) -> None:
+    make_data(tmp_path / "data", records=3_000)
+    started = await start(
+        hub,
+        networkSource=str(tmp_path / "data" / "network"),
+        billingSource=str(tmp_path / "data" / "billing"),
+        leakageThresholdPct=100,
+        partitions=4,
+    )
+    run = await finished(hub, started["id"])
+    assert run["status"] == "completed" and run["caseId"] is None
+    assert run["parameters"]["partitions"] == 4
+    unbilled = next(c for c in run["categories"] if c["category"] == "unbilled")
+
+    url = f"{RUNS}/{started['id']}/discrepancies"
+    page = await hub.api.get(url, params={"category": "unbilled", "limit": 5, "offset": 2})
+    assert page.status_code == 200
+    assert page.headers["X-Total-Count"] == str(unbilled["count"])
+    assert len(page.json()) == 5
+    assert {row["category"] for row in page.json()} == {"unbilled"}
+    row = page.json()[0]
+    assert row["revenueImpact"] == row["charge"] > 0 and row["eventTime"].endswith("Z")
+    one = await hub.api.get(url, params={"msisdn": row["msisdn"]})
+    assert all(r["msisdn"] == row["msisdn"] for r in one.json()) and one.json()
+
+    csv = await hub.api.get(f"{url}/download", params={"format": "csv", "category": "unbilled"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == unbilled["count"]
+
+    listed = await hub.api.get(RUNS, params={"status": "completed"})
+    assert started["id"] in [r["id"] for r in listed.json()]
+    assert int(listed.headers["X-Total-Count"]) >= 1
+
+
+async def test_a_malformed_file_fails_the_run_and_names_it(
+    hub: Hub, sims: Simulators, tmp_path: Path
+) -> None:
+    make_data(tmp_path / "data", records=500)
+    network = tmp_path / "data" / "network"
+    (network / "cdr-99999.csv").write_text("record_id,record_type\nx,data\n")
+    started = await start(
+        hub, networkSource=str(network), billingSource=str(tmp_path / "data" / "billing")
+    )
+    run = await finished(hub, started["id"])
+    assert run["status"] == "failed"
+    assert "cdr-99999.csv" in run["errorMessage"] and "record_opening_time" in run["errorMessage"]
+    refused = await hub.api.get(f"{RUNS}/{started['id']}/discrepancies")
+    assert refused.status_code == 409
+    described = await hub.client.get_workflow_handle(run["workflowId"]).describe()
+    assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "failed"
+
+
+async def test_the_same_id_starts_one_run(hub: Hub, sims: Simulators, tmp_path: Path) -> None:
+    make_data(tmp_path / "data", records=200)
+    body = {
+        "id": "month-end-1",
+        "networkSource": str(tmp_path / "data" / "network"),
+        "billingSource": str(tmp_path / "data" / "billing"),
+    }
+    first = await start(hub, **body)
+    again = await hub.api.post(
+        RUNS, json={"periodStart": START.isoformat(), "periodEnd": END.isoformat(), **body}
+    )
+    assert again.status_code == 200 and again.json()["id"] == first["id"] == "month-end-1"
+    assert (await finished(hub, "month-end-1"))["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"periodEnd": START.isoformat()}, "periodEnd must be after periodStart"),
+        ({"periodEnd": (START + timedelta(days=100)).isoformat()}, "at most 92 days"),
+        ({"partitions": 3}, "partitions: Value error, must be a power of two"),
+        ({"networkSource": "/no/such/folder"}, "networkSource: no such file or folder"),
+        ({"tolerances": {"volumeRatio": 2}}, "tolerances.volumeRatio"),
+        ({"id": "../etc"}, "id: Value error"),
+        ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+    ],
+)
+async def test_bad_requests_are_400s_naming_the_field(
+    hub: Hub, change: dict[str, Any], message: str
+) -> None:
+    body = {"periodStart": START.isoformat(), "periodEnd": END.isoformat(), **change}
+    response = await hub.api.post(RUNS, json=body)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["message"]
+    assert (await hub.api.get(RUNS)).headers["X-Total-Count"] == "0"  # nothing half-started
+
+
+async def test_unknown_runs_and_filters(hub: Hub) -> None:
+    assert (await hub.api.get(f"{RUNS}/nope")).status_code == 404
+    assert (await hub.api.get(f"{RUNS}/nope/discrepancies")).status_code == 404
+    bad = await hub.api.get(RUNS, params={"status": "sleeping"})
+    assert bad.status_code == 400 and "status" in bad.json()["message"]
+    assert (await hub.api.get(RUNS, headers={"X-API-Key": "wrong"})).status_code == 401
+
+
+async def test_the_daily_schedule_reconciles_the_day_before(
+    hub: Hub, sims: Simulators, tmp_path: Path, temporal_client: Client
+) -> None:
+    folder = tmp_path / "empty-network"
+    folder.mkdir()
+    assert (await hub.api.get(f"{RUNS}/schedule")).status_code == 404
+    created = await hub.api.put(
+        f"{RUNS}/schedule",
+        json={"cron": "15 3 * * *", "paused": True, "networkSource": str(folder)},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["cron"] == ["15 3 * * *"] and created.json()["paused"] is True
+    changed = await hub.api.put(
+        f"{RUNS}/schedule",
+        json={"cron": "*/15 8-18 * * 1-5", "paused": True, "networkSource": str(folder)},
+    )
+    assert changed.json()["cron"] == ["*/15 8-18 * * 1-5"]
+    bad = await hub.api.put(f"{RUNS}/schedule", json={"cron": "every tuesday"})
+    assert bad.status_code == 400 and "cron" in bad.json()["message"]
+
+    assert (await hub.api.post(f"{RUNS}/schedule/trigger")).status_code == 202
+
+    async def run_started() -> list[Any]:
+        return [
+            w
+            async for w in temporal_client.list_workflows(
+                "WorkflowId STARTS_WITH 'reconciliation-daily'"
+            )
+        ]
+
+    started = await eventually(run_started)
+    handle = temporal_client.get_workflow_handle(started[0].id, result_type=ReconciliationResult)
+    result = await handle.result()
+    # No CDR files in the folder: the run fails, and says so, for yesterday (UTC).
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert (result.period_start, result.period_end) == (today - timedelta(days=1), today)
+    assert result.status == "failed" and "no usage files" in (result.error_message or "")
+    assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 204
+    assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 404

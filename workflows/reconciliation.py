@@ -1,0 +1,405 @@
+"""BillingReconciliation: a period's network usage against what billing rated and billed.
+
+The steps:
+
+1. billing's tariffs (SOAP) and, unless the rated usage is already in a folder, billing's
+   usage export (copied over HTTP into the run's workspace);
+2. every input file of both sides is **split** by an activity of its own: the period's rows,
+   hash-partitioned on the record id (:mod:`hub.reconcile`);
+3. every partition is **reconciled** by an activity of its own: classified, priced, written;
+4. the partitions' discrepancies are gathered into one Parquet file, the totals go to the hub
+   database, and leakage above the threshold opens a case in the CRM.
+
+Splits and partitions run in parallel (``parallelism`` in flight) on the ``reconciliation``
+task queue, so every worker serving it takes a share: that is how a large period scales past
+one machine. Only counts, paths and summaries pass through Temporal, never rows. A worker
+that dies mid-run costs only the activities it had in flight: finished splits and partitions
+are in the history and are not run again.
+
+A run started by a schedule, without a period, reconciles the UTC day before its scheduled
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+from workflows.saga import Saga, StepAborted, describe, set_hub_status
+
+with workflow.unsafe.imports_passed_through():
+    from activities.billing import BillingActivities, TariffsResult
+    from activities.crm import CrmActivities, OpenCaseInput, OpenCaseResult
+    from activities.policies import PolicyActivities
+    from activities.reconciliation import (
+        BILLING_SYSTEM,
+        FetchExportInput,
+        FinalizeInput,
+        ListSourcesInput,
+        ReconcilePartitionInput,
+        ReconcilePartitionResult,
+        ReconciliationActivities,
+        ReconciliationDefaults,
+        ReconciliationStore,
+        RecordReconciliationInput,
+        SplitInput,
+        SplitResult,
+        leakage_pct,
+    )
+    from hub import search_attributes as sa
+    from hub.models import ReconciliationStatus
+    from hub.reconcile import CategoryTotal, PartitionSummary, Tolerances
+    from hub.settings import RECONCILIATION
+
+WORKFLOW_NAME = "BillingReconciliation"
+PROCESS_KIND = "billing-reconciliation"
+WORKFLOW_ID_PREFIX = "reconciliation-"
+#: Set by Temporal on every workflow a schedule starts: the schedule's time for the run.
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
+T = TypeVar("T")
+
+
+def workflow_id_for(run_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{run_id}"
+
+
+@dataclass
+class ReconciliationInput:
+    """What to reconcile; every field left empty takes the worker's settings."""
+
+    run_id: str | None = None
+    #: The period, ``[start, end)``; both empty: the UTC day before the (scheduled) start.
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    #: A folder or ``pyarrow.fs`` URI of CDR files.
+    network_source: str | None = None
+    #: ``billing-system`` (its usage export) or a folder / URI of rated usage files.
+    billing_source: str | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    leakage_threshold_pct: float | None = None
+    #: A power of two; 0 chooses from the size of the input.
+    partitions: int = 0
+    #: Keep the workspace's intermediate files (to look into a run).
+    keep_work: bool = False
+
+
+@dataclass
+class ReconciliationProgress:
+    phase: str
+    files_total: int = 0
+    files_done: int = 0
+    rows_read: int = 0
+    rows_kept: int = 0
+    partitions_total: int = 0
+    partitions_done: int = 0
+    discrepancies: int = 0
+
+
+@dataclass
+class ReconciliationResult:
+    run_id: str
+    status: str
+    period_start: datetime
+    period_end: datetime
+    discrepancy_uri: str | None = None
+    summary: PartitionSummary | None = None
+    leakage_pct: float = 0.0
+    case_id: str | None = None
+    error_message: str | None = None
+
+
+def previous_day(moment: datetime) -> tuple[datetime, datetime]:
+    end = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=1), end
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class BillingReconciliation:
+    def __init__(self) -> None:
+        self._progress = ReconciliationProgress(phase="starting")
+        self._saga: Saga | None = None
+
+    @workflow.query
+    def progress(self) -> ReconciliationProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, data: ReconciliationInput) -> ReconciliationResult:
+        info = workflow.info()
+        run_id = data.run_id or info.workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
+        if data.period_start and data.period_end:
+            start, end = data.period_start, data.period_end
+        else:
+            scheduled = info.typed_search_attributes.get(SCHEDULED_START_TIME)
+            start, end = previous_day(scheduled or workflow.now())
+        defaults: ReconciliationDefaults = await workflow.execute_local_activity_method(
+            ReconciliationActivities.defaults, start_to_close_timeout=timedelta(seconds=10)
+        )
+        policies = await workflow.execute_local_activity_method(
+            PolicyActivities.process_policies, start_to_close_timeout=timedelta(seconds=10)
+        )
+        self._saga = Saga(
+            process=PROCESS_KIND, order_id=None, policies=policies, stop_requested=lambda: False
+        )
+        workflow.upsert_search_attributes([sa.PROCESS_KIND.value_set(PROCESS_KIND)])
+        set_hub_status(sa.HubStatus.RUNNING)
+        network_source = data.network_source or defaults.network_source
+        billing_source = data.billing_source or defaults.billing_source
+        threshold = (
+            data.leakage_threshold_pct
+            if data.leakage_threshold_pct is not None
+            else defaults.leakage_threshold_pct
+        )
+        self._run = RecordReconciliationInput(
+            run_id=run_id,
+            workflow_id=info.workflow_id,
+            period_start=start,
+            period_end=end,
+            status=ReconciliationStatus.RUNNING,
+            parameters={
+                "networkSource": network_source,
+                "billingSource": billing_source,
+                "tolerances": {
+                    "volumeBytes": data.tolerances.volume_bytes,
+                    "volumeRatio": data.tolerances.volume_ratio,
+                    "durationSeconds": data.tolerances.duration_seconds,
+                    "charge": data.tolerances.charge,
+                },
+                "leakageThresholdPct": threshold,
+                "partitions": data.partitions,
+            },
+        )
+        await self._record()
+        try:
+            result = await self._reconcile(data, run_id, start, end, defaults, threshold)
+        except (ActivityError, StepAborted) as err:
+            step = self.saga.current_step or self._progress.phase
+            message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
+            workflow.logger.warning("reconciliation failed", extra={"run": run_id})
+            self._progress.phase = "failed"
+            self._run.status = ReconciliationStatus.FAILED
+            self._run.error_message = message
+            set_hub_status(sa.HubStatus.FAILED)
+            workflow.set_current_details(f"failed: {message}")
+            await self._record()
+            return ReconciliationResult(run_id, "failed", start, end, error_message=message)
+        set_hub_status(sa.HubStatus.COMPLETED)
+        return result
+
+    async def _reconcile(
+        self,
+        data: ReconciliationInput,
+        run_id: str,
+        start: datetime,
+        end: datetime,
+        defaults: ReconciliationDefaults,
+        threshold: float,
+    ) -> ReconciliationResult:
+        progress = self._progress
+        progress.phase = "fetching"
+        tariffs: TariffsResult = await self.saga.call(
+            "billing.get_tariffs", "billing", BillingActivities.get_tariffs
+        )
+        self._run.currency = tariffs.currency
+        billing_source = data.billing_source or defaults.billing_source
+        if billing_source == BILLING_SYSTEM:
+            await self.saga.call(
+                "billing.fetch_usage_export",
+                "billing",
+                ReconciliationActivities.fetch_usage_export,
+                FetchExportInput(run_id),
+            )
+        self.saga.current_step = None
+        sources = await self._data(
+            ReconciliationActivities.list_sources,
+            ListSourcesInput(
+                run_id=run_id,
+                network_source=data.network_source or defaults.network_source,
+                billing_source=billing_source,
+                partitions=data.partitions,
+            ),
+            defaults,
+            "list the input files",
+        )
+        partitions = sources.partitions
+        files = [("network", f) for f in sources.network] + [
+            ("billing", f) for f in sources.billing
+        ]
+        progress.phase = "splitting"
+        progress.files_total = len(files)
+        progress.partitions_total = partitions
+        workflow.set_current_details(f"splitting {len(files)} files into {partitions} partitions")
+
+        def split(side: str, index: int, uri: str) -> Callable[[], Awaitable[SplitResult]]:
+            async def call() -> SplitResult:
+                result: SplitResult = await self._data(
+                    ReconciliationActivities.split,
+                    SplitInput(run_id, side, index, uri, partitions, start, end, tariffs.tariffs),
+                    defaults,
+                    f"split {side} file {index}",
+                )
+                progress.files_done += 1
+                progress.rows_read += result.rows_read
+                progress.rows_kept += result.rows_kept
+                return result
+
+            return call
+
+        indexes = {"network": 0, "billing": 0}
+        calls = []
+        for side, item in files:
+            calls.append(split(side, indexes[side], item.uri))
+            indexes[side] += 1
+        await self._bounded(calls, defaults.parallelism)
+
+        progress.phase = "reconciling"
+        workflow.set_current_details(f"reconciling {partitions} partitions")
+
+        def partition(number: int) -> Callable[[], Awaitable[ReconcilePartitionResult]]:
+            async def call() -> ReconcilePartitionResult:
+                result: ReconcilePartitionResult = await self._data(
+                    ReconciliationActivities.reconcile_partition,
+                    ReconcilePartitionInput(
+                        run_id=run_id,
+                        partition=number,
+                        partitions=partitions,
+                        network_files=indexes["network"],
+                        billing_files=indexes["billing"],
+                        tariffs=tariffs.tariffs,
+                        subscriptions=sources.subscriptions,
+                        tolerances=data.tolerances,
+                    ),
+                    defaults,
+                    f"reconcile partition {number}",
+                )
+                progress.partitions_done += 1
+                progress.discrepancies += result.summary.discrepancies
+                return result
+
+            return call
+
+        results = await self._bounded(
+            [partition(n) for n in range(partitions)], defaults.parallelism
+        )
+        total = PartitionSummary()
+        for result in results:
+            total.add(result.summary)
+        total.categories = {
+            name: CategoryTotal(t.count, round(t.revenue_impact, 4))
+            for name, t in sorted(total.categories.items())
+        }
+
+        progress.phase = "finalizing"
+        final = await self._data(
+            ReconciliationActivities.finalize,
+            FinalizeInput(run_id, partitions, keep_work=data.keep_work),
+            defaults,
+            "gather the discrepancies",
+        )
+        pct = leakage_pct(total)
+        self._run.summary = total
+        self._run.discrepancy_uri = final.uri
+        case_id = None
+        if pct > threshold:
+            case_id = await self._open_case(run_id, start, end, total, pct, threshold)
+        self._run.case_id = case_id
+        self._run.status = ReconciliationStatus.COMPLETED
+        progress.phase = "completed"
+        workflow.set_current_details(
+            f"completed: {total.discrepancies} discrepancies, leakage {pct:.3f}%"
+            + (f", case {case_id}" if case_id else "")
+        )
+        await self._record()
+        return ReconciliationResult(
+            run_id, "completed", start, end, final.uri, total, pct, case_id=case_id
+        )
+
+    async def _open_case(
+        self,
+        run_id: str,
+        start: datetime,
+        end: datetime,
+        total: PartitionSummary,
+        pct: float,
+        threshold: float,
+    ) -> str | None:
+        """A case for revenue assurance; skippable, since the run's result stands without it."""
+        lines = [
+            f"{name}: {t.count} records, impact {t.revenue_impact:.2f} {self._run.currency}"
+            for name, t in total.categories.items()
+        ]
+        result: OpenCaseResult | None = await self.saga.call(
+            "crm.open_case",
+            "crm",
+            CrmActivities.open_case,
+            OpenCaseInput(
+                subject=(
+                    f"Revenue leakage {pct:.2f}% ({total.leakage:.2f} {self._run.currency}) "
+                    f"in {start:%Y-%m-%d}..{end:%Y-%m-%d}"
+                ),
+                description=(
+                    f"Reconciliation {run_id} found leakage of {pct:.3f}% of billed revenue, "
+                    f"above the threshold of {threshold}%.\n" + "\n".join(lines)
+                ),
+                category="revenue-assurance",
+                priority="high",
+                reference=run_id,
+                idempotency_key=f"{workflow.info().workflow_id}/crm.open_case",
+            ),
+            skippable=True,
+        )
+        self.saga.current_step = None
+        return result.case_id if result else None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def saga(self) -> Saga:
+        assert self._saga is not None, "the saga starts with the run"
+        return self._saga
+
+    async def _data(
+        self,
+        activity: Callable[..., Any],
+        arg: Any,
+        defaults: ReconciliationDefaults,
+        summary: str,
+    ) -> Any:
+        """A data activity on the reconciliation queue, with a heartbeat timeout."""
+        return await workflow.execute_activity_method(
+            activity,
+            arg,
+            summary=f"reconciliation: {summary}",
+            heartbeat_timeout=timedelta(seconds=defaults.heartbeat_timeout),
+            **self.saga.options(RECONCILIATION),
+        )
+
+    async def _bounded(self, calls: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+        """Run the calls with at most ``limit`` in flight; answers in order."""
+        results: list[Any] = [None] * len(calls)
+        running = 0
+
+        async def one(index: int, call: Callable[[], Awaitable[T]]) -> None:
+            nonlocal running
+            await workflow.wait_condition(lambda: running < limit)
+            running += 1
+            try:
+                results[index] = await call()
+            finally:
+                running -= 1
+
+        await asyncio.gather(*(one(index, call) for index, call in enumerate(calls)))
+        return results
+
+    async def _record(self) -> None:
+        await self.saga.record(
+            ReconciliationStore.record, self._run, summary=f"hub: record {self._run.status}"
+        )

@@ -25,6 +25,7 @@ from activities.billing import BillingActivities
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
 from activities.dead_letters import DeadLetterStore
+from activities.exports import ExportActivities
 from activities.hss import HssActivities
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
@@ -33,17 +34,19 @@ from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
+from adapters.files import Files
 from adapters.hss import HssClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import ALARMS, RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
+from workflows.exports import EXPORTS_QUEUE, ExportWorkflow
 from workflows.reconciliation import BillingReconciliation
 from workflows.service_activation import ServiceActivation
 
 logger = logging.getLogger("hub.worker")
 
-WORKFLOWS: list[type] = [ServiceActivation, BillingReconciliation]
+WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation]
 
 
 #: Activities are grouped by the system they call; each system has its own task queue
@@ -81,6 +84,7 @@ async def build_activities(
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
     store, dead_letters = OrderStoreActivities(sessions), DeadLetterStore(sessions)
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
+    exports = ExportActivities(sessions, Files(), settings)
     return {
         "hub": [
             PolicyActivities(settings).process_policies,
@@ -89,6 +93,10 @@ async def build_activities(
             dead_letters.update,
             recon.defaults,
             recon_store.record,
+            exports.options,
+            exports.begin,
+            exports.finish,
+            exports.fail,
         ],
         "credit": [credit_acts.check_credit, credit_acts.release_credit],
         # Reconciliation's data work: CPU-bound, on a thread pool of its own (create_workers).
@@ -125,6 +133,8 @@ async def build_activities(
         ],
         # Alarms on a queue of their own: an NMS that does not answer holds up no order step.
         ALARMS: [AlarmActivities(notifier).raise_alarm],
+        # Bulk writes on a queue of their own: an export never delays an order's steps.
+        EXPORTS_QUEUE: [exports.write],
     }
 
 

@@ -161,6 +161,23 @@ class Settings(BaseSettings):
     #: How long a parked step waits for an operator's decision before the process aborts.
     park_timeout: Duration = timedelta(days=7)
 
+    #: Exports: where they may write, as URI prefixes or absolute paths, comma-separated
+    #: (``s3://warehouse/hub,/srv/exports``). Empty: the ``exports`` folder of ``data_dir`` only.
+    export_destinations: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Rows read from the database per batch (a server-side cursor) and written per step.
+    export_batch_size: int = Field(default=10_000, ge=1)
+    #: Rows per Parquet row group.
+    export_row_group_rows: int = Field(default=128 * 1024, ge=1)
+    #: A part file is closed, and the next one opened, after this many rows.
+    export_max_rows_per_file: int = Field(default=5_000_000, ge=1)
+    #: Rows stamped within this much of now wait for the next run: a transaction that stamped
+    #: a row a moment ago may not have committed it yet, and the watermark must not pass it.
+    export_settle_lag: Duration = timedelta(seconds=30)
+    #: One write attempt's budget, how often it must heartbeat, and how many attempts it gets.
+    export_write_timeout: Duration = timedelta(hours=2)
+    export_heartbeat_timeout: Duration = timedelta(minutes=1)
+    export_write_attempts: int = Field(default=3, ge=1)
+
     #: Billing reconciliation: where runs keep their workspace and results.
     #: Empty: ``<data_dir>/reconciliation``.
     reconciliation_dir: Path | None = None
@@ -192,7 +209,9 @@ class Settings(BaseSettings):
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
 
-    @field_validator("api_key", "payload_keys", "codec_cors_origins", mode="before")
+    @field_validator(
+        "api_key", "payload_keys", "codec_cors_origins", "export_destinations", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

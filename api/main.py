@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import TemporalConnection
-from api.routes import codec, dead_letters, health, reconciliations, service_orders
+from api.routes import codec, dead_letters, exports, health, reconciliations, service_orders
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
 
@@ -60,5 +60,6 @@ def create_app(
     app.include_router(service_orders.router)
     app.include_router(dead_letters.router)
     app.include_router(reconciliations.router)
+    app.include_router(exports.router)
     app.include_router(codec.router)
     return app

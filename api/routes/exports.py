@@ -1,0 +1,461 @@
+"""Scheduled exports: Temporal Schedules that run the ``Export`` workflow, and their runs.
+
+A schedule is Temporal's (``export-<id>``): it keeps the timing, pause state and history of
+actions; its memo keeps the export's definition as it was given, for reading back. Every run
+is recorded in the hub database, where ``/exportRuns`` reads it. Deleting a schedule keeps its
+runs and its watermark: a new schedule with the same id goes on from where it stopped.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import status as http_status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from sqlalchemy import func
+from sqlmodel import col, select
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.errors import ApiError
+from hub import search_attributes as sa
+from hub.exports import (
+    EXPORT_ID_PATTERN,
+    SCHEDULE_PREFIX,
+    DestinationRefused,
+    ExportDataset,
+    ExportFormat,
+    ExportRunStatus,
+    allowed_roots,
+    check_destination,
+)
+from hub.models import ExportRun, ExportWatermark
+from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
+
+router = APIRouter(tags=["Exports"], dependencies=[Depends(require_api_key)])
+
+SCHEDULES = "/exportSchedules"
+RUNS = "/exportRuns"
+#: A backfill starts one run per schedule time in its range, all queued at once: this many at
+#: most (checked for interval schedules, whose times are simple to count).
+MAX_BACKFILL_RUNS = 10_000
+RPC_TIMEOUT = timedelta(seconds=10)
+
+_DURATION = TypeAdapter(timedelta)
+
+
+class ExportScheduleCreate(BaseModel):
+    """An export and when it runs: ``interval`` or ``cron`` (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        pattern=EXPORT_ID_PATTERN.pattern,
+        description="Lower-case letters, digits and '-', up to 48; keys the watermark and runs",
+    )
+    dataset: ExportDataset
+    format: ExportFormat
+    destination: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="A folder (absolute path or file:// URI) or object storage (s3://...)",
+    )
+    interval: timedelta | None = Field(
+        default=None, description="ISO 8601 duration (PT1H) or seconds; runs at multiples of it"
+    )
+    cron: str | None = Field(
+        default=None, max_length=200, description="Five-field cron, e.g. '0 2 * * *'"
+    )
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA time zone of the cron expression"
+    )
+    startFrom: AwareDatetime | None = Field(
+        default=None, description="The first run copies rows changed after this; default: all"
+    )
+    paused: bool = False
+    note: str | None = Field(default=None, max_length=500)
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=500)
+
+
+class BackfillBody(BaseModel):
+    """Run the schedule now for each of its times in ``[start, end]``, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _schedule_id(export_id: str) -> str:
+    return f"{SCHEDULE_PREFIX}{export_id}"
+
+
+def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
+    if not EXPORT_ID_PATTERN.match(export_id):
+        raise ApiError(404, f"no export schedule {export_id!r}")
+    return temporal.get_schedule_handle(_schedule_id(export_id))
+
+
+def _refused(exc: RPCError, export_id: str) -> ApiError:
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return ApiError(404, f"no export schedule {export_id!r}")
+    return ApiError(503, f"Temporal refused the request ({exc.status.name})")
+
+
+def _definition(memo: dict[str, Any]) -> dict[str, Any]:
+    keys = ("dataset", "format", "destination", "startFrom", "interval", "cron", "timezone")
+    return {key: memo.get(key) for key in keys}
+
+
+def run_json(run: ExportRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "exportId": run.export_id,
+        "workflowId": run.workflow_id,
+        "dataset": run.dataset,
+        "format": run.format,
+        "destination": run.destination,
+        "status": run.status,
+        "scheduledAt": _iso(run.scheduled_at),
+        "watermarkFrom": _iso(run.watermark_from),
+        "watermarkTo": _iso(run.watermark_to),
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at),
+        "rows": run.rows,
+        "files": run.files,
+        "bytes": run.bytes,
+        "manifestUri": run.manifest_uri,
+        "errorMessage": run.error_message,
+    }
+
+
+async def _watermark(session: SessionDep, export_id: str) -> str | None:
+    mark = await session.get(ExportWatermark, export_id)
+    return _iso(mark.watermark) if mark else None
+
+
+async def _schedule_json(
+    export_id: str, described: ScheduleDescription, watermark: str | None
+) -> dict[str, Any]:
+    info, state = described.info, described.schedule.state
+    return {
+        "id": export_id,
+        **_definition(dict(await described.memo())),
+        "paused": state.paused,
+        "note": state.note,
+        "watermark": watermark,
+        "createdAt": _iso(info.created_at),
+        "actions": info.num_actions,
+        "nextRunTimes": [_iso(moment) for moment in info.next_action_times[:5]],
+        "recentRuns": [
+            {
+                "scheduledAt": _iso(action.scheduled_at),
+                "startedAt": _iso(action.started_at),
+                "workflowId": getattr(action.action, "workflow_id", None),
+            }
+            for action in info.recent_actions
+        ],
+        "runningWorkflowIds": [
+            getattr(running, "workflow_id", None) for running in info.running_actions
+        ],
+    }
+
+
+def _spec(body: ExportScheduleCreate) -> ScheduleSpec:
+    if (body.interval is None) == (body.cron is None):
+        raise ApiError(400, "interval: give either an interval or a cron expression, not both")
+    if body.interval is not None:
+        if body.interval < timedelta(seconds=1):
+            raise ApiError(400, "interval: must be at least 1 second")
+        if body.timezone is not None:
+            raise ApiError(400, "timezone: applies to a cron expression only")
+        return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=body.interval)])
+    assert body.cron is not None
+    if len(body.cron.split()) != 5:
+        raise ApiError(400, "cron: must have five fields (minute hour day month weekday)")
+    if body.timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(body.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ApiError(400, f"timezone: unknown time zone {body.timezone!r}") from None
+    return ScheduleSpec(cron_expressions=[body.cron], time_zone_name=body.timezone)
+
+
+@router.post(
+    SCHEDULES, status_code=http_status.HTTP_201_CREATED, summary="Create an export schedule"
+)
+async def create_export_schedule(
+    body: ExportScheduleCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    spec = _spec(body)
+    try:
+        roots = allowed_roots(settings.export_destinations, settings.data_dir)
+        destination = check_destination(body.destination, roots)
+    except DestinationRefused as exc:
+        raise ApiError(400, f"destination: {exc}") from None
+    mark = await session.get(ExportWatermark, body.id)
+    if mark is not None and mark.dataset != body.dataset.value:
+        raise ApiError(
+            409,
+            f"id: export {body.id!r} has copied dataset {mark.dataset} (its runs and watermark "
+            "are kept); choose another id",
+        )
+    definition = {
+        "dataset": body.dataset.value,
+        "format": body.format.value,
+        "destination": destination,
+        "startFrom": _iso(body.startFrom),
+        "interval": _DURATION.dump_python(body.interval, mode="json") if body.interval else None,
+        "cron": body.cron,
+        "timezone": body.timezone,
+    }
+    action = ScheduleActionStartWorkflow(
+        ExportWorkflow.run,
+        ExportInput(
+            export_id=body.id,
+            dataset=body.dataset.value,
+            format=body.format.value,
+            destination=destination,
+            start_from=body.startFrom,
+        ),
+        id=_schedule_id(body.id),
+        task_queue=settings.task_queue,
+        typed_search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
+                SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
+            ]
+        ),
+        static_summary=f"export {body.id}: {body.dataset.value} as {body.format.value}",
+    )
+    schedule = Schedule(
+        action=action,
+        spec=spec,
+        # A run copies everything since the last one, so a missed or overlapping time needs
+        # no run of its own: skip it.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(paused=body.paused, note=body.note),
+    )
+    try:
+        handle = await temporal.create_schedule(
+            _schedule_id(body.id), schedule, memo=definition, rpc_timeout=RPC_TIMEOUT
+        )
+    except ScheduleAlreadyRunningError:
+        raise ApiError(409, f"id: an export schedule {body.id!r} exists already") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            field = "cron" if body.cron else "interval"
+            raise ApiError(400, f"{field}: {exc.message}") from None
+        raise _refused(exc, body.id) from exc
+    response.headers["Location"] = f"{str(request.base_url).rstrip('/')}{SCHEDULES}/{body.id}"
+    described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    return await _schedule_json(body.id, described, _iso(mark.watermark) if mark else None)
+
+
+@router.get(SCHEDULES, summary="List export schedules")
+async def list_export_schedules(response: Response, temporal: TemporalDep) -> list[dict[str, Any]]:
+    # Temporal's schedule list is eventually consistent: a schedule created a moment ago may
+    # not be listed yet (GET /exportSchedules/{id} sees it at once).
+    rows = []
+    try:
+        async for entry in await temporal.list_schedules(rpc_timeout=RPC_TIMEOUT):
+            if not entry.id.startswith(SCHEDULE_PREFIX):
+                continue
+            state = entry.schedule.state if entry.schedule else None
+            rows.append(
+                {
+                    "id": entry.id.removeprefix(SCHEDULE_PREFIX),
+                    **_definition(dict(await entry.memo())),
+                    "paused": state.paused if state else None,
+                    "note": state.note if state else None,
+                    "nextRunTimes": [
+                        _iso(moment)
+                        for moment in (entry.info.next_action_times[:5] if entry.info else [])
+                    ],
+                }
+            )
+    except RPCError as exc:
+        raise ApiError(503, f"Temporal refused the request ({exc.status.name})") from exc
+    rows.sort(key=lambda row: row["id"])
+    response.headers["X-Total-Count"] = str(len(rows))
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows
+
+
+@router.get(f"{SCHEDULES}/{{export_id}}", summary="Describe an export schedule")
+async def get_export_schedule(
+    export_id: str, session: SessionDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    handle = _handle(temporal, export_id)
+    try:
+        described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _refused(exc, export_id) from exc
+    return await _schedule_json(export_id, described, await _watermark(session, export_id))
+
+
+async def _set_paused(temporal: Client, export_id: str, paused: bool, note: str | None) -> None:
+    handle = _handle(temporal, export_id)
+    try:
+        if paused:
+            await handle.pause(note=note or "paused through the hub API", rpc_timeout=RPC_TIMEOUT)
+        else:
+            await handle.unpause(note=note or "", rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _refused(exc, export_id) from exc
+
+
+@router.post(f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule")
+async def pause_export_schedule(
+    export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
+) -> dict[str, Any]:
+    await _set_paused(temporal, export_id, True, body.note if body else None)
+    return await get_export_schedule(export_id, session, temporal)
+
+
+@router.post(f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule")
+async def unpause_export_schedule(
+    export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
+) -> dict[str, Any]:
+    await _set_paused(temporal, export_id, False, body.note if body else None)
+    return await get_export_schedule(export_id, session, temporal)
+
+
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/trigger",
+    status_code=http_status.HTTP_202_ACCEPTED,
+    summary="Run an export now (also when paused)",
+)
+async def trigger_export_schedule(export_id: str, temporal: TemporalDep) -> dict[str, Any]:
+    handle = _handle(temporal, export_id)
+    try:
+        # Queued behind a run in progress rather than skipped: a person asked for this one.
+        await handle.trigger(overlap=ScheduleOverlapPolicy.BUFFER_ALL, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _refused(exc, export_id) from exc
+    return {"accepted": True, "id": export_id}
+
+
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/backfill",
+    status_code=http_status.HTTP_202_ACCEPTED,
+    summary="Run an export for each of its schedule times in a range",
+)
+async def backfill_export_schedule(
+    export_id: str, body: BackfillBody, temporal: TemporalDep
+) -> dict[str, Any]:
+    if body.end <= body.start:
+        raise ApiError(400, "end: must be after start")
+    handle = _handle(temporal, export_id)
+    try:
+        described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        intervals = described.schedule.spec.intervals
+        if intervals and (body.end - body.start) / min(i.every for i in intervals) > (
+            MAX_BACKFILL_RUNS
+        ):
+            raise ApiError(
+                400, f"end: the range holds more than {MAX_BACKFILL_RUNS} runs of this schedule"
+            )
+        # One after the other, oldest first: each run's window starts where the last one ended.
+        await handle.backfill(
+            ScheduleBackfill(
+                start_at=body.start, end_at=body.end, overlap=ScheduleOverlapPolicy.BUFFER_ALL
+            ),
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except RPCError as exc:
+        raise _refused(exc, export_id) from exc
+    return {"accepted": True, "id": export_id, "start": _iso(body.start), "end": _iso(body.end)}
+
+
+@router.delete(
+    f"{SCHEDULES}/{{export_id}}",
+    status_code=http_status.HTTP_204_NO_CONTENT,
+    summary="Delete an export schedule (its runs and watermark are kept)",
+)
+async def delete_export_schedule(export_id: str, temporal: TemporalDep) -> Response:
+    handle = _handle(temporal, export_id)
+    try:
+        await handle.delete(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _refused(exc, export_id) from exc
+    return Response(status_code=http_status.HTTP_204_NO_CONTENT)
+
+
+@router.get(RUNS, summary="List export runs, newest first")
+async def list_export_runs(
+    response: Response,
+    session: SessionDep,
+    exportId: str | None = None,
+    status: str | None = Query(default=None, description="running, completed or failed"),
+    since: AwareDatetime | None = Query(default=None, description="started at or after"),
+    until: AwareDatetime | None = Query(default=None, description="started before"),
+    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    if status is not None and status not in {s.value for s in ExportRunStatus}:
+        known = ", ".join(s.value for s in ExportRunStatus)
+        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    conditions: list[Any] = []
+    if exportId is not None:
+        conditions.append(col(ExportRun.export_id) == exportId)
+    if status is not None:
+        conditions.append(col(ExportRun.status) == status)
+    if since is not None:
+        conditions.append(col(ExportRun.started_at) >= since)
+    if until is not None:
+        conditions.append(col(ExportRun.started_at) < until)
+    total = (
+        await session.exec(select(func.count()).select_from(ExportRun).where(*conditions))
+    ).one()
+    runs = await session.exec(
+        select(ExportRun)
+        .where(*conditions)
+        .order_by(col(ExportRun.started_at).desc(), col(ExportRun.id).desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = [run_json(run) for run in runs]
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows
+
+
+@router.get(f"{RUNS}/{{run_id}}", summary="Read one export run")
+async def get_export_run(run_id: str, session: SessionDep) -> dict[str, Any]:
+    run = await session.get(ExportRun, run_id)
+    if run is None:
+        raise ApiError(404, f"no export run {run_id!r}")
+    return run_json(run)

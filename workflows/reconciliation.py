@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SplitResult,
         leakage_pct,
     )
+    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
     from hub.models import ReconciliationStatus
     from hub.reconcile import CategoryTotal, PartitionSummary, Tolerances
@@ -189,9 +190,12 @@ class BillingReconciliation:
             self._run.error_message = message
             set_hub_status(sa.HubStatus.FAILED)
             workflow.set_current_details(f"failed: {message}")
+            self.saga.alarm_failed(err, message)
             await self._record()
+            await self.saga.settle_alarms()
             return ReconciliationResult(run_id, "failed", start, end, error_message=message)
         set_hub_status(sa.HubStatus.COMPLETED)
+        await self.saga.settle_alarms()
         return result
 
     async def _reconcile(
@@ -310,6 +314,15 @@ class BillingReconciliation:
         case_id = None
         if pct > threshold:
             case_id = await self._open_case(run_id, start, end, total, pct, threshold)
+            self.saga.raise_alarm(
+                "leakage",
+                PerceivedSeverity.MAJOR,
+                EventType.QUALITY_OF_SERVICE_ALARM,
+                ProbableCause.THRESHOLD_CROSSED,
+                f"revenue leakage {pct:.3f}% ({total.leakage:.2f} {self._run.currency}) over "
+                f"{threshold}% in {start:%Y-%m-%d}..{end:%Y-%m-%d}"
+                + (f"; CRM case {case_id}" if case_id else ""),
+            )
         self._run.case_id = case_id
         self._run.status = ReconciliationStatus.COMPLETED
         progress.phase = "completed"

@@ -17,45 +17,9 @@ import pytest
 from temporalio.client import Client
 
 from hub import search_attributes
-from simulators.usage import INJECTABLE, UsageManifest, UsageSpec, generate
 from tests.conftest import Hub, Simulators, eventually
+from tests.reconciliation.runs import END, RUNS, START, finished, make_data, start, truth
 from workflows.reconciliation import ReconciliationResult
-
-RUNS = "/reconciliations"
-START = datetime(2026, 11, 1, tzinfo=UTC)
-END = START + timedelta(days=1)
-
-
-def make_data(root: Path, records: int = 6_000, **options: Any) -> UsageManifest:
-    spec = UsageSpec(
-        START,
-        END,
-        records=records,
-        records_per_file=2_500,
-        rates={name: 0.01 for name in INJECTABLE},
-        **options,
-    )
-    return generate(spec, root)
-
-
-def truth(root: Path) -> set[tuple[str, str]]:
-    table = pq.read_table(root / "ground_truth.parquet")
-    return set(zip(table["record_id"].to_pylist(), table["category"].to_pylist(), strict=True))
-
-
-async def finished(hub: Hub, run_id: str, timeout: float = 90) -> dict[str, Any]:
-    async def done() -> dict[str, Any] | None:
-        body = (await hub.api.get(f"{RUNS}/{run_id}")).json()
-        return body if body["status"] != "running" else None
-
-    return await eventually(done, timeout=timeout)
-
-
-async def start(hub: Hub, **body: Any) -> dict[str, Any]:
-    payload = {"periodStart": START.isoformat(), "periodEnd": END.isoformat(), **body}
-    response = await hub.api.post(RUNS, json=payload)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def test_a_period_from_billings_export_is_reconciled_exactly(

@@ -8,6 +8,8 @@
     hub temporal setup            register the hub's search attributes in its namespace
     hub order create FILE         POST a TMF641 ServiceOrder (JSON) to the API
     hub order get|list|cancel|wait
+    hub usage generate DIR        write a period of CDRs and rated usage with known discrepancies
+    hub recon start|get|wait|list billing reconciliation, with a progress bar
 
 The ``order`` commands talk to the API at ``--api-url`` (or ``HUB_API_URL``) with the key
 ``--api-key`` (or ``HUB_API_KEY`` from the environment or ``.env``).
@@ -19,6 +21,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,6 +30,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
@@ -50,7 +54,11 @@ order_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(temporal_app, name="temporal")
+usage_app = typer.Typer(help="Usage data for billing reconciliation.", no_args_is_help=True)
+recon_app = typer.Typer(help="Billing reconciliation, through the hub API.", no_args_is_help=True)
 app.add_typer(order_app, name="order")
+app.add_typer(usage_app, name="usage")
+app.add_typer(recon_app, name="recon")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -389,3 +397,221 @@ def order_wait(
         console.print(f"  {escape(str(error.get('message')))}")
     if state != "completed":
         raise typer.Exit(1)
+
+
+# --- Usage data and reconciliation -----------------------------------------------------------
+
+RECONCILIATIONS = "/reconciliations"
+
+
+def _utc(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{value!r} is not an ISO 8601 date or time (2026-11-01, 2026-11-01T06:00Z)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@usage_app.command("generate")
+def usage_generate(
+    out: Annotated[Path, typer.Argument(help="Folder to write network/, billing/ and the truth")],
+    records: Annotated[int, typer.Option(min=1, help="Usage events of the period")] = 100_000,
+    start: Annotated[str, typer.Option(help="Period start (UTC)")] = "",
+    end: Annotated[str, typer.Option(help="Period end (UTC); default: a day after start")] = "",
+    network_format: Annotated[str, typer.Option(help="parquet, csv or csv.gz")] = "parquet",
+    billing_format: Annotated[str, typer.Option(help="parquet or csv")] = "parquet",
+    rates: Annotated[
+        str,
+        typer.Option(help="Injected discrepancies, e.g. missing_in_billing=0.01,unbilled=0.002"),
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Same seed, same data")] = 1,
+    records_per_file: Annotated[int, typer.Option(min=1)] = 1_000_000,
+) -> None:
+    """Write a period of mediation CDRs and billing's rated usage, with known discrepancies."""
+    from simulators.usage import DEFAULT_RATES, UsageSpec, generate, parse_rates
+
+    period_start = (
+        _utc(start)
+        if start
+        else datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        - timedelta(days=1)
+    )
+    period_end = _utc(end) if end else period_start + timedelta(days=1)
+    if network_format not in ("parquet", "csv", "csv.gz") or billing_format not in (
+        "parquet",
+        "csv",
+    ):
+        _fail("--network-format is parquet, csv or csv.gz; --billing-format parquet or csv")
+    try:
+        spec = UsageSpec(
+            period_start,
+            period_end,
+            records=records,
+            seed=seed,
+            rates=parse_rates(rates) if rates else dict(DEFAULT_RATES),
+            network_format=network_format,  # type: ignore[arg-type]
+            billing_format=billing_format,  # type: ignore[arg-type]
+            records_per_file=records_per_file,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    with Progress(console=console) as progress:
+        task = progress.add_task("generating", total=None)
+        manifest = generate(
+            spec,
+            out,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"wrote {manifest.network_rows:,} network and {manifest.billing_rows:,} billing records "
+        f"for {period_start:%Y-%m-%d %H:%M}..{period_end:%Y-%m-%d %H:%M} UTC "
+        f"under {escape(str(out))}"
+    )
+    for category, count in sorted(manifest.injected.items()):
+        console.print(f"  {category}: {count:,}")
+    console.print(
+        f"reconcile it with: hub recon start --start {period_start.isoformat()} "
+        f"--end {period_end.isoformat()} --network-source {escape(str(out / 'network'))} "
+        f"--billing-source {escape(str(out / 'billing'))} --wait"
+    )
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    currency = run.get("currency") or ""
+    for label, value in [
+        ("id", run["id"]),
+        ("status", run["status"]),
+        ("period", f"{run['periodStart']} .. {run['periodEnd']}"),
+        ("records", f"{run['networkRecords']:,} network, {run['billingRecords']:,} billing"),
+        ("billed revenue", f"{run['billedRevenue']:,.2f} {currency}"),
+        ("leakage", f"{run['leakageAmount']:,.2f} {currency} ({run['leakagePct']:.3f}%)"),
+        ("over-billed", f"{run['overbilledAmount']:,.2f} {currency}"),
+        ("CRM case", run.get("caseId")),
+        ("error", run.get("errorMessage")),
+    ]:
+        if (value is not None and run["status"] != "running") or label in (
+            "id",
+            "status",
+            "period",
+        ):
+            table.add_row(label, escape(str(value)))
+    console.print(table)
+    if run.get("categories"):
+        categories = Table("category", "records", "revenue impact")
+        for row in run["categories"]:
+            categories.add_row(
+                row["category"], f"{row['count']:,}", f"{row['revenueImpact']:,.2f} {currency}"
+            )
+        console.print(categories)
+
+
+@recon_app.command("start")
+def recon_start(
+    start: Annotated[str, typer.Option(help="Period start (UTC)")],
+    end: Annotated[str, typer.Option(help="Period end (UTC)")],
+    network_source: Annotated[str | None, typer.Option(help="Folder or URI of CDRs")] = None,
+    billing_source: Annotated[
+        str | None, typer.Option(help="billing-system, or a folder / URI of rated usage")
+    ] = None,
+    partitions: Annotated[int, typer.Option(min=0, help="Power of two; 0: automatic")] = 0,
+    threshold: Annotated[
+        float | None, typer.Option(help="Leakage % above which a CRM case opens")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it to its end")] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Start a billing reconciliation of a period."""
+    body: dict[str, Any] = {
+        "periodStart": _utc(start).isoformat(),
+        "periodEnd": _utc(end).isoformat(),
+        "partitions": partitions,
+    }
+    for key, value in (
+        ("networkSource", network_source),
+        ("billingSource", billing_source),
+        ("leakageThresholdPct", threshold),
+    ):
+        if value is not None:
+            body[key] = value
+    with _api(api_url, api_key) as client:
+        run = _json(_call(client, "POST", RECONCILIATIONS, json=body))
+    console.print(f"reconciliation [bold]{escape(run['id'])}[/] started")
+    if wait:
+        recon_wait(run["id"], api_url=api_url, api_key=api_key)
+    else:
+        console.print(f"follow it with: hub recon wait {escape(run['id'])}")
+
+
+@recon_app.command("get")
+def recon_get(
+    run_id: Annotated[str, typer.Argument(metavar="ID")],
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Show a reconciliation: totals, leakage, categories."""
+    with _api(api_url, api_key) as client:
+        _print_run(_json(_call(client, "GET", f"{RECONCILIATIONS}/{run_id}")))
+
+
+@recon_app.command("wait")
+def recon_wait(
+    run_id: Annotated[str, typer.Argument(metavar="ID")],
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds")] = 3600,
+    interval: Annotated[float, typer.Option(min=0.01, hidden=True)] = 0.5,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Follow a reconciliation with a progress bar; exit 0 only if it completed."""
+    deadline = time.monotonic() + timeout
+    with _api(api_url, api_key) as client, Progress(console=console) as progress:
+        files = progress.add_task("split files", total=None)
+        parts = progress.add_task("reconcile partitions", total=None)
+        while True:
+            run = _json(_call(client, "GET", f"{RECONCILIATIONS}/{run_id}"))
+            state = run.get("progress") or {}
+            if state:
+                progress.update(
+                    files, completed=state["filesDone"], total=state["filesTotal"] or None
+                )
+                progress.update(
+                    parts, completed=state["partitionsDone"], total=state["partitionsTotal"] or None
+                )
+            if run["status"] != "running":
+                break
+            if time.monotonic() >= deadline:
+                progress.stop()
+                _fail(f"reconciliation {run_id} is still running after {timeout:g} s")
+            time.sleep(interval)
+    _print_run(run)
+    if run["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@recon_app.command("list")
+def recon_list(
+    status: Annotated[str | None, typer.Option(help="running, completed, failed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """The latest reconciliations."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    with _api(api_url, api_key) as client:
+        runs = _json(_call(client, "GET", RECONCILIATIONS, params=params))
+    table = Table("id", "status", "period", "discrepancies", "leakage %", "case")
+    for run in runs:
+        table.add_row(
+            escape(run["id"]),
+            run["status"],
+            f"{run['periodStart'][:10]}..{run['periodEnd'][:10]}",
+            f"{run['discrepancyCount']:,}",
+            f"{run['leakagePct']:.3f}",
+            escape(run.get("caseId") or ""),
+        )
+    console.print(table)

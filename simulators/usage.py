@@ -26,7 +26,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -368,21 +368,33 @@ def subscriptions(spec: UsageSpec) -> pa.Table:
     return pa.Table.from_arrays([_digits("4366", subscriber, 8), plans], schema=SUBSCRIPTION_SCHEMA)
 
 
-def generate(spec: UsageSpec, out: Path) -> UsageManifest:
-    """Write both sides, the subscriptions, the ground truth and a manifest under ``out``."""
+def generate(
+    spec: UsageSpec, out: Path, progress: Callable[[int, int], None] | None = None
+) -> UsageManifest:
+    """Write both sides, the subscriptions, the ground truth and a manifest under ``out``.
+
+    ``progress(rows written, rows in all)`` is called after each file.
+    """
     for folder in ("network", "billing"):
         shutil.rmtree(out / folder, ignore_errors=True)
         (out / folder).mkdir(parents=True)
     network, billing, cats = side_sequences(spec)
+    total, done = len(network) + len(billing), 0
     network_files, billing_files = [], []
     for number, chunk in enumerate(_chunks(network, spec.records_per_file), start=1):
         path = out / "network" / f"cdr-{number:05d}.{spec.network_format}"
         _write(network_batch(spec, chunk), path, spec.network_format)
         network_files.append(str(path.relative_to(out)))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
     for number, chunk in enumerate(_chunks(billing, spec.records_per_file), start=1):
         path = out / "billing" / f"rated-{number:05d}.{spec.billing_format}"
         _write(billing_batch(spec, chunk), path, spec.billing_format)
         billing_files.append(str(path.relative_to(out)))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
     pq.write_table(subscriptions(spec), out / "billing" / "subscriptions.parquet")
     seq = np.arange(spec.records, dtype=np.int64)
     truth = ground_truth(spec, seq, cats)

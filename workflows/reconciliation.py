@@ -234,6 +234,7 @@ class BillingReconciliation:
             "list the input files",
         )
         partitions = sources.partitions
+        self._run.parameters["partitions"] = partitions
         files = [("network", f) for f in sources.network] + [
             ("billing", f) for f in sources.billing
         ]

@@ -200,25 +200,36 @@ def hash_strings(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     ].astype(np.int64)
     data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer else np.empty(0, np.uint8)
     first, last = int(offsets[0]), int(offsets[-1])
-    padded = np.zeros(last - first + 16, dtype=np.uint8)
+    starts = offsets[:-1] - first
+    lengths = offsets[1:] - offsets[:-1]
+    longest = int(lengths.max())
+    # Room after the data for an 8-byte read at any offset up to the longest string.
+    padded = np.zeros(last - first + longest + 8, dtype=np.uint8)
     padded[: last - first] = data[first:last]
     # An unaligned little-endian uint64 view starting at every byte of the data.
     words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    starts = offsets[:-1] - first
-    lengths = offsets[1:] - offsets[:-1]
     h1 = lengths.astype(np.uint64) * _M1
     h2 = lengths.astype(np.uint64) * _M4 + _M1
-    limit = len(words) - 1
-    for k in range(0, int(lengths.max()), 8):
-        # Only strings longer than k take part, so a string's hash never depends on its
-        # neighbours' lengths.
-        rows = np.flatnonzero(lengths > k) if int(lengths.min()) <= k else slice(None)
-        remaining = np.minimum(lengths[rows] - k, 8)
-        word = words[np.minimum(starts[rows] + k, limit)] & _TAIL_MASKS[remaining]
-        a = (h1[rows] ^ word) * _M2
-        h1[rows] = a ^ (a >> np.uint64(32))
-        b = (h2[rows] + word) * _M3
-        h2[rows] = b ^ (b >> np.uint64(29))
+    shortest = int(lengths.min())
+    a, b = np.empty_like(h1), np.empty_like(h2)
+    for k in range(0, longest, 8):
+        word = words[starts + k]
+        if shortest < k + 8:  # some strings end within this word: mask the bytes past them
+            remaining = np.clip(lengths - k, 0, 8)
+            word &= _TAIL_MASKS[remaining]
+        np.bitwise_xor(h1, word, out=a)
+        a *= _M2
+        a ^= a >> np.uint64(32)
+        np.add(h2, word, out=b)
+        b *= _M3
+        b ^= b >> np.uint64(29)
+        if shortest <= k:
+            # Strings already consumed keep their hash: it never depends on the neighbours'.
+            ended = remaining == 0
+            a[ended] = h1[ended]
+            b[ended] = h2[ended]
+        h1, a = a, h1
+        h2, b = b, h2
     return _finish(h1), _finish(h2)
 
 
@@ -236,10 +247,17 @@ class Period:
         inside = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
         return pc.fill_null(inside, False)
 
+    def keep(self, table: pa.Table, column: str) -> pa.Table:
+        """The rows of ``table`` whose ``column`` is in the period (no copy if all are)."""
+        inside = self.mask(table[column])
+        if pc.all(inside).as_py() is not False:
+            return table
+        return table.filter(inside)
+
 
 def network_work(table: pa.Table, period: Period) -> pa.Table:
     """Mediation CDRs (``hub.usage.NETWORK_SCHEMA`` columns) to :data:`NETWORK_WORK`."""
-    table = table.filter(period.mask(table["record_opening_time"]))
+    table = period.keep(table, "record_opening_time")
     voice = pc.fill_null(pc.equal(table["record_type"], "voice"), False)
     volume = pc.add(
         pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
@@ -263,7 +281,7 @@ def network_work(table: pa.Table, period: Period) -> pa.Table:
 
 def billing_work(table: pa.Table, period: Period, tariffs: TariffTable) -> pa.Table:
     """Billing's rated records (``hub.usage.RATED_SCHEMA`` columns) to :data:`BILLING_WORK`."""
-    table = table.filter(period.mask(table["start_time"]))
+    table = period.keep(table, "start_time")
     voice = pc.fill_null(pc.equal(table["usage_type"], "voice"), False)
     quantity = pc.fill_null(pc.if_else(voice, table["duration"], table["volume"]), 0)
     ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())

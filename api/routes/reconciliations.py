@@ -35,6 +35,8 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -67,6 +69,8 @@ router = APIRouter(
 )
 
 SCHEDULE_ID = "billing-reconciliation-daily"
+#: How long a read waits for a running workflow to say how far it got.
+QUERY_TIMEOUT_SECONDS = 2.0
 MAX_PERIOD = timedelta(days=92)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -478,9 +482,14 @@ async def get_reconciliation(
     body = run_json(request, settings, run, await _categories(session, run.id))
     if run.status == ReconciliationStatus.RUNNING:
         try:
+            # Briefly: with no worker up, a query waits; the row answers meanwhile.
             progress: ReconciliationProgress = await temporal.get_workflow_handle(
                 run.workflow_id
-            ).query("progress", result_type=ReconciliationProgress)
+            ).query(
+                "progress",
+                result_type=ReconciliationProgress,
+                rpc_timeout=timedelta(seconds=QUERY_TIMEOUT_SECONDS),
+            )
             body["progress"] = {
                 "phase": progress.phase,
                 "filesTotal": progress.files_total,
@@ -491,8 +500,8 @@ async def get_reconciliation(
                 "partitionsDone": progress.partitions_done,
                 "discrepanciesSoFar": progress.discrepancies,
             }
-        except RPCError:
-            body["progress"] = None  # not started yet, or Temporal is away: the row stands
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+            body["progress"] = None  # not started, no worker, or Temporal away: the row stands
     return body
 
 

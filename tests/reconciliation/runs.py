@@ -17,14 +17,8 @@ END = START + timedelta(days=1)
 
 
 def make_data(root: Path, records: int = 6_000, **options: Any) -> UsageManifest:
-    spec = UsageSpec(
-        START,
-        END,
-        records=records,
-        records_per_file=2_500,
-        rates={name: 0.01 for name in INJECTABLE},
-        **options,
-    )
+    options = {"records_per_file": 2_500, "rates": {name: 0.01 for name in INJECTABLE}, **options}
+    spec = UsageSpec(START, END, records=records, **options)
     return generate(spec, root)
 
 

@@ -3,7 +3,8 @@
 Starts everything the hub needs on this machine, in this order, and supervises it::
 
     temporal     the Temporal CLI's dev server; history in data/temporal.db
-    simulators   the four outside systems (python -m simulators); state in data/simulators/
+    simulators   the four outside systems (python -m simulators); state in data/simulators/,
+                 billing's usage export in data/drop/billing/ (a demo day, written once)
     worker       python worker.py; migrates the hub database (data/hub.db) first
     api          uvicorn api.main:create_app
 
@@ -36,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -326,6 +327,24 @@ def example_commands(api_url: str, api_key: str, order: Mapping[str, Any]) -> st
     )
 
 
+# --- Demo usage for billing reconciliation --------------------------------------------------
+
+#: Usage events of the demo day: big enough to show the partitions at work, quick to write.
+DEMO_RECORDS = 200_000
+
+
+def ensure_demo_usage(folder: Path) -> Path:
+    """A day of usage under ``folder`` (network/ is the default CDR drop, billing/ billing's
+    export), written once, the first time: yesterday's, with the generator's default rates."""
+    if not (folder / "manifest.json").exists():
+        from simulators.usage import UsageSpec, generate
+
+        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        with console.status("writing a day of demo usage for billing reconciliation…"):
+            generate(UsageSpec(end - timedelta(days=1), end, records=DEMO_RECORDS), folder)
+    return folder
+
+
 # --- Supervised processes --------------------------------------------------------------------
 
 
@@ -599,12 +618,14 @@ class DevStack:
             for name, port in config.simulator_ports.items()
             for arg in (f"--{name}-port", str(port))
         ]
+        demo = ensure_demo_usage(config.data_dir / "drop")
         # The simulators need nothing from Temporal: start them while it comes up.
         self._spawn(
             Child(
                 "simulators",
                 [python, "-m", "simulators", "--host", config.host, *sim_ports,
-                 "--state-dir", str(config.data_dir / "simulators")],
+                 "--state-dir", str(config.data_dir / "simulators"),
+                 "--billing-export-dir", str(demo / "billing")],
                 logs / "simulators.log",
             ),
             env,
@@ -735,7 +756,7 @@ class DevStack:
             )
         database = env.get("HUB_DATABASE_URL") or f"sqlite:///{data / 'hub.db'}"
         table.add_row("Hub database", make_url(database).render_as_string(hide_password=True), "")
-        table.add_row("Data folder", f"{data}/", "temporal.db, hub.db, simulators/")
+        table.add_row("Data folder", f"{data}/", "temporal.db, hub.db, simulators/, drop/")
         logs = ", ".join(child.log_path.name for child in self.children)
         table.add_row("Logs", f"{config.log_dir}/", logs)
         console.print()
@@ -752,6 +773,19 @@ class DevStack:
         # soft_wrap: no line breaks inserted, so the snippet pastes as it was printed.
         console.print(
             example_commands(config.api_url, api_key, example_order()),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        manifest = json.loads((config.data_dir / "drop" / "manifest.json").read_text())
+        start, end = manifest["spec"]["period_start"], manifest["spec"]["period_end"]
+        console.print(
+            f"\nBilling reconciliation: {config.data_dir}/drop/ holds a day of demo usage "
+            f"({manifest['network_rows']:,} CDRs; billing's export is its billing/ folder), "
+            "with known discrepancies. Reconcile it, with a progress bar:"
+        )
+        console.print(
+            f"hub recon start --start {start} --end {end} --wait",
             markup=False,
             highlight=False,
             soft_wrap=True,

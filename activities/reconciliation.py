@@ -20,7 +20,7 @@ import functools
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -444,4 +444,6 @@ def leakage_pct(summary: PartitionSummary) -> float:
 
 
 def _money(amount: float) -> Decimal:
-    return Decimal(f"{amount:.4f}")
+    """An amount to 4 decimals, half up, from the float's shortest exact text (so 12.34565
+    is 12.3457, not the 12.3456 its binary value would round to)."""
+    return Decimal(repr(amount)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)

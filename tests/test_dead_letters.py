@@ -65,8 +65,14 @@ async def test_an_outage_parks_and_retry_after_it_completes(hub: Hub, sims: Simu
     assert parked["firstFailureAt"] <= parked["lastFailureAt"]
     assert parked["input"]["imsi"] == identity["imsi"]
     handle = hub.client.get_workflow_handle(f"service-order-{order_id}")
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "parked"
+
+    async def shown_parked() -> bool:
+        described = await handle.describe()
+        return described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "parked"
+
+    # The dead letter is written by the park's activity, the search attribute by the workflow
+    # task after it: on a busy machine the row can be seen first.
+    await eventually(shown_parked, timeout=10)
     assert (await hub.api.get(f"{ORDERS}/{order_id}")).json()["state"] == "inProgress"
 
     await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{rule['id']}")  # outage over

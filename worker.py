@@ -106,6 +106,7 @@ async def build_activities(
             recon.split,
             recon.reconcile_partition,
             recon.finalize,
+            recon.discard,
         ],
         "crm": [
             crm_acts.upsert_customer,

@@ -145,6 +145,11 @@ class FinalizeInput:
 
 
 @dataclass
+class DiscardInput:
+    run_id: str
+
+
+@dataclass
 class FinalizeResult:
     uri: str
     rows: int
@@ -381,6 +386,14 @@ class ReconciliationActivities:
             shutil.rmtree(workspace.work, ignore_errors=True)
             shutil.rmtree(workspace.export, ignore_errors=True)
         return FinalizeResult(str(workspace.result), rows, workspace.result.stat().st_size)
+
+    @activity.defn(name="reconciliation.discard")
+    @_data_errors
+    def discard(self, data: DiscardInput) -> None:
+        """Remove a failed or cancelled run's intermediate files (its result, if any, stays)."""
+        workspace = Workspace.of(self.settings, data.run_id)
+        shutil.rmtree(workspace.work, ignore_errors=True)
+        shutil.rmtree(workspace.export, ignore_errors=True)
 
 
 class ReconciliationStore:

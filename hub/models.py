@@ -163,6 +163,7 @@ class ReconciliationStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class ReconciliationRun(SQLModel, table=True):

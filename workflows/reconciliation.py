@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.policies import PolicyActivities
     from activities.reconciliation import (
         BILLING_SYSTEM,
+        DiscardInput,
         FetchExportInput,
         FinalizeInput,
         ListSourcesInput,
@@ -181,6 +182,16 @@ class BillingReconciliation:
         await self._record()
         try:
             result = await self._reconcile(data, run_id, start, end, defaults, threshold)
+        except asyncio.CancelledError:
+            # Asked to stop (Temporal cancel, or the API): say so everywhere, then stop.
+            self._progress.phase = "cancelled"
+            self._run.status = ReconciliationStatus.CANCELLED
+            self._run.error_message = "cancelled"
+            set_hub_status(sa.HubStatus.CANCELLED)
+            workflow.set_current_details("cancelled")
+            await self._clean_up(run_id, data.keep_work)
+            await self._record()
+            raise
         except (ActivityError, StepAborted) as err:
             step = self.saga.current_step or self._progress.phase
             message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
@@ -191,12 +202,27 @@ class BillingReconciliation:
             set_hub_status(sa.HubStatus.FAILED)
             workflow.set_current_details(f"failed: {message}")
             self.saga.alarm_failed(err, message)
+            await self._clean_up(run_id, data.keep_work)
             await self._record()
             await self.saga.settle_alarms()
             return ReconciliationResult(run_id, "failed", start, end, error_message=message)
         set_hub_status(sa.HubStatus.COMPLETED)
         await self.saga.settle_alarms()
         return result
+
+    async def _clean_up(self, run_id: str, keep_work: bool) -> None:
+        """The intermediate files of a run that did not finish; failing to is not a failure."""
+        if keep_work:
+            return
+        try:
+            await workflow.execute_activity_method(
+                ReconciliationActivities.discard,
+                DiscardInput(run_id),
+                summary="reconciliation: remove the intermediate files",
+                **self.saga.options(RECONCILIATION),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("workspace not removed", extra={"error": describe(err)})
 
     async def _reconcile(
         self,

@@ -505,6 +505,24 @@ async def get_reconciliation(
     return body
 
 
+@router.post("/{run_id}/cancel", status_code=202, summary="Stop a running reconciliation")
+async def cancel_reconciliation(
+    run_id: str,
+    request: Request,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    run = await _run_or_404(session, run_id)
+    if run.status != ReconciliationStatus.RUNNING:
+        raise ApiError(409, f"reconciliation {run_id} is already {run.status}")
+    try:
+        await temporal.get_workflow_handle(run.workflow_id).cancel()
+    except RPCError as exc:
+        raise ApiError(409, f"reconciliation {run_id} is not running ({exc.status.name})") from exc
+    return run_json(request, settings, run, [])
+
+
 def _completed_file(run: ReconciliationRun) -> Path:
     if run.status != ReconciliationStatus.COMPLETED or not run.discrepancy_uri:
         raise ApiError(409, f"reconciliation {run.id} is {run.status}: no discrepancies yet")

@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from hub import search_attributes
+from hub.settings import Settings
 from tests.conftest import Hub, Simulators, eventually
 from tests.reconciliation.runs import END, RUNS, START, finished, make_data, start, truth
 from workflows.reconciliation import ReconciliationResult
@@ -201,3 +202,38 @@ async def test_the_daily_schedule_reconciles_the_day_before(
     assert result.status == "failed" and "no usage files" in (result.error_message or "")
     assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 204
     assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 404
+
+
+@pytest.fixture
+def slow_settings(hub_settings: Settings) -> Settings:
+    hub_settings.reconciliation_parallelism = 1
+    return hub_settings
+
+
+async def test_a_running_reconciliation_can_be_cancelled(
+    slow_settings: Settings, hub: Hub, sims: Simulators, tmp_path: Path
+) -> None:
+    make_data(tmp_path / "data", records=60 * 200, records_per_file=200)
+    started = await start(
+        hub,
+        networkSource=str(tmp_path / "data" / "network"),
+        billingSource=str(tmp_path / "data" / "billing"),
+    )
+    run_id = started["id"]
+
+    async def splitting() -> bool:
+        body = (await hub.api.get(f"{RUNS}/{run_id}")).json()
+        return bool((body.get("progress") or {}).get("filesDone"))
+
+    await eventually(splitting, interval=0.01)
+    cancelled = await hub.api.post(f"{RUNS}/{run_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    run = await finished(hub, run_id)
+    assert run["status"] == "cancelled" and run["discrepancies"] is None
+    workspace = hub.settings.resolved_reconciliation_dir / run_id
+    assert not (workspace / "work").exists()
+    described = await hub.client.get_workflow_handle(run["workflowId"]).describe()
+    assert described.status == WorkflowExecutionStatus.CANCELED
+    assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "cancelled"
+    again = await hub.api.post(f"{RUNS}/{run_id}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["message"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from hub.db import session_scope
 from hub.models import (
@@ -31,22 +33,49 @@ class RecordOrderStateInput:
     reason: str | None = None
 
 
+#: How long a state write waits for its order's row. The API starts the workflow inside the
+#: transaction that inserts the row and commits right after, so the row normally shows within
+#: milliseconds (seconds when SQLite is busy: its busy timeout is 30 s). A row that never shows
+#: means the API died in between: its client was never told the order was accepted, and will
+#: post it again as a new order. The workflow then must fail before any outside call, rather
+#: than provision a subscriber the hub knows nothing about.
+ORDER_ROW_GRACE = timedelta(minutes=2)
+
+
 class OrderStoreActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        row_grace: timedelta = ORDER_ROW_GRACE,
+    ) -> None:
         self.sessions = sessions
+        self.row_grace = row_grace
 
     @activity.defn(name="hub.record_order_state")
     async def record_order_state(self, data: RecordOrderStateInput) -> None:
         """Write the order's new state and item states, with one audit row per change.
 
         Idempotent: a retry finds the states already set and writes no second audit row.
+        While the order's row is not there (the API has not committed yet) it fails, to be
+        retried; after :data:`ORDER_ROW_GRACE` for good (see there).
         """
         async with session_scope(self.sessions) as session:
             order = await session.get(ServiceOrder, data.order_id)
             if order is None:
-                # The API's transaction did not commit although it started the workflow.
-                activity.logger.error("order %s missing from the hub database", data.order_id)
-                return
+                waited = datetime.now(UTC) - activity.info().scheduled_time
+                if waited < self.row_grace:
+                    raise ApplicationError(
+                        f"order {data.order_id} is not in the hub database yet",
+                        type="OrderNotRecordedYet",
+                    )
+                raise ApplicationError(
+                    f"order {data.order_id} is not in the hub database after "
+                    f"{waited.total_seconds():.0f} s: the API never confirmed it, so it is "
+                    "not carried out",
+                    type="OrderNotRecorded",
+                    non_retryable=True,
+                )
             now = utcnow()
             if data.state and data.state != order.state:
                 session.add(

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hub.reconcile import Tolerances
+from hub.reconcile import NETWORK_INPUT, Tolerances
 from hub.usage import BYTES_PER_MB, CHARGE_DECIMALS
 from simulators.billing import PLANS
 
@@ -119,18 +119,7 @@ def pandas_reconcile(data: Path, out: Path, start: datetime, end: datetime) -> N
     """``merge(how="outer")`` after a ``groupby`` per side, rules in numpy."""
     import pandas as pd
 
-    net = pd.read_parquet(
-        data / "network",
-        columns=[
-            "record_id",
-            "record_type",
-            "served_msisdn",
-            "record_opening_time",
-            "duration",
-            "uplink_volume",
-            "downlink_volume",
-        ],
-    )
+    net = pd.read_parquet(data / "network", columns=NETWORK_INPUT.names)
     net = net[(net.record_opening_time >= start) & (net.record_opening_time < end)]
     voice = (net.record_type == "voice").to_numpy()
     volume = net.uplink_volume.fillna(0).to_numpy() + net.downlink_volume.fillna(0).to_numpy()

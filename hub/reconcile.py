@@ -75,13 +75,7 @@ NETWORK_WORK = pa.schema(
 
 BILLING_WORK = pa.schema(
     [
-        pa.field("record_id", pa.string()),
-        pa.field("h1", pa.uint64()),
-        pa.field("h2", pa.uint64()),
-        pa.field("voice", pa.bool_()),
-        pa.field("quantity", pa.int64()),
-        pa.field("event_time", UTC_MILLIS),
-        pa.field("msisdn", pa.string()),
+        *NETWORK_WORK,
         #: Index into the run's tariff table; -1 when billing named a plan the table lacks.
         pa.field("tariff", pa.int16()),
         pa.field("charge", pa.float64()),

@@ -11,6 +11,7 @@ import asyncio
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -396,25 +397,28 @@ async def put_schedule(
     return await _describe_schedule(temporal)
 
 
-@router.post("/schedule/trigger", status_code=202, summary="Run the scheduled reconciliation now")
-async def trigger_schedule(temporal: TemporalDep) -> dict[str, Any]:
+@contextmanager
+def _the_schedule() -> Iterator[None]:
+    """Calls on the schedule: one that does not exist is a 404."""
     try:
-        await temporal.get_schedule_handle(SCHEDULE_ID).trigger()
+        yield
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, "there is no reconciliation schedule") from exc
         raise
+
+
+@router.post("/schedule/trigger", status_code=202, summary="Run the scheduled reconciliation now")
+async def trigger_schedule(temporal: TemporalDep) -> dict[str, Any]:
+    with _the_schedule():
+        await temporal.get_schedule_handle(SCHEDULE_ID).trigger()
     return {"triggered": SCHEDULE_ID}
 
 
 @router.delete("/schedule", status_code=204, summary="Remove the daily reconciliation schedule")
 async def delete_schedule(temporal: TemporalDep) -> Response:
-    try:
+    with _the_schedule():
         await temporal.get_schedule_handle(SCHEDULE_ID).delete()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(404, "there is no reconciliation schedule") from exc
-        raise
     return Response(status_code=204)
 
 
@@ -446,12 +450,8 @@ def cron_of(calendar: ScheduleCalendarSpec) -> str:
 
 
 async def _describe_schedule(temporal: Client) -> dict[str, Any]:
-    try:
+    with _the_schedule():
         described = await temporal.get_schedule_handle(SCHEDULE_ID).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(404, "there is no reconciliation schedule") from exc
-        raise
     schedule = described.schedule
     return {
         "id": SCHEDULE_ID,

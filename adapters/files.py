@@ -613,21 +613,11 @@ class Destination:
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         return f"{base}/{relative}"
 
-    def path_of(self, relative: str) -> str:
-        return _join(self.root, relative)
-
     def remove_dir(self, path: str) -> None:
         with translated(f"cannot clear {path}"):
             info = self.filesystem.get_file_info(path)
             if info.type == pafs.FileType.Directory:
                 self.filesystem.delete_dir(path)
-
-    def read_bytes(self, relative: str) -> bytes:
-        with (
-            translated(f"cannot read {relative}"),
-            self.filesystem.open_input_stream(self.path_of(relative)) as stream,
-        ):
-            return bytes(stream.read())
 
     def writer(
         self,

@@ -95,11 +95,6 @@ def normalize_destination(uri: str) -> str:
     return f"{scheme}://{parts.netloc}{path}{query}"
 
 
-def local_path(uri: str) -> Path | None:
-    """The folder of a normalized ``file://`` destination, or None for object storage."""
-    return Path(urlsplit(uri).path) if uri.startswith("file://") else None
-
-
 def allowed_roots(configured: list[str], data_dir: Path) -> list[str]:
     """The destination prefixes exports may write under: the configured ones, or else the
     ``exports`` folder of the data directory."""

@@ -126,7 +126,7 @@ def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
 def _refused(exc: RPCError, export_id: str) -> ApiError:
     if exc.status == RPCStatusCode.NOT_FOUND:
         return ApiError(404, f"no export schedule {export_id!r}")
-    return ApiError(503, f"Temporal refused the request ({exc.status.name})")
+    return ApiError(503, f"Temporal refused the request ({exc.status.name}: {exc.message})")
 
 
 def _definition(memo: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +275,7 @@ async def create_export_schedule(
     except ScheduleAlreadyRunningError:
         raise ApiError(409, f"id: an export schedule {body.id!r} exists already") from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT and "schedule spec" in exc.message:
             field = "cron" if body.cron else "interval"
             raise ApiError(400, f"{field}: {exc.message}") from None
         raise _refused(exc, body.id) from exc

@@ -259,13 +259,25 @@ class BenchStack:
         await self._wait_until("the API", self._api_up)
 
     async def configure_latency(self, latency_ms: int) -> None:
+        await self.configure_simulators(latency_ms=latency_ms)
+
+    async def configure_simulators(
+        self, *, latency_ms: int | None = None, error_rate: float = 0.0, seed: int | None = None
+    ) -> None:
+        """Every simulator's latency (default: the stack's) and random transient failure rate."""
+        config = {
+            "latency_ms": self.latency_ms if latency_ms is None else latency_ms,
+            "error_rate": error_rate,
+            "seed": seed,
+        }
         async with httpx.AsyncClient(timeout=5) as http:
             for system in SYSTEMS:
                 url = f"{self.simulator_url(system)}/_sim/config"
-                reply = await http.put(url, json={"latency_ms": latency_ms})
+                reply = await http.put(url, json=config)
                 reply.raise_for_status()
-                if reply.json().get("latency_ms") != latency_ms:
-                    raise StackError(f"{system} simulator refused latency {latency_ms} ms")
+                answered = reply.json()
+                if any(answered.get(key) != value for key, value in config.items()):
+                    raise StackError(f"{system} simulator refused {config}: {answered}")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         child = Child(name, argv, self.log_path(name))
@@ -304,8 +316,10 @@ class BenchStack:
                     return False
         return True
 
-    async def _worker_polling(self) -> bool:
-        """Every queue of the worker has a poller: the workflows' and each system's."""
+    async def _worker_polling(self, pid: int | None = None) -> bool:
+        """Every queue of the worker has a poller: the workflows' and each system's; with
+        ``pid``, a poller of that process (the server still lists a killed worker's pollers
+        for a while)."""
         client = await Client.connect(self.temporal_address)
         queues = [(self.task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)] + [
             (f"{self.task_queue}.{system}", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
@@ -317,13 +331,47 @@ class BenchStack:
                     namespace="default", task_queue=TaskQueue(name=name), task_queue_type=kind
                 )
             )
-            if not reply.pollers:
+            # The SDK's default identity is "<pid>@<host>".
+            if not any(pid is None or p.identity.startswith(f"{pid}@") for p in reply.pollers):
                 return False
         return True
 
     async def _api_up(self) -> bool:
         async with httpx.AsyncClient(timeout=2) as http:
             return (await http.get(f"{self.api_url}/health")).status_code == 200
+
+    # -- crash and restart (chaos tests, soak) ----------------------------------------------
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process and its group at once: a crash, no shutdown code runs."""
+        child = self.children[name]
+        if child.process is None or not child.running:
+            raise StackError(f"{name} is not running (exit code {child.returncode})")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait(STOP_TIMEOUT)
+        logger.info("killed %s (pid %d)", name, child.process.pid)
+
+    def stop_one(self, name: str) -> int | None:
+        """Stop one process as an operator would (SIGTERM, then SIGKILL); its exit code."""
+        child = self.children[name]
+        child.stop(STOP_TIMEOUT)
+        return child.returncode
+
+    async def restart(self, name: str) -> None:
+        """Start a stopped or killed process again with the same command line (so the dev
+        server reopens its SQLite file on the same ports), and wait until it serves."""
+        child = self.children[name]
+        if child.running:
+            raise StackError(f"{name} is still running: stop or kill it first")
+        child.start(self.environment(), cwd=self.workdir)
+        ready: dict[str, Callable[[], Awaitable[bool]]] = {
+            "temporal": self._temporal_up,
+            "simulators": self._simulators_up,
+            "worker": lambda: self._worker_polling(child.pid),
+            "api": self._api_up,
+        }
+        await self._wait_until(f"{name} (restarted)", ready[name])
 
     # -- stop ------------------------------------------------------------------------------
 

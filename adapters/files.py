@@ -24,6 +24,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import posixpath
 import re
 from abc import ABC, abstractmethod
@@ -75,7 +76,10 @@ def translated(what: str) -> Iterator[None]:
 
 
 def open_uri(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and the path within it of a URI or an absolute local path."""
+    """The filesystem and the path within it of a URI or a local path; a relative path is
+    taken from the working directory, as the hub's own ``data/`` is."""
+    if "://" not in uri:
+        uri = os.path.abspath(uri)
     with translated(f"cannot open {uri}"):
         return pafs.FileSystem.from_uri(uri)
 

@@ -247,6 +247,14 @@ def test_only_destinations_under_an_allowed_root_pass(tmp_path: Path) -> None:
         check_destination("s3://warehouse/hubby", roots)
 
 
-def test_open_uri_takes_paths_and_file_uris(tmp_path: Path) -> None:
+def test_open_uri_takes_paths_and_file_uris(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, path = open_uri(f"file://{tmp_path}")
     assert path == str(tmp_path)
+    # A reconciliation keeps its file under data/, relative to the worker's directory.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "data" / "d.parquet")
+    batches = list(Files().parquet_batches("data/d.parquet", 2))
+    assert [b.num_rows for b in batches] == [2, 1]

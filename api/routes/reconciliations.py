@@ -602,6 +602,43 @@ def _camel(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get(
+    "/{run_id}/discrepancies/by-msisdn",
+    summary="The subscribers with the most revenue at stake, from a run's discrepancies",
+)
+async def discrepancies_by_msisdn(
+    run_id: str,
+    session: SessionDep,
+    category: str | None = CategoryQuery,
+    limit: int = Query(default=20, ge=1, le=1000),
+) -> list[dict[str, Any]]:
+    path = _completed_file(await _run_or_404(session, run_id))
+    return await asyncio.to_thread(_by_msisdn, path, _filter(category, None, None), limit)
+
+
+def _by_msisdn(path: Path, expression: pc.Expression | None, limit: int) -> list[dict[str, Any]]:
+    """Per MSISDN: discrepancies, revenue lost and over-billed; the largest lost first."""
+    table = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA).to_table(
+        columns=["msisdn", "revenue_impact"], filter=expression
+    )
+    impact = table["revenue_impact"]
+    table = table.append_column("lost", pc.max_element_wise(impact, 0.0))
+    table = table.append_column("over", pc.min_element_wise(impact, 0.0))
+    grouped = table.group_by("msisdn").aggregate(
+        [("revenue_impact", "count"), ("lost", "sum"), ("over", "sum")]
+    )
+    top = grouped.sort_by([("lost_sum", "descending"), ("msisdn", "ascending")]).slice(0, limit)
+    return [
+        {
+            "msisdn": row["msisdn"],
+            "discrepancies": row["revenue_impact_count"],
+            "revenueLost": round(row["lost_sum"], 4),
+            "overbilled": round(-row["over_sum"], 4),
+        }
+        for row in top.to_pylist()
+    ]
+
+
+@router.get(
     "/{run_id}/discrepancies/download",
     summary="Download a run's discrepancies (Parquet, or CSV)",
     response_class=Response,

@@ -91,6 +91,14 @@ async def test_discrepancies_are_listed_with_filters_and_as_csv(
     one = await hub.api.get(url, params={"msisdn": row["msisdn"]})
     assert all(r["msisdn"] == row["msisdn"] for r in one.json()) and one.json()
 
+    top = (await hub.api.get(f"{url}/by-msisdn", params={"limit": 3})).json()
+    assert len(top) == 3 and top[0]["revenueLost"] >= top[1]["revenueLost"] >= top[2]["revenueLost"]
+    mine = (await hub.api.get(url, params={"msisdn": top[0]["msisdn"], "limit": 1000})).json()
+    assert top[0]["discrepancies"] == len(mine)
+    assert top[0]["revenueLost"] == pytest.approx(
+        sum(max(r["revenueImpact"], 0) for r in mine), abs=1e-6
+    )
+
     csv = await hub.api.get(f"{url}/download", params={"format": "csv", "category": "unbilled"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == unbilled["count"]

@@ -184,7 +184,9 @@ class Workspace:
     def of(cls, settings: Settings, run_id: str) -> Workspace:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise PermanentError(f"run id {run_id!r} cannot name a folder", system="hub")
-        return cls(settings.resolved_reconciliation_dir / run_id)
+        # Absolute: the result's path is recorded, and read by the API and the exports, which
+        # need not share the worker's working directory.
+        return cls(settings.resolved_reconciliation_dir.resolve() / run_id)
 
     @property
     def export(self) -> Path:

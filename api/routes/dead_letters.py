@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -20,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.deps import ApiKeyDep, SessionDep, TemporalDep, require_api_key
 from api.errors import ApiError
+from api.listing import one_of, page
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
 from workflows.saga import DeadLetterDecision
 
@@ -99,9 +99,7 @@ async def list_dead_letters(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
-    if status is not None and status not in {s.value for s in DeadLetterStatus}:
-        known = ", ".join(s.value for s in DeadLetterStatus)
-        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    one_of("status", status, DeadLetterStatus)
     conditions: list[Any] = [
         column == value
         for column, value in (
@@ -117,20 +115,16 @@ async def list_dead_letters(
         conditions.append(col(DeadLetter.parked_at) >= since)
     if until is not None:
         conditions.append(col(DeadLetter.parked_at) < until)
-    total = (
-        await session.exec(select(func.count()).select_from(DeadLetter).where(*conditions))
-    ).one()
-    letters = await session.exec(
-        select(DeadLetter)
-        .where(*conditions)
-        .order_by(col(DeadLetter.parked_at).desc(), col(DeadLetter.id))
-        .offset(offset)
-        .limit(limit)
+    letters = await page(
+        session,
+        DeadLetter,
+        conditions,
+        [col(DeadLetter.parked_at).desc(), col(DeadLetter.id)],
+        offset=offset,
+        limit=limit,
+        response=response,
     )
-    rows = [dead_letter_json(letter) for letter in letters]
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Result-Count"] = str(len(rows))
-    return rows
+    return [dead_letter_json(letter) for letter in letters]
 
 
 async def _letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:

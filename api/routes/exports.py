@@ -15,8 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import status as http_status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import col
 from temporalio.client import (
     Client,
     Schedule,
@@ -36,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
+from api.listing import one_of, page
 from hub import search_attributes as sa
 from hub.exports import (
     EXPORT_ID_PATTERN,
@@ -425,9 +425,7 @@ async def list_export_runs(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
-    if status is not None and status not in {s.value for s in ExportRunStatus}:
-        known = ", ".join(s.value for s in ExportRunStatus)
-        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    one_of("status", status, ExportRunStatus)
     conditions: list[Any] = []
     if exportId is not None:
         conditions.append(col(ExportRun.export_id) == exportId)
@@ -437,20 +435,16 @@ async def list_export_runs(
         conditions.append(col(ExportRun.started_at) >= since)
     if until is not None:
         conditions.append(col(ExportRun.started_at) < until)
-    total = (
-        await session.exec(select(func.count()).select_from(ExportRun).where(*conditions))
-    ).one()
-    runs = await session.exec(
-        select(ExportRun)
-        .where(*conditions)
-        .order_by(col(ExportRun.started_at).desc(), col(ExportRun.id).desc())
-        .offset(offset)
-        .limit(limit)
+    runs = await page(
+        session,
+        ExportRun,
+        conditions,
+        [col(ExportRun.started_at).desc(), col(ExportRun.id).desc()],
+        offset=offset,
+        limit=limit,
+        response=response,
     )
-    rows = [run_json(run) for run in runs]
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Result-Count"] = str(len(rows))
-    return rows
+    return [run_json(run) for run in runs]
 
 
 @router.get(f"{RUNS}/{{run_id}}", summary="Read one export run")

@@ -23,7 +23,6 @@ import pyarrow.dataset as ds
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
@@ -50,6 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.reconciliation import BILLING_SYSTEM
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
+from api.listing import one_of, page
 from hub import search_attributes as sa
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
@@ -331,9 +331,7 @@ async def list_reconciliations(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
-    if status is not None and status not in {s.value for s in ReconciliationStatus}:
-        known = ", ".join(s.value for s in ReconciliationStatus)
-        raise ApiError(400, f"status: unknown status {status!r}; one of {known}")
+    one_of("status", status, ReconciliationStatus)
     conditions: list[Any] = []
     if status is not None:
         conditions.append(ReconciliationRun.status == status)
@@ -341,22 +339,16 @@ async def list_reconciliations(
         conditions.append(col(ReconciliationRun.period_start) >= periodFrom)
     if periodTo is not None:
         conditions.append(col(ReconciliationRun.period_start) < periodTo)
-    total = (
-        await session.exec(select(func.count()).select_from(ReconciliationRun).where(*conditions))
-    ).one()
-    runs = list(
-        await session.exec(
-            select(ReconciliationRun)
-            .where(*conditions)
-            .order_by(col(ReconciliationRun.started_at).desc(), col(ReconciliationRun.id))
-            .offset(offset)
-            .limit(limit)
-        )
+    runs = await page(
+        session,
+        ReconciliationRun,
+        conditions,
+        [col(ReconciliationRun.started_at).desc(), col(ReconciliationRun.id)],
+        offset=offset,
+        limit=limit,
+        response=response,
     )
-    rows = [run_json(request, settings, run, await _categories(session, run.id)) for run in runs]
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Result-Count"] = str(len(rows))
-    return rows
+    return [run_json(request, settings, run, await _categories(session, run.id)) for run in runs]
 
 
 @router.get("/schedule", summary="The daily reconciliation schedule")

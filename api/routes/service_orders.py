@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
+from api.listing import one_of, page
 from api.tmf641 import (
     CancelServiceOrderCreate,
     ServiceOrderCreate,
@@ -208,31 +209,23 @@ async def list_service_orders(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
-    if state is not None and state not in {s.value for s in OrderState}:
-        raise ApiError(
-            400, f"state: unknown state {state!r}; one of {', '.join(s.value for s in OrderState)}"
-        )
+    one_of("state", state, OrderState)
     conditions = []
     if state is not None:
         conditions.append(ServiceOrder.state == state)
     if externalId is not None:
         conditions.append(ServiceOrder.external_id == externalId)
-    total = (
-        await session.exec(select(func.count()).select_from(ServiceOrder).where(*conditions))
-    ).one()
-    orders = list(
-        await session.exec(
-            select(ServiceOrder)
-            .where(*conditions)
-            .order_by(col(ServiceOrder.order_date).desc(), col(ServiceOrder.id))
-            .offset(offset)
-            .limit(limit)
-        )
+    orders = await page(
+        session,
+        ServiceOrder,
+        conditions,
+        [col(ServiceOrder.order_date).desc(), col(ServiceOrder.id)],
+        offset=offset,
+        limit=limit,
+        response=response,
     )
     items = await _items_of(session, [order.id for order in orders])
     base = _base_url(request, settings.public_url)
-    response.headers["X-Total-Count"] = str(total)
-    response.headers["X-Result-Count"] = str(len(orders))
     return [_order_json(order, items[order.id], base) for order in orders]
 
 

@@ -1,0 +1,46 @@
+"""What every list route shares: a filter that must name a known value, and a page of rows
+with ``X-Total-Count`` (all that match) and ``X-Result-Count`` (in this page)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from fastapi import Response
+from sqlalchemy import func
+from sqlmodel import SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.errors import ApiError
+
+Row = TypeVar("Row", bound=SQLModel)
+
+
+def one_of(field: str, value: str | None, choices: type[StrEnum]) -> None:
+    """A 400 naming the field and the values it takes, unless ``value`` is one (or None)."""
+    if value is not None and value not in {choice.value for choice in choices}:
+        known = ", ".join(choice.value for choice in choices)
+        raise ApiError(400, f"{field}: unknown {field} {value!r}; one of {known}")
+
+
+async def page(
+    session: AsyncSession,
+    model: type[Row],
+    conditions: Sequence[Any],
+    order_by: Sequence[Any],
+    *,
+    offset: int,
+    limit: int,
+    response: Response,
+) -> list[Row]:
+    """The rows of ``model`` matching every condition, in order, ``offset``/``limit``."""
+    total = (await session.exec(select(func.count()).select_from(model).where(*conditions))).one()
+    rows = list(
+        await session.exec(
+            select(model).where(*conditions).order_by(*order_by).offset(offset).limit(limit)
+        )
+    )
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["X-Result-Count"] = str(len(rows))
+    return rows

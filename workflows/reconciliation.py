@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.saga import Saga, StepAborted, describe, set_hub_status
 
@@ -142,6 +142,39 @@ class BillingReconciliation:
         else:
             scheduled = info.typed_search_attributes.get(SCHEDULED_START_TIME)
             start, end = previous_day(scheduled or workflow.now())
+        self._run = RecordReconciliationInput(
+            run_id=run_id,
+            workflow_id=info.workflow_id,
+            period_start=start,
+            period_end=end,
+            status=ReconciliationStatus.RUNNING,
+        )
+        try:
+            defaults, threshold = await self._begin(data)
+            result = await self._reconcile(data, run_id, start, end, defaults, threshold)
+        except (asyncio.CancelledError, ActivityError) as err:
+            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
+                return await self._failed(err, run_id, start, end, data.keep_work)
+            # Asked to stop (Temporal cancel, or the API). Whether the cancel reached this
+            # coroutine first or an activity it cancelled: say so everywhere, then stop.
+            self._progress.phase = "cancelled"
+            self._run.status = ReconciliationStatus.CANCELLED
+            self._run.error_message = "cancelled"
+            set_hub_status(sa.HubStatus.CANCELLED)
+            workflow.set_current_details("cancelled")
+            await self._clean_up(run_id, data.keep_work)
+            await self._record()
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise asyncio.CancelledError() from err
+        except StepAborted as err:
+            return await self._failed(err, run_id, start, end, data.keep_work)
+        set_hub_status(sa.HubStatus.COMPLETED)
+        await self.saga.settle_alarms()
+        return result
+
+    async def _begin(self, data: ReconciliationInput) -> tuple[ReconciliationDefaults, float]:
+        """Settings, the saga, the search attributes, and the run's row marked running."""
         defaults: ReconciliationDefaults = await workflow.execute_local_activity_method(
             ReconciliationActivities.defaults, start_to_close_timeout=timedelta(seconds=10)
         )
@@ -153,66 +186,53 @@ class BillingReconciliation:
         )
         workflow.upsert_search_attributes([sa.PROCESS_KIND.value_set(PROCESS_KIND)])
         set_hub_status(sa.HubStatus.RUNNING)
-        network_source = data.network_source or defaults.network_source
-        billing_source = data.billing_source or defaults.billing_source
         threshold = (
             data.leakage_threshold_pct
             if data.leakage_threshold_pct is not None
             else defaults.leakage_threshold_pct
         )
-        self._run = RecordReconciliationInput(
-            run_id=run_id,
-            workflow_id=info.workflow_id,
-            period_start=start,
-            period_end=end,
-            status=ReconciliationStatus.RUNNING,
-            parameters={
-                "networkSource": network_source,
-                "billingSource": billing_source,
-                "tolerances": {
-                    "volumeBytes": data.tolerances.volume_bytes,
-                    "volumeRatio": data.tolerances.volume_ratio,
-                    "durationSeconds": data.tolerances.duration_seconds,
-                    "charge": data.tolerances.charge,
-                },
-                "leakageThresholdPct": threshold,
-                "partitions": data.partitions,
+        self._run.parameters = {
+            "networkSource": data.network_source or defaults.network_source,
+            "billingSource": data.billing_source or defaults.billing_source,
+            "tolerances": {
+                "volumeBytes": data.tolerances.volume_bytes,
+                "volumeRatio": data.tolerances.volume_ratio,
+                "durationSeconds": data.tolerances.duration_seconds,
+                "charge": data.tolerances.charge,
             },
-        )
+            "leakageThresholdPct": threshold,
+            "partitions": data.partitions,
+        }
         await self._record()
-        try:
-            result = await self._reconcile(data, run_id, start, end, defaults, threshold)
-        except asyncio.CancelledError:
-            # Asked to stop (Temporal cancel, or the API): say so everywhere, then stop.
-            self._progress.phase = "cancelled"
-            self._run.status = ReconciliationStatus.CANCELLED
-            self._run.error_message = "cancelled"
-            set_hub_status(sa.HubStatus.CANCELLED)
-            workflow.set_current_details("cancelled")
-            await self._clean_up(run_id, data.keep_work)
-            await self._record()
-            raise
-        except (ActivityError, StepAborted) as err:
-            step = self.saga.current_step or self._progress.phase
-            message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
-            workflow.logger.warning("reconciliation failed", extra={"run": run_id})
-            self._progress.phase = "failed"
-            self._run.status = ReconciliationStatus.FAILED
-            self._run.error_message = message
-            set_hub_status(sa.HubStatus.FAILED)
-            workflow.set_current_details(f"failed: {message}")
-            self.saga.alarm_failed(err, message)
-            await self._clean_up(run_id, data.keep_work)
-            await self._record()
-            await self.saga.settle_alarms()
-            return ReconciliationResult(run_id, "failed", start, end, error_message=message)
-        set_hub_status(sa.HubStatus.COMPLETED)
-        await self.saga.settle_alarms()
-        return result
+        return defaults, threshold
+
+    async def _failed(
+        self,
+        err: ActivityError | StepAborted,
+        run_id: str,
+        start: datetime,
+        end: datetime,
+        keep_work: bool,
+    ) -> ReconciliationResult:
+        step = (self._saga.current_step if self._saga else None) or self._progress.phase
+        message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
+        workflow.logger.warning("reconciliation failed", extra={"run": run_id})
+        self._progress.phase = "failed"
+        self._run.status = ReconciliationStatus.FAILED
+        self._run.error_message = message
+        set_hub_status(sa.HubStatus.FAILED)
+        workflow.set_current_details(f"failed: {message}")
+        if self._saga is not None:
+            self._saga.alarm_failed(err, message)
+        await self._clean_up(run_id, keep_work)
+        await self._record()
+        if self._saga is not None:
+            await self._saga.settle_alarms()
+        return ReconciliationResult(run_id, "failed", start, end, error_message=message)
 
     async def _clean_up(self, run_id: str, keep_work: bool) -> None:
         """The intermediate files of a run that did not finish; failing to is not a failure."""
-        if keep_work:
+        if keep_work or self._saga is None:  # no saga yet: nothing was written either
             return
         try:
             await workflow.execute_activity_method(
@@ -440,6 +460,14 @@ class BillingReconciliation:
         return results
 
     async def _record(self) -> None:
-        await self.saga.record(
-            ReconciliationStore.record, self._run, summary=f"hub: record {self._run.status}"
+        summary = f"hub: record {self._run.status}"
+        if self._saga is not None:
+            await self._saga.record(ReconciliationStore.record, self._run, summary=summary)
+            return
+        # Stopped before the policies were read: the hub's own store, retried until it answers.
+        await workflow.execute_activity_method(
+            ReconciliationStore.record,
+            self._run,
+            summary=summary,
+            start_to_close_timeout=timedelta(seconds=30),
         )

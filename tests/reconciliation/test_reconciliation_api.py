@@ -15,12 +15,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Replayer
 
 from hub import search_attributes
 from hub.settings import Settings
 from tests.conftest import Hub, Simulators, eventually
 from tests.reconciliation.runs import END, RUNS, START, finished, make_data, start, truth
-from workflows.reconciliation import ReconciliationResult
+from workflows.reconciliation import BillingReconciliation, ReconciliationResult
 
 
 async def test_a_period_from_billings_export_is_reconciled_exactly(
@@ -245,3 +246,31 @@ async def test_a_running_reconciliation_can_be_cancelled(
     assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "cancelled"
     again = await hub.api.post(f"{RUNS}/{run_id}/cancel")
     assert again.status_code == 409 and "already cancelled" in again.json()["message"]
+
+
+async def test_histories_replay_deterministically(
+    slow_settings: Settings, hub: Hub, sims: Simulators, tmp_path: Path
+) -> None:
+    """Completed, failed and cancelled runs replay against the current workflow code."""
+    make_data(tmp_path / "data", records=30 * 100, records_per_file=100)
+    sources = {
+        "networkSource": str(tmp_path / "data" / "network"),
+        "billingSource": str(tmp_path / "data" / "billing"),
+    }
+    completed = await finished(hub, (await start(hub, **sources, leakageThresholdPct=0))["id"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = await finished(hub, (await start(hub, networkSource=str(empty)))["id"])
+    running = await start(hub, **sources)
+    assert (await hub.api.post(f"{RUNS}/{running['id']}/cancel")).status_code == 202
+    cancelled = await finished(hub, running["id"])
+    assert [r["status"] for r in (completed, failed, cancelled)] == [
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    assert completed["caseId"]  # the CRM case and the leakage alarm are in this history
+    replayer = Replayer(workflows=[BillingReconciliation], data_converter=hub.client.data_converter)
+    for run in (completed, failed, cancelled):
+        history = await hub.client.get_workflow_handle(run["workflowId"]).fetch_history()
+        await replayer.replay_workflow(history)

@@ -83,7 +83,8 @@ async def build_activities(
     stack.push_async_callback(notifier.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
     hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
-    store, dead_letters = OrderStoreActivities(sessions), DeadLetterStore(sessions)
+    store = OrderStoreActivities(sessions, row_grace=settings.order_row_grace)
+    dead_letters = DeadLetterStore(sessions)
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
     exports = ExportActivities(sessions, Files(), settings)
     return {

@@ -33,7 +33,8 @@ class RecordOrderStateInput:
     reason: str | None = None
 
 
-#: How long a state write waits for its order's row. The API starts the workflow inside the
+#: How long a state write waits for its order's row, by default (setting ``order_row_grace``).
+#: The API starts the workflow inside the
 #: transaction that inserts the row and commits right after, so the row normally shows within
 #: milliseconds (seconds when SQLite is busy: its busy timeout is 30 s). A row that never shows
 #: means the API died in between: its client was never told the order was accepted, and will

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     snmp_timeout: float = Field(default=2.0, gt=0)
     snmp_retries: int = Field(default=2, ge=0)
 
+    #: How long an order's workflow waits for the API to commit the order's row before it gives
+    #: up having done nothing (the API died between starting it and committing).
+    order_row_grace: Duration = timedelta(minutes=2)
+
     #: How long a parked step waits for an operator's decision before the process aborts.
     park_timeout: Duration = timedelta(days=7)
 

@@ -249,7 +249,14 @@ class ServiceActivation:
         )
         self._state = OrderState.IN_PROGRESS
         set_hub_status(sa.HubStatus.RUNNING)
-        await self._record(reason="workflow started")
+        try:
+            await self._record(reason="workflow started")
+        except ActivityError:
+            # The order never reached the hub database (the API died before it committed): the
+            # workflow ends having done nothing, and says so to an operator filtering by status.
+            set_hub_status(sa.HubStatus.FAILED)
+            workflow.set_current_details("failed: the order is not in the hub database")
+            raise
         try:
             await self._prepare(order)
             for item in order.items:

@@ -25,6 +25,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.orders import OrderStoreActivities, RecordOrderStateInput
 from api.tmf641 import ServiceOrderCreate, customer_of, order_items
+from hub import search_attributes
 from tests.conftest import Hub, Simulators, eventually
 from tests.factories import new_identity, order
 from workflows.service_activation import (
@@ -77,6 +78,9 @@ async def test_a_workflow_whose_order_was_never_committed_does_nothing(
         if event.HasField("activity_task_scheduled_event_attributes")
     }
     assert scheduled == {"hub.record_order_state"}, "the stray workflow called outside systems"
+    # Operators filtering by status see it failed, not forever running.
+    described = await stray.describe()
+    assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "failed"
 
     # Exactly one of everything, from the order the hub knows.
     credit = await sims.state("credit")

@@ -108,6 +108,8 @@ class SplitInput:
     period_start: datetime
     period_end: datetime
     tariffs: list[Tariff]
+    #: Read this many seconds beyond the period (the tolerated clock skew between the sides).
+    margin_seconds: float = 0.0
 
 
 @dataclass
@@ -128,6 +130,8 @@ class ReconcilePartitionInput:
     billing_files: int
     tariffs: list[Tariff]
     subscriptions: str | None
+    period_start: datetime
+    period_end: datetime
     tolerances: Tolerances = field(default_factory=Tolerances)
 
 
@@ -313,7 +317,7 @@ class ReconciliationActivities:
     @_data_errors
     def split(self, data: SplitInput) -> SplitResult:
         """Read one input file, keep the period's rows, write them hash-partitioned."""
-        period = reconcile.Period(data.period_start, data.period_end)
+        period = reconcile.Period(data.period_start, data.period_end).widened(data.margin_seconds)
         tariffs = reconcile.TariffTable.of(data.tariffs)
         if data.side == "network":
             schema, work_schema = reconcile.NETWORK_INPUT, reconcile.NETWORK_WORK
@@ -356,7 +360,12 @@ class ReconciliationActivities:
         )
         activity.heartbeat("joined")
         found, summary = reconcile.reconcile(
-            network, billing, tariffs, self._plans(data.subscriptions, tariffs), data.tolerances
+            network,
+            billing,
+            tariffs,
+            self._plans(data.subscriptions, tariffs),
+            data.tolerances,
+            reconcile.Period(data.period_start, data.period_end),
         )
         reconcile.write_parquet(found, workspace.part(data.partition))
         return ReconcilePartitionResult(data.partition, summary)

@@ -71,13 +71,15 @@ WITH n AS (
 b AS (
   SELECT record_id, count(*) AS b_copies, any_value(usage_type) AS b_type,
          any_value(CASE WHEN usage_type = 'voice' THEN duration ELSE volume END) AS b_qty,
-         any_value(tariff) AS tariff, any_value(charge) AS charge, any_value(billed) AS billed
+         any_value(tariff) AS tariff, max(charge) AS charge, bool_or(billed) AS billed,
+         coalesce(sum(charge) FILTER (WHERE billed), 0)
+           - coalesce(max(charge) FILTER (WHERE billed), 0) AS overbilled
   FROM read_parquet($rated)
   WHERE start_time >= $start AND start_time < $end
   GROUP BY record_id),
 j AS MATERIALIZED (
   SELECT coalesce(n.record_id, b.record_id) AS record_id, n.n_copies, n.n_qty, b.b_copies,
-    coalesce(b.b_qty, 0) AS b_qty, b.charge, b.billed,
+    coalesce(b.b_qty, 0) AS b_qty, b.charge, b.billed, b.overbilled,
     coalesce(n.n_type, b.b_type) AS usage_type,
     CASE WHEN coalesce(n.n_type, b.b_type) = 'voice' THEN t.voice_min / 60.0
          ELSE t.data_mb / {BYTES_PER_MB} END AS rate,
@@ -91,7 +93,7 @@ j AS MATERIALIZED (
 SELECT record_id, 'duplicate_in_network' AS category, 0.0 AS revenue_impact
   FROM j WHERE n_copies > 1
 UNION ALL SELECT record_id, 'duplicate_in_billing',
-    CASE WHEN billed THEN round(-(b_copies - 1) * charge, {CHARGE_DECIMALS}) ELSE 0 END
+    round(-overbilled, {CHARGE_DECIMALS})
   FROM j WHERE b_copies > 1
 UNION ALL SELECT record_id, 'missing_in_billing',
     coalesce(round(n_qty * subscriber_rate, {CHARGE_DECIMALS}), 0)
@@ -108,7 +110,8 @@ UNION ALL SELECT record_id, 'rating_mismatch',
     round(round(b_qty * rate, {CHARGE_DECIMALS}) - charge, {CHARGE_DECIMALS})
   FROM j WHERE b_copies IS NOT NULL
     AND abs(charge - round(b_qty * rate, {CHARGE_DECIMALS})) > {t.charge}
-UNION ALL SELECT record_id, 'unbilled', charge FROM j WHERE b_copies IS NOT NULL AND NOT billed
+UNION ALL SELECT record_id, 'unbilled', charge
+  FROM j WHERE n_copies IS NOT NULL AND b_copies IS NOT NULL AND NOT billed
 ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
 """,
         {"start": start, "end": end, "rated": rated},
@@ -134,7 +137,9 @@ def pandas_reconcile(data: Path, out: Path, start: datetime, end: datetime) -> N
     bill = bill[(bill.start_time >= start) & (bill.start_time < end)]
     b_voice = (bill.usage_type == "voice").to_numpy()
     bill = bill.assign(
-        b_qty=np.where(b_voice, bill.duration.fillna(0), bill.volume.fillna(0)), b_voice=b_voice
+        b_qty=np.where(b_voice, bill.duration.fillna(0), bill.volume.fillna(0)),
+        b_voice=b_voice,
+        billed_charge=np.where(bill.billed.fillna(False), bill.charge, 0.0),
     )
     b = bill.groupby("record_id", sort=False).agg(
         b_copies=("b_qty", "size"),
@@ -143,6 +148,8 @@ def pandas_reconcile(data: Path, out: Path, start: datetime, end: datetime) -> N
         tariff=("tariff", "first"),
         charge=("charge", "first"),
         billed=("billed", "first"),
+        billed_total=("billed_charge", "sum"),
+        billed_max=("billed_charge", "max"),
     )
     j = n.join(b, how="outer")
     tariffs = pd.DataFrame(_tariffs(), columns=["plan", "data_mb", "voice_min"]).set_index("plan")
@@ -174,7 +181,11 @@ def pandas_reconcile(data: Path, out: Path, start: datetime, end: datetime) -> N
     b_copies = j.b_copies.fillna(0).to_numpy()
     rules = [
         ("duplicate_in_network", n_copies > 1, np.zeros(len(j))),
-        ("duplicate_in_billing", b_copies > 1, np.where(billed, -(b_copies - 1) * charge, 0)),
+        (
+            "duplicate_in_billing",
+            b_copies > 1,
+            -(j.billed_total.fillna(0).to_numpy() - j.billed_max.fillna(0).to_numpy()),
+        ),
         ("missing_in_billing", has_n & ~has_b, np.nan_to_num(n_qty * subscriber_unit)),
         ("missing_in_network", has_b & ~has_n, np.where(billed, -charge, 0)),
         (
@@ -188,7 +199,7 @@ def pandas_reconcile(data: Path, out: Path, start: datetime, end: datetime) -> N
             has_b & (np.abs(charge - expected) > t.charge),
             expected - charge,
         ),
-        ("unbilled", has_b & ~billed, charge),
+        ("unbilled", both & ~billed, charge),
     ]
     ids = j.index.to_numpy()
     frames = [

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,10 @@ class Tolerances:
     volume_ratio: float = 0.001
     duration_seconds: int = 1
     charge: float = 0.01
+    #: How far apart the two sides' times of one record may be. Both sides are read this much
+    #: beyond the period, and a record belongs to the period by the network's time (billing's
+    #: when the network has none), so a record near an edge counts in exactly one period.
+    clock_skew_seconds: int = 3600
 
 
 @dataclass
@@ -247,6 +251,14 @@ class Period:
         if pc.all(inside).as_py() is not False:
             return table
         return table.filter(inside)
+
+    def widened(self, seconds: float) -> Period:
+        return Period(
+            self.start - timedelta(seconds=seconds), self.end + timedelta(seconds=seconds)
+        )
+
+    def millis(self) -> tuple[int, int]:
+        return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
 
 def network_work(table: pa.Table, period: Period) -> pa.Table:
@@ -409,22 +421,46 @@ class _Keys:
     count: int
     network_copies: np.ndarray
     billing_copies: np.ndarray
-    network_row: np.ndarray  # a row of the network side per key, -1 if none
+    #: The row that speaks for each key on each side, -1 where the side lacks the key.
+    network_row: np.ndarray
     billing_row: np.ndarray
+    #: The sum of the charges of each key's billed copies.
+    billed_total: np.ndarray
 
 
-def _keys_from_codes(codes: np.ndarray, count: int, network_rows: int) -> _Keys:
-    network, billing = codes[:network_rows], codes[network_rows:]
-    network_row = np.full(count, -1, dtype=np.int64)
-    billing_row = np.full(count, -1, dtype=np.int64)
-    network_row[network] = np.arange(len(network))
-    billing_row[billing] = np.arange(len(billing))
+def _representatives(codes: np.ndarray, count: int, ranks: Sequence[np.ndarray]) -> np.ndarray:
+    """Per key, the row that speaks for it. Of several copies, the highest by ``ranks`` (the
+    first rank first; ties to the lowest row), so the result never depends on row order."""
+    rows = np.full(count, -1, dtype=np.int64)
+    rows[codes] = np.arange(len(codes))
+    copies = np.bincount(codes, minlength=count)
+    duplicated = np.flatnonzero(copies[codes] > 1)
+    if len(duplicated):
+        # lexsort's last key is its first: by key, then each rank descending, then row.
+        order = np.lexsort(
+            (duplicated, *(-rank[duplicated] for rank in reversed(ranks)), codes[duplicated])
+        )
+        ordered = duplicated[order]
+        ordered_codes = codes[ordered]
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = ordered_codes[1:] != ordered_codes[:-1]
+        rows[ordered_codes[first]] = ordered[first]
+    return rows
+
+
+def _keys(codes: np.ndarray, count: int, network: pa.Table, billing: pa.Table) -> _Keys:
+    n_codes, b_codes = codes[: network.num_rows], codes[network.num_rows :]
+    quantity = np.asarray(network["quantity"].to_numpy(), dtype=np.float64)
+    charge = np.asarray(billing["charge"].to_numpy(), dtype=np.float64)
+    billed = np.asarray(billing["billed"].to_numpy(), dtype=bool)
     return _Keys(
         count=count,
-        network_copies=np.bincount(network, minlength=count).astype(np.int32),
-        billing_copies=np.bincount(billing, minlength=count).astype(np.int32),
-        network_row=network_row,
-        billing_row=billing_row,
+        network_copies=np.bincount(n_codes, minlength=count).astype(np.int32),
+        billing_copies=np.bincount(b_codes, minlength=count).astype(np.int32),
+        # The network's largest copy; billing's billed copy with the largest charge.
+        network_row=_representatives(n_codes, count, [quantity]),
+        billing_row=_representatives(b_codes, count, [billed.astype(np.float64), charge]),
+        billed_total=np.bincount(b_codes, weights=charge * billed, minlength=count),
     )
 
 
@@ -449,10 +485,10 @@ def _match(network: pa.Table, billing: pa.Table) -> _Keys:
             network["record_id"].chunks + billing["record_id"].chunks, pa.string()
         )
         codes, count = _encode(ids)
-    return _keys_from_codes(codes, count, network.num_rows)
+    return _keys(codes, count, network, billing)
 
 
-def _column(table: pa.Table, name: str, dtype: type, missing: object) -> np.ndarray:
+def _column(table: pa.Table, name: str, dtype: type | str, missing: object) -> np.ndarray:
     """A column as numpy, with one more element, ``missing``, for keys the side lacks."""
     values: np.ndarray = np.asarray(table[name].to_numpy(), dtype=dtype)
     return np.append(values, np.asarray(missing, dtype=dtype))
@@ -464,30 +500,53 @@ def reconcile(
     tariffs: TariffTable,
     plan_of: PlanLookup,
     tolerances: Tolerances,
+    period: Period,
 ) -> tuple[pa.Table, PartitionSummary]:
-    """Classify and price every record id of one partition; answer the discrepancies."""
+    """Classify and price every record id of one partition; answer the discrepancies.
+
+    The sides were read ``tolerances.clock_skew_seconds`` beyond ``period``; a record counts
+    when its time (the network's, else billing's) falls in the period itself.
+    """
     keys = _match(network, billing)
     has_n, has_b = keys.network_row >= 0, keys.billing_row >= 0
     # Row of each key on each side; a side that lacks the key points at the extra element.
     ni = np.where(has_n, keys.network_row, network.num_rows)
     bi = np.where(has_b, keys.billing_row, billing.num_rows)
 
-    b_voice = _column(billing, "voice", bool, False)
-    b_charge = _column(billing, "charge", np.float64, 0.0)
-    b_billed = _column(billing, "billed", bool, True)
+    n_voice = _column(network, "voice", bool, False)[ni]
+    b_voice = _column(billing, "voice", bool, False)[bi]
+    when = np.where(
+        has_n,
+        _column(network, "event_time", "datetime64[ms]", 0).view(np.int64)[ni],
+        _column(billing, "event_time", "datetime64[ms]", 0).view(np.int64)[bi],
+    )
+    start, end = period.millis()
+    in_period = (when >= start) & (when < end)
+    has_n &= in_period
+    has_b &= in_period
+
     # The network says what the usage was; billing only where the network has no record.
-    voice = np.where(has_n, _column(network, "voice", bool, False)[ni], b_voice[bi])
+    voice = np.where(has_n, n_voice, b_voice)
     net_qty = _column(network, "quantity", np.int64, 0)[ni]
     bill_qty = _column(billing, "quantity", np.int64, 0)[bi]
     tariff = _column(billing, "tariff", np.int64, -1)[bi]
-    charge = b_charge[bi]
-    billed = b_billed[bi]
-    unit = tariffs.unit_price(tariff, voice)
-    expected = np.round(bill_qty * unit, CHARGE_DECIMALS)
+    charge = _column(billing, "charge", np.float64, 0.0)[bi]
+    billed = _column(billing, "billed", bool, False)[bi]
+    known = tariff >= 0
+    expected = np.round(bill_qty * tariffs.unit_price(tariff, voice), CHARGE_DECIMALS)
 
     both = has_n & has_b
+    same_type = both & (n_voice == b_voice)
     difference = net_qty - bill_qty
     volume_limit = np.maximum(tolerances.volume_bytes, tolerances.volume_ratio * net_qty)
+    volume_off = same_type & ~voice & (np.abs(difference) > volume_limit)
+    duration_off = same_type & voice & (np.abs(difference) > tolerances.duration_seconds)
+    missing_in_billing = has_n & ~has_b
+    # Billing's tariff prices a difference; the subscriber's plan where billing has none.
+    unit = tariffs.unit_price(tariff, voice)
+    needs_plan = (missing_in_billing | ((volume_off | duration_off) & ~known)).nonzero()[0]
+    unit[needs_plan] = _subscriber_unit(network, keys, needs_plan, voice, tariffs, plan_of)
+
     found: dict[Category, tuple[np.ndarray, np.ndarray]] = {}
 
     def add(category: Category, mask: np.ndarray, impact: np.ndarray | float) -> None:
@@ -495,40 +554,29 @@ def reconcile(
         values = np.broadcast_to(np.asarray(impact, dtype=np.float64), mask.shape)[where]
         found[category] = (where, np.round(np.nan_to_num(values), CHARGE_DECIMALS))
 
-    add(Category.DUPLICATE_IN_NETWORK, keys.network_copies > 1, 0.0)
-    add(
-        Category.DUPLICATE_IN_BILLING,
-        keys.billing_copies > 1,
-        np.where(billed, -(keys.billing_copies - 1) * charge, 0.0),
-    )
-    missing_in_billing = has_n & ~has_b
-    add(
-        Category.MISSING_IN_BILLING,
-        missing_in_billing,
-        _price_unrated(network, keys, missing_in_billing, voice, net_qty, tariffs, plan_of),
-    )
+    add(Category.DUPLICATE_IN_NETWORK, has_n & (keys.network_copies > 1), 0.0)
+    # Every billed copy beyond the one that speaks for the record is over-billing.
+    overbilled = keys.billed_total - np.where(billed, charge, 0.0)
+    add(Category.DUPLICATE_IN_BILLING, has_b & (keys.billing_copies > 1), -overbilled)
+    add(Category.MISSING_IN_BILLING, missing_in_billing, net_qty * unit)
     add(Category.MISSING_IN_NETWORK, has_b & ~has_n, np.where(billed, -charge, 0.0))
-    add(
-        Category.VOLUME_MISMATCH,
-        both & ~voice & (np.abs(difference) > volume_limit),
-        difference * unit,
-    )
-    add(
-        Category.DURATION_MISMATCH,
-        both & voice & (np.abs(difference) > tolerances.duration_seconds),
-        difference * unit,
-    )
+    add(Category.USAGE_TYPE_MISMATCH, both & ~same_type, 0.0)
+    add(Category.VOLUME_MISMATCH, volume_off, difference * unit)
+    add(Category.DURATION_MISMATCH, duration_off, difference * unit)
     with np.errstate(invalid="ignore"):
-        misrated = has_b & (np.abs(charge - expected) > tolerances.charge)
+        misrated = (
+            has_b & known & ~(both & ~same_type) & (np.abs(charge - expected) > tolerances.charge)
+        )
     add(Category.RATING_MISMATCH, misrated, expected - charge)
-    add(Category.UNBILLED, has_b & ~billed, charge)
+    add(Category.UNKNOWN_TARIFF, has_b & ~known, 0.0)
+    # Rated, never billed, for usage the network carried (billing-only usage is no loss).
+    add(Category.UNBILLED, both & ~billed, charge)
 
-    billed_rows = b_billed[:-1]
     summary = PartitionSummary(
-        network_records=network.num_rows,
-        billing_records=billing.num_rows,
+        network_records=int(keys.network_copies[has_n].sum()),
+        billing_records=int(keys.billing_copies[has_b].sum()),
         matched_records=int(both.sum()),
-        billed_revenue=float(b_charge[:-1][billed_rows].sum()),
+        billed_revenue=float(keys.billed_total[has_b].sum()),
         categories={
             category.value: CategoryTotal(len(where), float(impact.sum()))
             for category, (where, impact) in found.items()
@@ -569,23 +617,20 @@ class PlanLookup:
         return np.where(index >= 0, self.plan_codes[np.maximum(index, 0)], -1)
 
 
-def _price_unrated(
+def _subscriber_unit(
     network: pa.Table,
     keys: _Keys,
-    mask: np.ndarray,
+    where: np.ndarray,
     voice: np.ndarray,
-    quantity: np.ndarray,
     tariffs: TariffTable,
     plan_of: PlanLookup,
 ) -> np.ndarray:
-    """Usage billing never rated, priced at the tariff of the subscriber's plan."""
-    impact = np.zeros(len(mask))
-    where = np.flatnonzero(mask)
-    if len(where):
-        msisdns = network["msisdn"].take(pa.array(keys.network_row[where]))
-        unit = tariffs.unit_price(plan_of.codes(msisdns), voice[where])
-        impact[where] = np.round(quantity[where] * unit, CHARGE_DECIMALS)
-    return impact
+    """Unit prices at the tariff of each key's subscriber's plan (NaN where unknown)."""
+    if not len(where):
+        return np.empty(0)
+    rows = keys.network_row[where]
+    msisdns = network["msisdn"].take(pa.array(rows, mask=rows < 0))
+    return tariffs.unit_price(plan_of.codes(msisdns), voice[where])
 
 
 def _side(table: pa.Table, name: str, rows: np.ndarray) -> pa.ChunkedArray | pa.Array:

@@ -91,8 +91,13 @@ class Category(StrEnum):
     DURATION_MISMATCH = "duration_mismatch"
     #: Charge is not tariff x rated quantity: the difference.
     RATING_MISMATCH = "rating_mismatch"
-    #: Rated but never billed: the whole charge.
+    #: Rated but never billed, for usage the network carried: the whole charge.
     UNBILLED = "unbilled"
+    #: The network says data and billing says voice, or the reverse: quantities cannot be
+    #: compared. No revenue impact is claimed.
+    USAGE_TYPE_MISMATCH = "usage_type_mismatch"
+    #: Billing rated with a plan its tariffs lack: the charge cannot be checked.
+    UNKNOWN_TARIFF = "unknown_tariff"
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,17 @@ class BillingReconciliation:
             async def call() -> SplitResult:
                 result: SplitResult = await self._data(
                     ReconciliationActivities.split,
-                    SplitInput(run_id, side, index, uri, partitions, start, end, tariffs.tariffs),
+                    SplitInput(
+                        run_id,
+                        side,
+                        index,
+                        uri,
+                        partitions,
+                        start,
+                        end,
+                        tariffs.tariffs,
+                        margin_seconds=data.tolerances.clock_skew_seconds,
+                    ),
                     defaults,
                     f"split {side} file {index}",
                 )
@@ -326,6 +336,8 @@ class BillingReconciliation:
                         billing_files=indexes["billing"],
                         tariffs=tariffs.tariffs,
                         subscriptions=sources.subscriptions,
+                        period_start=start,
+                        period_end=end,
                         tolerances=data.tolerances,
                     ),
                     defaults,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,8 @@ from simulators.usage import INJECTABLE, UsageSpec, generate
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 11, 2, tzinfo=UTC)
 PERIOD = r.Period(START, END)
+#: What the split reads: the period and the clock skew around it.
+READ = PERIOD.widened(r.Tolerances().clock_skew_seconds)
 TARIFFS = r.TariffTable.of(
     [
         Tariff(code, float(plan.data_price_per_mb), float(plan.voice_price_per_minute))
@@ -73,13 +75,13 @@ def network_rows(rows: list[dict[str, object]]) -> pa.Table:
         {**defaults, "record_opening_time": START, "uplink_volume": 0, "downlink_volume": 0, **row}
         for row in rows
     ]
-    return r.network_work(pa.Table.from_pylist(full, schema=r.NETWORK_INPUT), PERIOD)
+    return r.network_work(pa.Table.from_pylist(full, schema=r.NETWORK_INPUT), READ)
 
 
 def billing_rows(rows: list[dict[str, object]]) -> pa.Table:
     defaults = {"msisdn": "436600000001", "usage_type": "data", "tariff": "STANDARD-5G"}
     full = [{**defaults, "start_time": START, "billed": True, **row} for row in rows]
-    return r.billing_work(pa.Table.from_pylist(full, schema=r.RATED_INPUT), PERIOD, TARIFFS)
+    return r.billing_work(pa.Table.from_pylist(full, schema=r.RATED_INPUT), READ, TARIFFS)
 
 
 def classify(
@@ -87,7 +89,7 @@ def classify(
 ) -> tuple[dict[tuple[str, str], float], r.PartitionSummary]:
     subscriptions = pa.table({"msisdn": ["436600000001"], "plan": ["BASIC-4G"]})
     found, summary = r.reconcile(
-        network, billing, TARIFFS, r.PlanLookup.of(subscriptions, TARIFFS), r.Tolerances()
+        network, billing, TARIFFS, r.PlanLookup.of(subscriptions, TARIFFS), r.Tolerances(), PERIOD
     )
     return {
         (row["record_id"], row["category"]): row["revenue_impact"] for row in found.to_pylist()
@@ -168,11 +170,103 @@ def test_unknown_tariffs_and_subscribers_are_reported_not_guessed() -> None:
     billing = billing_rows([{"record_id": "odd", "tariff": "LEGACY-3G", "volume": 1, "charge": 9}])
     found, _ = classify(network, billing)
     # Missing in billing at an unknown price (0), in network at its full charge; no rating
-    # mismatch can be claimed without the tariff.
+    # mismatch can be claimed without the tariff, which is reported instead.
     assert found == {
         ("stranger", Category.MISSING_IN_BILLING): 0.0,
         ("odd", Category.MISSING_IN_NETWORK): -9.0,
+        ("odd", Category.UNKNOWN_TARIFF): 0.0,
     }
+
+
+def test_a_mismatch_under_an_unknown_tariff_is_priced_at_the_subscribers_plan() -> None:
+    network = network_rows([{"record_id": "x", "downlink_volume": 50 * 10**6}])
+    billing = billing_rows([{"record_id": "x", "tariff": None, "volume": 10**6, "charge": 0.02}])
+    found, _ = classify(network, billing)
+    # 49 MB short at BASIC-4G's 0.02 (the subscriber's plan), and the tariff reported.
+    assert found == {
+        ("x", Category.VOLUME_MISMATCH): 0.98,
+        ("x", Category.UNKNOWN_TARIFF): 0.0,
+    }
+
+
+def test_copies_are_judged_the_same_in_any_order() -> None:
+    mb = 10**6
+    network = [
+        {"record_id": "n", "downlink_volume": 30 * mb},
+        {"record_id": "n", "downlink_volume": mb},
+    ]
+    billing = [
+        {"record_id": "b", "volume": mb, "charge": 0.01},
+        {"record_id": "b", "volume": mb, "charge": 0.50},
+        {"record_id": "u", "volume": mb, "charge": 0.01, "billed": False},
+        {"record_id": "u", "volume": mb, "charge": 0.01},
+        {"record_id": "n", "volume": 30 * mb, "charge": 0.30},
+    ]
+    forwards = classify(network_rows(network), billing_rows(billing))[0]
+    backwards = classify(network_rows(network[::-1]), billing_rows(billing[::-1]))[0]
+    assert forwards == backwards
+    assert forwards == {
+        # The network's larger copy speaks for it: 30 MB, as billed.
+        ("n", Category.DUPLICATE_IN_NETWORK): 0.0,
+        # Billing's largest billed charge speaks for it; the other billed copy is over-billing.
+        ("b", Category.DUPLICATE_IN_BILLING): -0.01,
+        ("b", Category.MISSING_IN_NETWORK): -0.50,
+        ("b", Category.RATING_MISMATCH): -0.49,
+        # One copy billed: the usage was billed, and the unbilled copy cost nothing.
+        ("u", Category.DUPLICATE_IN_BILLING): 0.0,
+        ("u", Category.MISSING_IN_NETWORK): -0.01,
+    }
+
+
+def test_usage_billing_alone_knows_of_is_no_lost_revenue() -> None:
+    billing = billing_rows([{"record_id": "p", "volume": 10**6, "charge": 0.05, "billed": False}])
+    found, summary = classify(network_rows([]), billing)
+    assert found == {
+        ("p", Category.MISSING_IN_NETWORK): 0.0,
+        ("p", Category.RATING_MISMATCH): -0.04,
+    }
+    assert summary.leakage == 0.0
+
+
+def test_sides_that_disagree_on_the_kind_of_usage_are_not_compared() -> None:
+    network = network_rows([{"record_id": "t", "record_type": "voice", "duration": 120}])
+    billing = billing_rows([{"record_id": "t", "volume": 120, "charge": 0.0}])
+    found, _ = classify(network, billing)
+    assert found == {("t", Category.USAGE_TYPE_MISMATCH): 0.0}
+
+
+def test_a_record_at_the_edge_of_the_period_counts_once() -> None:
+    """The network's time decides; billing's clock may be off by the tolerated skew."""
+    before_end = END - timedelta(milliseconds=1)
+    after_end = END + timedelta(seconds=1)
+    mb = 10**6
+    network = [
+        {"record_id": "late-bill", "downlink_volume": mb, "record_opening_time": before_end},
+        {"record_id": "early-bill", "downlink_volume": mb, "record_opening_time": after_end},
+    ]
+    billing = [
+        {"record_id": "late-bill", "volume": mb, "charge": 0.01, "start_time": after_end},
+        {"record_id": "early-bill", "volume": mb, "charge": 0.01, "start_time": before_end},
+    ]
+    this_period, summary = classify(network_rows(network), billing_rows(billing))
+    assert this_period == {} and summary.matched_records == 1
+    assert summary.network_records == summary.billing_records == 1
+    following = r.Period(END, END + timedelta(days=1))
+    wide = following.widened(r.Tolerances().clock_skew_seconds)
+    next_network = r.network_work(pa.Table.from_pylist(
+        [{**row, "record_type": "data", "served_msisdn": "436600000001", "duration": 60,
+          "uplink_volume": 0} for row in network],
+        schema=r.NETWORK_INPUT,
+    ), wide)  # fmt: skip
+    next_billing = r.billing_work(pa.Table.from_pylist(
+        [{**row, "msisdn": "436600000001", "usage_type": "data", "tariff": "STANDARD-5G",
+          "billed": True} for row in billing],
+        schema=r.RATED_INPUT,
+    ), wide, TARIFFS)  # fmt: skip
+    found, summary = r.reconcile(
+        next_network, next_billing, TARIFFS, r.PlanLookup.empty(), r.Tolerances(), following
+    )
+    assert found.num_rows == 0 and summary.matched_records == 1
 
 
 def test_a_hash_collision_falls_back_to_comparing_ids() -> None:
@@ -221,7 +315,7 @@ def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.P
     for partition in range(partitions):
         network = r.read_partition(splits["network"], partition, partitions, r.NETWORK_WORK)
         billing = r.read_partition(splits["billing"], partition, partitions, r.BILLING_WORK)
-        found, summary = r.reconcile(network, billing, TARIFFS, plans, r.Tolerances())
+        found, summary = r.reconcile(network, billing, TARIFFS, plans, r.Tolerances(), PERIOD)
         total.add(summary)
         parts.append(found)
     return pa.concat_tables(parts), total

@@ -17,6 +17,7 @@ A run's workspace (``<reconciliation_dir>/<run id>/``)::
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
 from hub.reconcile import PartitionSummary, Tolerances
+from hub.redact import redact_uri
 from hub.settings import Settings
 from hub.usage import Tariff
 
@@ -63,12 +65,6 @@ class ReconciliationDefaults:
 
 
 @dataclass
-class SourceFile:
-    uri: str
-    size: int
-
-
-@dataclass
 class ListSourcesInput:
     run_id: str
     network_source: str
@@ -79,10 +75,14 @@ class ListSourcesInput:
 
 @dataclass
 class ListSourcesResult:
-    network: list[SourceFile]
-    billing: list[SourceFile]
-    #: Billing's subscriptions (MSISDN -> plan), to price usage billing never rated.
-    subscriptions: str | None
+    """How the input was cut into split tasks; the file lists stay in the workspace."""
+
+    network_files: int
+    billing_files: int
+    #: Split tasks per side: consecutive files of about ``reconciliation_task_bytes``.
+    network_tasks: int
+    billing_tasks: int
+    bytes: int
     partitions: int
 
 
@@ -102,8 +102,8 @@ class FetchExportResult:
 class SplitInput:
     run_id: str
     side: str  # network | billing
+    #: Which of the side's split tasks (its files are listed in the workspace).
     index: int
-    uri: str
     partitions: int
     period_start: datetime
     period_end: datetime
@@ -116,6 +116,7 @@ class SplitInput:
 class SplitResult:
     side: str
     index: int
+    files: int
     rows_read: int
     rows_kept: int
     bytes: int
@@ -126,10 +127,9 @@ class ReconcilePartitionInput:
     run_id: str
     partition: int
     partitions: int
-    network_files: int
-    billing_files: int
+    network_tasks: int
+    billing_tasks: int
     tariffs: list[Tariff]
-    subscriptions: str | None
     period_start: datetime
     period_end: datetime
     tolerances: Tolerances = field(default_factory=Tolerances)
@@ -193,6 +193,19 @@ class Workspace:
         return cls(settings.resolved_reconciliation_dir.resolve() / run_id)
 
     @property
+    def sources(self) -> Path:
+        """The run's input files, grouped into split tasks (written by ``list_sources``)."""
+        return self.work / "sources.json"
+
+    def read_sources(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.sources.read_text()))
+        except FileNotFoundError as exc:
+            raise PermanentError(
+                f"{self.sources} is gone: the run's workspace was removed", system="files"
+            ) from exc
+
+    @property
     def export(self) -> Path:
         return self.root / "billing-export"
 
@@ -240,6 +253,26 @@ def _data_errors(func: Any) -> Any:
     return wrapper
 
 
+def _tasks(files: list[usage_files.UsageFile], target: int) -> list[list[str]]:
+    """Consecutive files in groups of about ``target`` bytes: one split activity each, so a
+    day of small per-minute files is not ten thousand activities."""
+    tasks: list[list[str]] = []
+    size = target
+    for item in files:
+        if size >= target:
+            tasks.append([])
+            size = 0
+        tasks[-1].append(item.uri)
+        size += item.size
+    return tasks
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _auto_partitions(total_bytes: int, target: int, limit: int) -> int:
     """The power of two that gives partitions of about ``target`` input bytes."""
     wanted = max(1, -(-total_bytes // max(target, 1)))
@@ -279,7 +312,11 @@ class ReconciliationActivities:
             for number, item in enumerate(files, start=1):
                 target = folder / item.name
                 if not (target.exists() and target.stat().st_size == item.size):
-                    await self.export.fetch(item, folder)
+
+                    def beat(done: int, number: int = number) -> None:
+                        activity.heartbeat(f"file {number}/{len(files)}: {done} bytes")
+
+                    await self.export.fetch(item, folder, progress=beat)
                 total += item.size
                 activity.heartbeat(f"{number}/{len(files)} files")
         return FetchExportResult(str(folder), len(files), total)
@@ -287,36 +324,50 @@ class ReconciliationActivities:
     @activity.defn(name="reconciliation.list_sources")
     @_data_errors
     def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
-        """The input files of both sides and how many partitions to cut them into."""
+        """List both sides' files, group them into split tasks, choose the partitions."""
+        workspace = Workspace.of(self.settings, data.run_id)
         billing_source = data.billing_source
         if billing_source == BILLING_SYSTEM:
-            billing_source = str(Workspace.of(self.settings, data.run_id).export)
+            billing_source = str(workspace.export)
         network = usage_files.list_files(data.network_source)
         if not network:
-            raise PermanentError(f"no usage files in {data.network_source}", system="files")
-        billing = usage_files.list_files(billing_source, exclude=(SUBSCRIPTIONS_FILE,))
-        subscriptions = [
-            item
-            for item in usage_files.list_files(billing_source)
-            if item.uri.endswith("/" + SUBSCRIPTIONS_FILE) or item.uri == SUBSCRIPTIONS_FILE
-        ]
+            raise PermanentError(
+                f"no usage files in {redact_uri(data.network_source)}", system="files"
+            )
+        everything = usage_files.list_files(billing_source)
+        billing = [item for item in everything if item.name != SUBSCRIPTIONS_FILE]
+        subscriptions = [item.uri for item in everything if item.name == SUBSCRIPTIONS_FILE]
+        total = sum(item.size for item in network + billing)
         partitions = data.partitions or _auto_partitions(
-            sum(item.size for item in network + billing),
+            total,
             self.settings.reconciliation_partition_bytes,
             self.settings.reconciliation_max_partitions,
         )
         reconcile.check_partitions(partitions)
+        tasks = {
+            "network": _tasks(network, self.settings.reconciliation_task_bytes),
+            "billing": _tasks(billing, self.settings.reconciliation_task_bytes),
+        }
+        workspace.work.mkdir(parents=True, exist_ok=True)
+        _write_atomically(
+            workspace.sources,
+            json.dumps({**tasks, "subscriptions": subscriptions[0] if subscriptions else None}),
+        )
         return ListSourcesResult(
-            network=[SourceFile(item.uri, item.size) for item in network],
-            billing=[SourceFile(item.uri, item.size) for item in billing],
-            subscriptions=subscriptions[0].uri if subscriptions else None,
+            network_files=len(network),
+            billing_files=len(billing),
+            network_tasks=len(tasks["network"]),
+            billing_tasks=len(tasks["billing"]),
+            bytes=total,
             partitions=partitions,
         )
 
     @activity.defn(name="reconciliation.split")
     @_data_errors
     def split(self, data: SplitInput) -> SplitResult:
-        """Read one input file, keep the period's rows, write them hash-partitioned."""
+        """Read one task's files, keep the period's rows, write them hash-partitioned."""
+        workspace = Workspace.of(self.settings, data.run_id)
+        uris: list[str] = workspace.read_sources()[data.side][data.index]
         period = reconcile.Period(data.period_start, data.period_end).widened(data.margin_seconds)
         tariffs = reconcile.TariffTable.of(data.tariffs)
         if data.side == "network":
@@ -326,19 +377,19 @@ class ReconciliationActivities:
         counts = {"read": 0, "kept": 0}
 
         def groups() -> Any:
-            for number, table in enumerate(usage_files.read_batches(data.uri, schema), start=1):
-                counts["read"] += table.num_rows
-                if data.side == "network":
-                    work = reconcile.network_work(table, period)
-                else:
-                    work = reconcile.billing_work(table, period, tariffs)
-                counts["kept"] += work.num_rows
-                activity.heartbeat(f"batch {number}, {counts['read']} rows")
-                yield reconcile.split(work, data.partitions)
+            for number, uri in enumerate(uris, start=1):
+                for table in usage_files.read_batches(uri, schema):
+                    counts["read"] += table.num_rows
+                    if data.side == "network":
+                        work = reconcile.network_work(table, period)
+                    else:
+                        work = reconcile.billing_work(table, period, tariffs)
+                    counts["kept"] += work.num_rows
+                    activity.heartbeat(f"file {number}/{len(uris)}, {counts['read']} rows")
+                    yield reconcile.split(work, data.partitions)
 
-        target = Workspace.of(self.settings, data.run_id).split(data.side, data.index)
-        size = reconcile.write_split(target, work_schema, groups())
-        return SplitResult(data.side, data.index, counts["read"], counts["kept"], size)
+        size = reconcile.write_split(workspace.split(data.side, data.index), work_schema, groups())
+        return SplitResult(data.side, data.index, len(uris), counts["read"], counts["kept"], size)
 
     @activity.defn(name="reconciliation.reconcile_partition")
     @_data_errors
@@ -347,13 +398,13 @@ class ReconciliationActivities:
         workspace = Workspace.of(self.settings, data.run_id)
         tariffs = reconcile.TariffTable.of(data.tariffs)
         network = reconcile.read_partition(
-            workspace.splits("network", data.network_files),
+            workspace.splits("network", data.network_tasks),
             data.partition,
             data.partitions,
             reconcile.NETWORK_WORK,
         )
         billing = reconcile.read_partition(
-            workspace.splits("billing", data.billing_files),
+            workspace.splits("billing", data.billing_tasks),
             data.partition,
             data.partitions,
             reconcile.BILLING_WORK,
@@ -363,7 +414,7 @@ class ReconciliationActivities:
             network,
             billing,
             tariffs,
-            self._plans(data.subscriptions, tariffs),
+            self._plans(workspace.read_sources()["subscriptions"], tariffs),
             data.tolerances,
             reconcile.Period(data.period_start, data.period_end),
         )
@@ -383,20 +434,31 @@ class ReconciliationActivities:
     @activity.defn(name="reconciliation.finalize")
     @_data_errors
     def finalize(self, data: FinalizeInput) -> FinalizeResult:
-        """Gather the partitions' discrepancies into the run's one Parquet file."""
+        """Gather the partitions' discrepancies into the run's one Parquet file.
+
+        Idempotent: a retry after the result was published (and the parts removed) answers
+        the published result.
+        """
         workspace = Workspace.of(self.settings, data.run_id)
-        tmp = workspace.result.with_name(workspace.result.name + ".tmp")
-        rows = 0
-        with pq.ParquetWriter(tmp, reconcile.DISCREPANCY_SCHEMA, compression="zstd") as writer:
-            for partition in range(data.partitions):
-                part = pq.read_table(workspace.part(partition), schema=reconcile.DISCREPANCY_SCHEMA)
-                writer.write_table(part)
-                rows += part.num_rows
-        tmp.replace(workspace.result)
+        result = workspace.result
+        parts = [workspace.part(partition) for partition in range(data.partitions)]
+        if result.exists() and not all(part.exists() for part in parts):
+            rows = pq.ParquetFile(result).metadata.num_rows
+        else:
+            tmp = result.with_name(result.name + ".tmp")
+            rows = 0
+            schema = reconcile.DISCREPANCY_SCHEMA
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                for number, part in enumerate(parts, start=1):
+                    table = pq.read_table(part, schema=schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+                    activity.heartbeat(f"partition {number}/{len(parts)}")
+            tmp.replace(result)
         if not data.keep_work:
             shutil.rmtree(workspace.work, ignore_errors=True)
             shutil.rmtree(workspace.export, ignore_errors=True)
-        return FinalizeResult(str(workspace.result), rows, workspace.result.stat().st_size)
+        return FinalizeResult(str(result), rows, result.stat().st_size)
 
     @activity.defn(name="reconciliation.discard")
     @_data_errors

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -22,6 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hub.errors import NotFoundError, PermanentError, TransientError
+from hub.redact import redact_uri
 
 SYSTEM = "files"
 SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -35,6 +37,8 @@ class UsageFile:
 
     uri: str
     size: int
+    #: The file's base name (``cdr-00001.parquet``).
+    name: str = ""
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
@@ -44,13 +48,20 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise PermanentError(f"not a usable location {location!r}: {exc}", system=SYSTEM) from exc
+        raise PermanentError(
+            f"not a usable location {redact_uri(location)!r}: {redact_uri(str(exc))}",
+            system=SYSTEM,
+        ) from exc
 
 
-def _uri(filesystem: pafs.FileSystem, path: str) -> str:
-    if isinstance(filesystem, pafs.LocalFileSystem):
+def _uri(location: str, base: str, path: str) -> str:
+    """The URI of ``path``, a file found under ``location``: with the location's credentials
+    and options (``?region=...``), so whoever reads it later reaches the same storage."""
+    if "://" not in location:
         return path
-    return f"{filesystem.type_name}://{path}"
+    parts = urlsplit(location)
+    relative = path[len(base) :] if path.startswith(base) else ""
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + relative))
 
 
 @contextmanager
@@ -73,7 +84,7 @@ def _first_line(exc: BaseException) -> str:
 def list_files(location: str, *, exclude: tuple[str, ...] = ()) -> list[UsageFile]:
     """Every usage file under ``location`` (recursively), by name; ``exclude``: base names."""
     filesystem, base = resolve(location)
-    with _translated(location):
+    with _translated(redact_uri(location)):
         info = filesystem.get_file_info(base)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(base)
@@ -83,7 +94,7 @@ def list_files(location: str, *, exclude: tuple[str, ...] = ()) -> list[UsageFil
             infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
     return sorted(
         (
-            UsageFile(_uri(filesystem, item.path), item.size or 0)
+            UsageFile(_uri(location, base, item.path), item.size or 0, item.base_name)
             for item in infos
             if item.type == pafs.FileType.File
             and item.base_name.endswith(SUFFIXES)
@@ -117,7 +128,8 @@ def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
         if field.name in table.column_names:
             column = table[field.name]
             if column.type != field.type:
-                column = column.cast(field.type)
+                # Timestamps finer than the schema's (micro-, nanoseconds) are cut, not refused.
+                column = column.cast(field.type, safe=not pa.types.is_timestamp(field.type))
             if not field.nullable and column.null_count:
                 raise PermanentError(
                     f"{name}: column {field.name!r} has {column.null_count} empty value(s)",
@@ -142,21 +154,33 @@ def _parquet(
             yield _conform(pa.Table.from_batches([batch]), schema, name)
 
 
+def _parsed_type(type_: pa.DataType) -> pa.DataType:
+    """CSV timestamps are parsed to nanoseconds, then cut to the schema's unit."""
+    if pa.types.is_timestamp(type_):
+        return pa.timestamp("ns", tz=type_.tz)
+    return type_
+
+
 def _csv(
     filesystem: pafs.FileSystem, path: str, schema: pa.Schema, batch_rows: int, *, gzip: bool
 ) -> Iterator[pa.Table]:
     name = Path(path).name
     with filesystem.open_input_stream(path, compression="gzip" if gzip else None) as source:
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=64 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types={field.name: field.type for field in schema},
-                include_columns=[field.name for field in schema],
-                include_missing_columns=True,
-                strings_can_be_null=True,
-            ),
-        )
+        try:
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=64 << 20),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={field.name: _parsed_type(field.type) for field in schema},
+                    include_columns=[field.name for field in schema],
+                    include_missing_columns=True,
+                    strings_can_be_null=True,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            if str(exc).startswith("Empty CSV file"):
+                return  # an empty drop (no header either): no rows
+            raise
         pending: list[pa.RecordBatch] = []
         rows = 0
         for batch in reader:

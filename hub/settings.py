@@ -196,6 +196,8 @@ class Settings(BaseSettings):
     #: Input bytes per partition when a run does not say how many partitions to cut.
     reconciliation_partition_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     reconciliation_max_partitions: int = Field(default=256, ge=1)
+    #: Input bytes one split activity reads: consecutive small files are read by one.
+    reconciliation_task_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     #: Worker: threads for the data activities (split, reconcile); default: every core.
     reconciliation_threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     #: Data activities one run keeps in flight (the workers' threads bound the real work).

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.saga import Saga, StepAborted, describe, set_hub_status
 
@@ -261,11 +262,15 @@ class BillingReconciliation:
         self._run.currency = tariffs.currency
         billing_source = data.billing_source or defaults.billing_source
         if billing_source == BILLING_SYSTEM:
+            # A large export takes longer than one SOAP call: the data budget, with heartbeats.
+            data_options = self.saga.options(RECONCILIATION)
             await self.saga.call(
                 "billing.fetch_usage_export",
                 "billing",
                 ReconciliationActivities.fetch_usage_export,
                 FetchExportInput(run_id),
+                start_to_close_timeout=data_options["start_to_close_timeout"],
+                heartbeat_timeout=timedelta(seconds=defaults.heartbeat_timeout),
             )
         self.saga.current_step = None
         sources = await self._data(
@@ -281,15 +286,15 @@ class BillingReconciliation:
         )
         partitions = sources.partitions
         self._run.parameters["partitions"] = partitions
-        files = [("network", f) for f in sources.network] + [
-            ("billing", f) for f in sources.billing
-        ]
+        tasks = {"network": sources.network_tasks, "billing": sources.billing_tasks}
         progress.phase = "splitting"
-        progress.files_total = len(files)
+        progress.files_total = sources.network_files + sources.billing_files
         progress.partitions_total = partitions
-        workflow.set_current_details(f"splitting {len(files)} files into {partitions} partitions")
+        workflow.set_current_details(
+            f"splitting {progress.files_total} files into {partitions} partitions"
+        )
 
-        def split(side: str, index: int, uri: str) -> Callable[[], Awaitable[SplitResult]]:
+        def split(side: str, index: int) -> Callable[[], Awaitable[SplitResult]]:
             async def call() -> SplitResult:
                 result: SplitResult = await self._data(
                     ReconciliationActivities.split,
@@ -297,7 +302,6 @@ class BillingReconciliation:
                         run_id,
                         side,
                         index,
-                        uri,
                         partitions,
                         start,
                         end,
@@ -305,21 +309,19 @@ class BillingReconciliation:
                         margin_seconds=data.tolerances.clock_skew_seconds,
                     ),
                     defaults,
-                    f"split {side} file {index}",
+                    f"split {side} files, part {index}",
                 )
-                progress.files_done += 1
+                progress.files_done += result.files
                 progress.rows_read += result.rows_read
                 progress.rows_kept += result.rows_kept
                 return result
 
             return call
 
-        indexes = {"network": 0, "billing": 0}
-        calls = []
-        for side, item in files:
-            calls.append(split(side, indexes[side], item.uri))
-            indexes[side] += 1
-        await self._bounded(calls, defaults.parallelism)
+        await self._bounded(
+            [split(side, index) for side, count in tasks.items() for index in range(count)],
+            defaults.parallelism,
+        )
 
         progress.phase = "reconciling"
         workflow.set_current_details(f"reconciling {partitions} partitions")
@@ -332,10 +334,9 @@ class BillingReconciliation:
                         run_id=run_id,
                         partition=number,
                         partitions=partitions,
-                        network_files=indexes["network"],
-                        billing_files=indexes["billing"],
+                        network_tasks=tasks["network"],
+                        billing_tasks=tasks["billing"],
                         tariffs=tariffs.tariffs,
-                        subscriptions=sources.subscriptions,
                         period_start=start,
                         period_end=end,
                         tolerances=data.tolerances,
@@ -451,11 +452,18 @@ class BillingReconciliation:
             arg,
             summary=f"reconciliation: {summary}",
             heartbeat_timeout=timedelta(seconds=defaults.heartbeat_timeout),
+            # A cancelled data activity is waited for: it may still be writing.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             **self.saga.options(RECONCILIATION),
         )
 
     async def _bounded(self, calls: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
-        """Run the calls with at most ``limit`` in flight; answers in order."""
+        """Run the calls with at most ``limit`` in flight; answers in order.
+
+        When one fails (or the run is cancelled) the others are cancelled, and this waits
+        until their activities have really ended: nothing may write to the workspace after
+        the run has cleaned it up.
+        """
         results: list[Any] = [None] * len(calls)
         running = 0
 
@@ -468,8 +476,29 @@ class BillingReconciliation:
             finally:
                 running -= 1
 
-        await asyncio.gather(*(one(index, call) for index, call in enumerate(calls)))
+        tasks = [asyncio.create_task(one(index, call)) for index, call in enumerate(calls)]
+        if not tasks:
+            return results
+        try:
+            await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            await self._stop_all(tasks)
+            raise
+        failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+        if failed is not None:
+            await self._stop_all(tasks)
+            error = failed.exception()
+            assert error is not None
+            raise error
         return results
+
+    @staticmethod
+    async def _stop_all(tasks: list[asyncio.Task[None]]) -> None:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await workflow.wait(pending)
 
     async def _record(self) -> None:
         summary = f"hub: record {self._run.status}"

@@ -245,9 +245,12 @@ class Saga:
         skippable: bool = False,
         skip_result: Any = None,
         compensation: bool = False,
+        **options: Any,
     ) -> Any:
         """Run one step; park it when it cannot go on alone. Raises ``ActivityError`` for a
-        failure that does not park, :class:`StepAborted`, or :class:`SagaCancelled`."""
+        failure that does not park, :class:`StepAborted`, or :class:`SagaCancelled`.
+
+        ``options`` override the system's activity options (a longer timeout, a heartbeat)."""
         first_attempt = workflow.now()
         while True:
             if cancellable and self.stop_requested():
@@ -259,7 +262,7 @@ class Saga:
                     activity,
                     args=[] if arg is None else [arg],
                     summary=f"{'compensate ' if compensation else ''}{system}: {step}",
-                    **self.options(system),
+                    **{**self.options(system), **options},
                 )
             except ActivityError as err:
                 if not parkable(err):

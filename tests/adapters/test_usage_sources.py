@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient, ExportFile
 from adapters.crm import CrmClient
-from adapters.usage_files import list_files, read_batches
+from adapters.usage_files import _uri, list_files, read_batches
 from hub.errors import NotFoundError, PermanentError, TransientError
+from hub.redact import redact_uri
 from hub.settings import CONTRACTS_DIR
 from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA
 from simulators import billing as billing_sim
@@ -127,3 +129,40 @@ def test_bad_usage_files_name_the_file_and_the_problem(tmp_path: Path) -> None:
         list(read_batches(str(tmp_path / "garbled.csv.gz"), RATED_SCHEMA))
     with pytest.raises(NotFoundError):
         list_files(str(tmp_path / "absent"))
+
+
+def test_an_empty_drop_file_has_no_rows_and_fine_timestamps_are_cut(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with gzip.open(tmp_path / "empty.csv.gz", "wb"):
+        pass
+    assert list(read_batches(str(tmp_path / "empty.csv"), RATED_SCHEMA)) == []
+    assert list(read_batches(str(tmp_path / "empty.csv.gz"), RATED_SCHEMA)) == []
+    # Microsecond timestamps (another mediation's precision) come back in milliseconds.
+    micro = pa.table(
+        {
+            "record_id": ["r1"],
+            "usage_type": ["data"],
+            "start_time": pa.array([1_793_491_200_123_456], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(micro, tmp_path / "micro.parquet")
+    (tmp_path / "micro.csv").write_text(
+        "record_id,usage_type,start_time\nr1,data,2026-11-01T00:00:00.123456Z\n"
+    )
+    for name in ("micro.parquet", "micro.csv"):
+        [table] = list(read_batches(str(tmp_path / name), RATED_SCHEMA))
+        assert table["start_time"].type == pa.timestamp("ms", tz="UTC")
+        assert table["start_time"][0].value % 1000 == 123
+
+
+def test_file_uris_keep_the_storage_options_and_logs_drop_the_secrets() -> None:
+    location = "s3://KEY:SECRET@bucket/cdr?endpoint_override=minio.local:9000&region=eu"
+    uri = _uri(location, "bucket/cdr", "bucket/cdr/2026/x.parquet")
+    assert uri == (
+        "s3://KEY:SECRET@bucket/cdr/2026/x.parquet?endpoint_override=minio.local:9000&region=eu"
+    )
+    assert _uri("/srv/cdr", "/srv/cdr", "/srv/cdr/x.csv") == "/srv/cdr/x.csv"
+    shown = redact_uri(uri + "&secret_key=S2")
+    assert "SECRET" not in shown and "S2" not in shown and "KEY" not in shown
+    assert shown.startswith("s3://***@bucket/cdr/2026/x.parquet?endpoint_override=")
+    assert redact_uri("/srv/cdr") == "/srv/cdr"

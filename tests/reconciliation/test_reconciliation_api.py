@@ -112,7 +112,8 @@ async def test_discrepancies_are_listed_with_filters_and_as_csv(
 async def test_a_malformed_file_fails_the_run_and_names_it(
     hub: Hub, sims: Simulators, tmp_path: Path
 ) -> None:
-    make_data(tmp_path / "data", records=500)
+    hub.settings.reconciliation_task_bytes = 1  # a split activity per file, several in flight
+    make_data(tmp_path / "data", records=4_000, records_per_file=250)
     network = tmp_path / "data" / "network"
     (network / "cdr-99999.csv").write_text("record_id,record_type\nx,data\n")
     started = await start(
@@ -123,6 +124,9 @@ async def test_a_malformed_file_fails_the_run_and_names_it(
     assert "cdr-99999.csv" in run["errorMessage"] and "record_opening_time" in run["errorMessage"]
     refused = await hub.api.get(f"{RUNS}/{started['id']}/discrepancies")
     assert refused.status_code == 409
+    # The other splits in flight were waited for, then the work files removed: none is left.
+    workspace = hub.settings.resolved_reconciliation_dir / started["id"]
+    assert not (workspace / "work").exists()
     described = await hub.client.get_workflow_handle(run["workflowId"]).describe()
     assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "failed"
 
@@ -216,6 +220,7 @@ async def test_the_daily_schedule_reconciles_the_day_before(
 @pytest.fixture
 def slow_settings(hub_settings: Settings) -> Settings:
     hub_settings.reconciliation_parallelism = 1
+    hub_settings.reconciliation_task_bytes = 1  # a split activity per file
     return hub_settings
 
 

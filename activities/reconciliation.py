@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,7 @@ from adapters.billing_export import BillingExportClient
 from hub import reconcile
 from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
+from hub.exports import DestinationRefused, check_location, normalize_destination
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
 from hub.reconcile import PartitionSummary, Tolerances
 from hub.redact import redact_uri
@@ -253,6 +255,20 @@ def _data_errors(func: Any) -> Any:
     return wrapper
 
 
+def checked_source(source: str, settings: Settings) -> str:
+    """``source`` as the hub reads it: ``billing-system``, or a location normalized (a local
+    path made absolute, ``file:///...``) that lies under ``HUB_RECONCILIATION_SOURCE_ROOTS``
+    and carries no credentials. Raises :class:`DestinationRefused` saying why not."""
+    if source == BILLING_SYSTEM:
+        return source
+    roots = [
+        normalize_destination(root if "://" in root else os.path.abspath(root))
+        for root in settings.resolved_source_roots
+    ]
+    location = source if "://" in source else os.path.abspath(source)
+    return check_location(location, roots, "an allowed source", "HUB_RECONCILIATION_SOURCE_ROOTS")
+
+
 def _tasks(files: list[usage_files.UsageFile], target: int) -> list[list[str]]:
     """Consecutive files in groups of about ``target`` bytes: one split activity each, so a
     day of small per-minute files is not ten thousand activities."""
@@ -326,10 +342,14 @@ class ReconciliationActivities:
     def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
         """List both sides' files, group them into split tasks, choose the partitions."""
         workspace = Workspace.of(self.settings, data.run_id)
-        billing_source = data.billing_source
+        try:
+            network_source = checked_source(data.network_source, self.settings)
+            billing_source = checked_source(data.billing_source, self.settings)
+        except DestinationRefused as exc:
+            raise PermanentError(str(exc), system="files") from exc
         if billing_source == BILLING_SYSTEM:
             billing_source = str(workspace.export)
-        network = usage_files.list_files(data.network_source)
+        network = usage_files.list_files(network_source)
         if not network:
             raise PermanentError(
                 f"no usage files in {redact_uri(data.network_source)}", system="files"

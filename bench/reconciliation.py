@@ -73,7 +73,7 @@ class Measurement:
 
 def dataset(records: int, seed: int, folder: Path | None) -> tuple[Path, dict[str, Any]]:
     """The generated data for ``records`` and ``seed``, generated once and then reused."""
-    folder = folder or OUT / f"recon-{records}-s{seed}"
+    folder = (folder or OUT / f"recon-{records}-s{seed}").resolve()
     manifest = folder / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
@@ -119,7 +119,10 @@ async def run_hub(data: Path, repeats: int, partitions: int, threads: int) -> Me
         stack = BenchStack(
             Path(tmp),
             latency_ms=0,
-            extra_env={"HUB_RECONCILIATION_THREADS": str(threads)},
+            extra_env={
+                "HUB_RECONCILIATION_THREADS": str(threads),
+                "HUB_RECONCILIATION_SOURCE_ROOTS": str(data),
+            },
         )
         try:
             await stack.start()

@@ -106,6 +106,12 @@ def allowed_roots(configured: list[str], data_dir: Path) -> list[str]:
 def check_destination(uri: str, roots: list[str]) -> str:
     """Normalize ``uri`` and refuse it unless it lies under one of ``roots`` (normalized):
     the API must not let a caller make the worker write anywhere it can."""
+    return check_location(uri, roots, "an allowed destination", "HUB_EXPORT_DESTINATIONS")
+
+
+def check_location(uri: str, roots: list[str], what: str, setting: str) -> str:
+    """Normalize ``uri`` (see :func:`normalize_destination`) and refuse it unless it lies
+    under one of ``roots``; ``what`` and ``setting`` name the roots in the refusal."""
     normalized = normalize_destination(uri)
     base = normalized.split("?", 1)[0]
     for root in roots:
@@ -113,6 +119,5 @@ def check_destination(uri: str, roots: list[str]) -> str:
         if base == root_base or base.startswith(root_base.rstrip("/") + "/"):
             return normalized
     raise DestinationRefused(
-        f"{normalized} is not under an allowed destination ({', '.join(roots)}); "
-        "see HUB_EXPORT_DESTINATIONS"
+        f"{normalized} is not under {what} ({', '.join(roots)}); see {setting}"
     )

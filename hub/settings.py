@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     #: Where billing's rated usage comes from: ``billing-system`` (its usage export, fetched
     #: over HTTP) or a folder / URI holding the rated files and ``subscriptions.parquet``.
     reconciliation_billing_source: str = "billing-system"
+    #: Where reconciliation may read usage files: absolute paths or URI prefixes, comma-separated.
+    #: Empty: ``data_dir`` only. Storage credentials come from the worker's environment.
+    reconciliation_source_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Leakage, as % of billed revenue, above which a run opens a CRM case and raises an alarm.
     reconciliation_leakage_threshold_pct: float = Field(default=0.5, ge=0)
     #: Input bytes per partition when a run does not say how many partitions to cut.
@@ -216,7 +219,12 @@ class Settings(BaseSettings):
     worker_shutdown_grace: Duration = timedelta(seconds=30)
 
     @field_validator(
-        "api_key", "payload_keys", "codec_cors_origins", "export_destinations", mode="before"
+        "api_key",
+        "payload_keys",
+        "codec_cors_origins",
+        "export_destinations",
+        "reconciliation_source_roots",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -247,7 +255,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_network_source(self) -> str:
-        return self.reconciliation_network_source or str(self.data_dir / "drop" / "network")
+        source = self.reconciliation_network_source or str(self.data_dir / "drop" / "network")
+        return source if "://" in source else str(Path(source).resolve())
+
+    @property
+    def resolved_source_roots(self) -> list[str]:
+        return self.reconciliation_source_roots or [str(self.data_dir.resolve())]
 
     @property
     def resolved_billing_export_url(self) -> str:

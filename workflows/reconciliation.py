@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from hub import search_attributes as sa
     from hub.models import ReconciliationStatus
     from hub.reconcile import CategoryTotal, PartitionSummary, Tolerances
+    from hub.redact import redact_uri
     from hub.settings import RECONCILIATION
 
 WORKFLOW_NAME = "BillingReconciliation"
@@ -193,13 +194,14 @@ class BillingReconciliation:
             else defaults.leakage_threshold_pct
         )
         self._run.parameters = {
-            "networkSource": data.network_source or defaults.network_source,
-            "billingSource": data.billing_source or defaults.billing_source,
+            "networkSource": redact_uri(data.network_source or defaults.network_source),
+            "billingSource": redact_uri(data.billing_source or defaults.billing_source),
             "tolerances": {
                 "volumeBytes": data.tolerances.volume_bytes,
                 "volumeRatio": data.tolerances.volume_ratio,
                 "durationSeconds": data.tolerances.duration_seconds,
                 "charge": data.tolerances.charge,
+                "clockSkewSeconds": data.tolerances.clock_skew_seconds,
             },
             "leakageThresholdPct": threshold,
             "partitions": data.partitions,

@@ -11,10 +11,11 @@ import asyncio
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +24,7 @@ import pyarrow.dataset as ds
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
@@ -46,11 +48,12 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.reconciliation import BILLING_SYSTEM
+from activities.reconciliation import BILLING_SYSTEM, checked_source
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub import search_attributes as sa
+from hub.exports import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
@@ -83,9 +86,18 @@ class TolerancesBody(BaseModel):
     volumeRatio: float = Field(default=0.001, ge=0, le=1)
     durationSeconds: int = Field(default=1, ge=0)
     charge: float = Field(default=0.01, ge=0)
+    clockSkewSeconds: int = Field(
+        default=3600, ge=0, le=86_400, description="how far apart the sides' clocks may be"
+    )
 
     def to_tolerances(self) -> Tolerances:
-        return Tolerances(self.volumeBytes, self.volumeRatio, self.durationSeconds, self.charge)
+        return Tolerances(
+            self.volumeBytes,
+            self.volumeRatio,
+            self.durationSeconds,
+            self.charge,
+            self.clockSkewSeconds,
+        )
 
 
 class SourcesBody(BaseModel):
@@ -231,20 +243,28 @@ async def _categories(session: AsyncSession, run_id: str) -> list[Reconciliation
     return list(rows)
 
 
-def _check_source(field: str, source: str | None) -> None:
-    """A local folder must exist now: a typo is a 400, not a failed run later."""
-    if source is None or source == BILLING_SYSTEM or "://" in source:
-        return
-    if not Path(source).exists():
-        raise ApiError(400, f"{field}: no such file or folder {source!r}")
+async def _source(field: str, source: str | None, settings: Settings) -> str | None:
+    """The source as the worker will read it, or a 400: outside the allowed roots, with
+    credentials in it, or (a local one) not there: a typo is a 400, not a failed run later."""
+    if source is None:
+        return None
+    try:
+        checked = checked_source(source, settings)
+    except DestinationRefused as exc:
+        raise ApiError(400, f"{field}: {exc}") from exc
+    if checked.startswith("file://"):
+        path = Path(urlsplit(checked).path)
+        if not await asyncio.to_thread(path.exists):
+            raise ApiError(400, f"{field}: no such file or folder {str(path)!r}")
+    return checked
 
 
-def workflow_input(body: SourcesBody, **extra: Any) -> ReconciliationInput:
-    _check_source("networkSource", body.networkSource)
-    _check_source("billingSource", body.billingSource)
+async def workflow_input(
+    body: SourcesBody, settings: Settings, **extra: Any
+) -> ReconciliationInput:
     return ReconciliationInput(
-        network_source=body.networkSource,
-        billing_source=body.billingSource,
+        network_source=await _source("networkSource", body.networkSource, settings),
+        billing_source=await _source("billingSource", body.billingSource, settings),
         tolerances=body.tolerances.to_tolerances(),
         leakage_threshold_pct=body.leakageThresholdPct,
         partitions=body.partitions,
@@ -273,29 +293,76 @@ async def start_reconciliation(
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    if body.id is not None:
-        existing = await session.get(ReconciliationRun, body.id)
-        if existing is not None:
-            response.status_code = 200
-            return run_json(request, settings, existing, await _categories(session, existing.id))
     run_id = body.id or f"rec-{body.periodStart:%Y%m%d}-{secrets.token_hex(4)}"
-    data = workflow_input(
+    data = await workflow_input(
         body,
+        settings,
         run_id=run_id,
         period_start=body.periodStart,
         period_end=body.periodEnd,
         keep_work=body.keepWork,
     )
+    if body.id is not None and (existing := await session.get(ReconciliationRun, body.id)):
+        return await _again(existing, data, request, response, session, temporal, settings)
+    parameters = body.model_dump(mode="json", exclude={"id", "periodStart", "periodEnd"})
     run = ReconciliationRun(
         id=run_id,
         workflow_id=workflow_id_for(run_id),
         period_start=body.periodStart,
         period_end=body.periodEnd,
-        parameters=body.model_dump(mode="json", exclude={"id", "periodStart", "periodEnd"}),
+        parameters={
+            **parameters,
+            "networkSource": data.network_source,
+            "billingSource": data.billing_source,
+        },
     )
     session.add(run)
-    await session.commit()
     try:
+        # The row first: a run the hub starts is always one it knows of.
+        await session.commit()
+    except IntegrityError:
+        # The same id, posted at the same moment: that request's run is this one.
+        await session.rollback()
+        existing = await session.get(ReconciliationRun, run_id)
+        if existing is None:
+            raise
+        return await _again(existing, data, request, response, session, temporal, settings)
+    try:
+        await _start(temporal, settings, run, data)
+    except RPCError as exc:
+        # Nothing runs: the row must not claim otherwise.
+        await session.delete(run)
+        await session.commit()
+        raise ApiError(503, f"Temporal refused to start the run: {exc.status.name}") from exc
+    response.headers["Location"] = _href(request, settings, f"/reconciliations/{run_id}")
+    return run_json(request, settings, run, [])
+
+
+async def _again(
+    run: ReconciliationRun,
+    data: ReconciliationInput,
+    request: Request,
+    response: Response,
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The run an id names, posted again: 200 with it. If the API died between recording it
+    and starting its workflow, the repeated request starts it now."""
+    if run.status == ReconciliationStatus.RUNNING:
+        try:
+            await _start(temporal, settings, run, data)
+        except RPCError as exc:
+            raise ApiError(503, f"Temporal refused to start the run: {exc.status.name}") from exc
+    response.status_code = 200
+    return run_json(request, settings, run, await _categories(session, run.id))
+
+
+async def _start(
+    temporal: Client, settings: Settings, run: ReconciliationRun, data: ReconciliationInput
+) -> None:
+    """Start the run's workflow; one that was started already is left as it is."""
+    with suppress(WorkflowAlreadyStartedError):
         await temporal.start_workflow(
             WORKFLOW_NAME,
             data,
@@ -304,19 +371,10 @@ async def start_reconciliation(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=_search_attributes(),
             static_summary=(
-                f"Billing reconciliation {body.periodStart:%Y-%m-%d}..{body.periodEnd:%Y-%m-%d}"
+                f"Billing reconciliation {run.period_start:%Y-%m-%d}..{run.period_end:%Y-%m-%d}"
             ),
-            memo={"run": run_id, "period": f"{_iso(body.periodStart)}/{_iso(body.periodEnd)}"},
+            memo={"run": run.id, "period": f"{_iso(run.period_start)}/{_iso(run.period_end)}"},
         )
-    except WorkflowAlreadyStartedError:
-        pass  # a retry of this very request: the run is under way
-    except RPCError as exc:
-        # Nothing runs: the row must not claim otherwise.
-        await session.delete(run)
-        await session.commit()
-        raise ApiError(503, f"Temporal refused to start the run: {exc.status.name}") from exc
-    response.headers["Location"] = _href(request, settings, f"/reconciliations/{run_id}")
-    return run_json(request, settings, run, [])
 
 
 @router.get("", summary="List reconciliations")
@@ -360,7 +418,7 @@ async def get_schedule(temporal: TemporalDep) -> dict[str, Any]:
 async def put_schedule(
     body: ScheduleBody, temporal: TemporalDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    data = workflow_input(body)
+    data = await workflow_input(body, settings)
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_NAME,
@@ -549,12 +607,7 @@ async def list_discrepancies(
     offset: int = Query(default=0, ge=0),
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
-    if category is not None and category not in {c.value for c in Category}:
-        raise ApiError(
-            400,
-            f"category: unknown category {category!r}; one of "
-            + ", ".join(c.value for c in Category),
-        )
+    one_of("category", category, Category)
     path = _completed_file(await _run_or_404(session, run_id))
     total, rows = await asyncio.to_thread(
         _read_page, path, _filter(category, msisdn, usageType), offset, limit
@@ -603,6 +656,7 @@ async def discrepancies_by_msisdn(
     category: str | None = CategoryQuery,
     limit: int = Query(default=20, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
+    one_of("category", category, Category)
     path = _completed_file(await _run_or_404(session, run_id))
     return await asyncio.to_thread(_by_msisdn, path, _filter(category, None, None), limit)
 
@@ -641,6 +695,7 @@ async def download_discrepancies(
     format: Literal["parquet", "csv"] = "parquet",
     category: str | None = CategoryQuery,
 ) -> Response:
+    one_of("category", category, Category)
     path = _completed_file(await _run_or_404(session, run_id))
     if format == "parquet" and category is None:
         return FileResponse(

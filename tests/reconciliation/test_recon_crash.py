@@ -32,6 +32,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[BenchStack]:
             "HUB_RECONCILIATION_THREADS": "1",
             "HUB_RECONCILIATION_PARALLELISM": "1",
             "HUB_RECONCILIATION_TASK_BYTES": "1",  # a split activity per file
+            "HUB_RECONCILIATION_SOURCE_ROOTS": str(tmp_path),
             "HUB_RECONCILIATION_HEARTBEAT_TIMEOUT": "2",
             "HUB_RETRY__RECONCILIATION__INITIAL_INTERVAL": "0.1",
         },

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
 from hub import search_attributes
+from hub.models import ReconciliationRun
 from hub.settings import Settings
 from tests.conftest import Hub, Simulators, eventually
 from tests.reconciliation.runs import END, RUNS, START, finished, make_data, start, truth
@@ -152,7 +153,8 @@ async def test_the_same_id_starts_one_run(hub: Hub, sims: Simulators, tmp_path: 
         ({"periodEnd": START.isoformat()}, "periodEnd must be after periodStart"),
         ({"periodEnd": (START + timedelta(days=100)).isoformat()}, "at most 92 days"),
         ({"partitions": 3}, "partitions: Value error, must be a power of two"),
-        ({"networkSource": "/no/such/folder"}, "networkSource: no such file or folder"),
+        ({"networkSource": "/etc"}, "networkSource: file:///etc is not under an allowed source"),
+        ({"billingSource": "s3://k:s@bucket/rated"}, "billingSource: credentials do not belong"),
         ({"tolerances": {"volumeRatio": 2}}, "tolerances.volumeRatio"),
         ({"id": "../etc"}, "id: Value error"),
         ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
@@ -279,3 +281,42 @@ async def test_histories_replay_deterministically(
     for run in (completed, failed, cancelled):
         history = await hub.client.get_workflow_handle(run["workflowId"]).fetch_history()
         await replayer.replay_workflow(history)
+
+
+async def test_a_run_recorded_but_never_started_starts_when_posted_again(
+    hub: Hub, sims: Simulators, tmp_path: Path
+) -> None:
+    """The API died between recording a run and starting its workflow: the client, never
+    answered, posts the same id again, and that starts it."""
+    make_data(tmp_path / "data", records=300)
+    body = {
+        "id": "lost-start",
+        "periodStart": START.isoformat(),
+        "periodEnd": END.isoformat(),
+        "networkSource": str(tmp_path / "data" / "network"),
+        "billingSource": str(tmp_path / "data" / "billing"),
+    }
+    async with hub.sessions() as session:
+        session.add(
+            ReconciliationRun(
+                id="lost-start",
+                workflow_id="reconciliation-lost-start",
+                period_start=START,
+                period_end=END,
+            )
+        )
+        await session.commit()
+    again = await hub.api.post(RUNS, json=body)
+    assert again.status_code == 200 and again.json()["status"] == "running"
+    run = await finished(hub, "lost-start")
+    assert run["status"] == "completed" and run["discrepancyCount"] > 0
+    bad = await hub.api.get(f"{RUNS}/lost-start/discrepancies/by-msisdn", params={"category": "x"})
+    assert bad.status_code == 400 and "category: unknown category 'x'" in bad.json()["message"]
+
+
+async def test_a_missing_source_under_the_roots_is_a_400(hub: Hub) -> None:
+    missing = hub.settings.data_dir / "drop" / "typo"
+    body = {"periodStart": START.isoformat(), "periodEnd": END.isoformat()}
+    response = await hub.api.post(RUNS, json={**body, "networkSource": str(missing)})
+    assert response.status_code == 400
+    assert response.json()["message"] == f"networkSource: no such file or folder {str(missing)!r}"

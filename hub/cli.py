@@ -581,6 +581,11 @@ def recon_wait(
                     parts, completed=state["partitionsDone"], total=state["partitionsTotal"] or None
                 )
             if run["status"] != "running":
+                if run["status"] == "completed":
+                    # It may end between two looks: show the bars full, not where they were.
+                    for task in (files, parts):
+                        done = max(progress.tasks[task].completed, 1)
+                        progress.update(task, completed=done, total=done)
                 break
             if time.monotonic() >= deadline:
                 progress.stop()

@@ -767,8 +767,8 @@ class DevStack:
         console.print(api_key, markup=False, highlight=False, soft_wrap=True)
         console.print(
             "\nTry it: paste this into a shell. It creates a 5G activation (fresh IMSI and "
-            "MSISDN each time) and reads it back; `hub order wait $ORDER_ID` then waits for it "
-            "to complete."
+            "MSISDN each time) and reads it back; `.venv/bin/hub order wait $ORDER_ID` then waits "
+            "for it to complete."
         )
         # soft_wrap: no line breaks inserted, so the snippet pastes as it was printed.
         console.print(
@@ -785,7 +785,7 @@ class DevStack:
             "with known discrepancies. Reconcile it, with a progress bar:"
         )
         console.print(
-            f"hub recon start --start {start} --end {end} --wait",
+            f".venv/bin/hub recon start --start {start} --end {end} --wait",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -302,6 +303,9 @@ class ReconciliationActivities:
     def __init__(self, settings: Settings, export: BillingExportClient) -> None:
         self.settings = settings
         self.export = export
+        # Partitions run in threads: they share billing's subscriptions, read once per run.
+        self._subscriptions_lock = threading.Lock()
+        self._subscriptions: tuple[tuple[str, str] | None, pa.Table] = (None, pa.table({}))
 
     @activity.defn(name="reconciliation.defaults")
     async def defaults(self) -> ReconciliationDefaults:
@@ -434,21 +438,28 @@ class ReconciliationActivities:
             network,
             billing,
             tariffs,
-            self._plans(workspace.read_sources()["subscriptions"], tariffs),
+            self._plans(data.run_id, workspace.read_sources()["subscriptions"], tariffs),
             data.tolerances,
             reconcile.Period(data.period_start, data.period_end),
         )
         reconcile.write_parquet(found, workspace.part(data.partition))
         return ReconcilePartitionResult(data.partition, summary)
 
-    def _plans(self, uri: str | None, tariffs: reconcile.TariffTable) -> reconcile.PlanLookup:
+    def _plans(
+        self, run_id: str, uri: str | None, tariffs: reconcile.TariffTable
+    ) -> reconcile.PlanLookup:
         if uri is None:
             return reconcile.PlanLookup.empty()
-        table = pa.concat_tables(
-            usage_files.read_batches(
-                uri, pa.schema([("msisdn", pa.string()), ("plan", pa.string())])
-            )
-        )
+        # Read once per run and worker, not once per partition; only the latest run is kept.
+        with self._subscriptions_lock:
+            key, table = self._subscriptions
+            if key != (run_id, uri):
+                table = pa.concat_tables(
+                    usage_files.read_batches(
+                        uri, pa.schema([("msisdn", pa.string()), ("plan", pa.string())])
+                    )
+                )
+                self._subscriptions = ((run_id, uri), table)
         return reconcile.PlanLookup.of(table, tariffs)
 
     @activity.defn(name="reconciliation.finalize")

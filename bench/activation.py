@@ -19,7 +19,6 @@ import logging
 import random
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -28,7 +27,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -36,7 +34,15 @@ from temporalio.client import Client
 
 from bench import history
 from bench.profile import Profiler, summarise
-from bench.stack import BenchStack, CpuSample, StackError, cpu_between, wait_until_quiet
+from bench.stack import (
+    BenchStack,
+    CommandStopped,
+    CpuSample,
+    StackError,
+    cpu_between,
+    run_command,
+    wait_until_quiet,
+)
 from hub.settings import REPO_ROOT
 from workflows.service_activation import ServiceActivationResult, workflow_id_for
 
@@ -648,26 +654,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # SIGTERM tears the stack down like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        figures = asyncio.run(benchmark(args))
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        figures = run_command(lambda: benchmark(args), verbose=args.verbose)
+    except CommandStopped as stopped:
+        return stopped.status
     print(render(figures))
     if args.json:
         document = {k: v for k, v in figures.items() if k != "profile"}

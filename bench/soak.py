@@ -20,21 +20,19 @@ import asyncio
 import json
 import logging
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
 from bench import chaos
 from bench.activation import simulator_requests
-from bench.stack import BenchStack, StackError
+from bench.stack import BenchStack, CommandStopped, run_command
 from hub.settings import SYSTEMS
 from workflows.service_activation import workflow_id_for
 
@@ -398,25 +396,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        result = asyncio.run(soak(args))
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        result = run_command(lambda: soak(args), verbose=args.verbose)
+    except CommandStopped as stopped:
+        return stopped.status
     print(render(result, args))
     if args.json:
         args.json.write_text(json.dumps(figures(result), indent=2) + "\n")

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 import httpx
 from temporalio.api.enums.v1 import TaskQueueType
@@ -40,6 +41,7 @@ from hub.settings import REPO_ROOT, SYSTEMS
 logger = logging.getLogger("bench.stack")
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 #: How long one process gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 15.0
 
@@ -488,3 +490,37 @@ def wait_until_quiet(limit_s: float, busy_cores: float = 0.25, window_s: float =
         load = (busy1 - busy0) / (total1 - total0) * cpus if total1 > total0 else 0.0
         if load <= busy_cores or time.monotonic() >= deadline:
             return load
+
+
+# --- Running a benchmark as a command -------------------------------------------------------
+
+
+class CommandStopped(Exception):
+    """The command ended without a result; ``status`` is its exit status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_command(work: Callable[[], Coroutine[Any, Any, T]], *, verbose: bool) -> T:
+    """Run a benchmark's coroutine as a command: logging set up, SIGTERM stopping it (and the
+    stack it started) as Ctrl-C does. Raises :class:`CommandStopped` with the exit status (1
+    when the stack failed, 130 when interrupted), the reason printed."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return asyncio.run(work())
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise CommandStopped(1) from exc
+    except KeyboardInterrupt as exc:
+        print("interrupted", file=sys.stderr)
+        raise CommandStopped(130) from exc

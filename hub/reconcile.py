@@ -261,6 +261,16 @@ class Period:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
 
+def _work(
+    table: pa.Table, voice: pa.ChunkedArray, quantity: pa.ChunkedArray, time: str, msisdn: str
+) -> list[pa.Array | pa.ChunkedArray]:
+    """The columns both work schemas start with."""
+    ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
+    h1, h2 = hash_strings(ids)
+    quantity = pc.cast(pc.fill_null(quantity, 0), pa.int64())
+    return [ids, pa.array(h1), pa.array(h2), voice, quantity, table[time], table[msisdn]]
+
+
 def network_work(table: pa.Table, period: Period) -> pa.Table:
     """Mediation CDRs (``hub.usage.NETWORK_SCHEMA`` columns) to :data:`NETWORK_WORK`."""
     table = period.keep(table, "record_opening_time")
@@ -268,45 +278,23 @@ def network_work(table: pa.Table, period: Period) -> pa.Table:
     volume = pc.add(
         pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
     )
-    quantity = pc.fill_null(pc.if_else(voice, table["duration"], volume), 0)
-    ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
-    h1, h2 = hash_strings(ids)
-    return pa.Table.from_arrays(
-        [
-            ids,
-            pa.array(h1),
-            pa.array(h2),
-            voice,
-            pc.cast(quantity, pa.int64()),
-            table["record_opening_time"],
-            table["served_msisdn"],
-        ],
-        schema=NETWORK_WORK,
-    )
+    quantity = pc.if_else(voice, table["duration"], volume)
+    columns = _work(table, voice, quantity, "record_opening_time", "served_msisdn")
+    return pa.Table.from_arrays(columns, schema=NETWORK_WORK)
 
 
 def billing_work(table: pa.Table, period: Period, tariffs: TariffTable) -> pa.Table:
     """Billing's rated records (``hub.usage.RATED_SCHEMA`` columns) to :data:`BILLING_WORK`."""
     table = period.keep(table, "start_time")
     voice = pc.fill_null(pc.equal(table["usage_type"], "voice"), False)
-    quantity = pc.fill_null(pc.if_else(voice, table["duration"], table["volume"]), 0)
-    ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
-    h1, h2 = hash_strings(ids)
-    return pa.Table.from_arrays(
-        [
-            ids,
-            pa.array(h1),
-            pa.array(h2),
-            voice,
-            pc.cast(quantity, pa.int64()),
-            table["start_time"],
-            table["msisdn"],
-            pa.array(tariffs.codes(table["tariff"]), pa.int16()),
-            pc.fill_null(pc.cast(table["charge"], pa.float64()), 0.0),
-            pc.fill_null(table["billed"], False),
-        ],
-        schema=BILLING_WORK,
-    )
+    quantity = pc.if_else(voice, table["duration"], table["volume"])
+    columns = _work(table, voice, quantity, "start_time", "msisdn")
+    columns += [
+        pa.array(tariffs.codes(table["tariff"]), pa.int16()),
+        pc.fill_null(pc.cast(table["charge"], pa.float64()), 0.0),
+        pc.fill_null(table["billed"], False),
+    ]
+    return pa.Table.from_arrays(columns, schema=BILLING_WORK)
 
 
 def partition_of(h1: np.ndarray, partitions: int) -> np.ndarray:
@@ -448,11 +436,17 @@ def _representatives(codes: np.ndarray, count: int, ranks: Sequence[np.ndarray])
     return rows
 
 
-def _keys(codes: np.ndarray, count: int, network: pa.Table, billing: pa.Table) -> _Keys:
-    n_codes, b_codes = codes[: network.num_rows], codes[network.num_rows :]
-    quantity = np.asarray(network["quantity"].to_numpy(), dtype=np.float64)
-    charge = np.asarray(billing["charge"].to_numpy(), dtype=np.float64)
-    billed = np.asarray(billing["billed"].to_numpy(), dtype=bool)
+def _keys(
+    codes: np.ndarray,
+    count: int,
+    network_rows: int,
+    quantity: np.ndarray,
+    charge: np.ndarray,
+    billed: np.ndarray,
+) -> _Keys:
+    """Copies, the row that speaks for each key, and billed totals; ``quantity`` is the
+    network's column, ``charge`` and ``billed`` billing's."""
+    n_codes, b_codes = codes[:network_rows], codes[network_rows:]
     return _Keys(
         count=count,
         network_copies=np.bincount(n_codes, minlength=count).astype(np.int32),
@@ -473,7 +467,8 @@ def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
 
 
-def _match(network: pa.Table, billing: pa.Table) -> _Keys:
+def _match(network: pa.Table, billing: pa.Table) -> tuple[np.ndarray, int]:
+    """Dense codes of the record ids, network rows first, and how many distinct ids."""
     h1 = pa.chunked_array(network["h1"].chunks + billing["h1"].chunks, pa.uint64())
     codes, count = _encode(h1)
     h2 = np.concatenate([network["h2"].to_numpy(), billing["h2"].to_numpy()])
@@ -485,7 +480,7 @@ def _match(network: pa.Table, billing: pa.Table) -> _Keys:
             network["record_id"].chunks + billing["record_id"].chunks, pa.string()
         )
         codes, count = _encode(ids)
-    return _keys(codes, count, network, billing)
+    return codes, count
 
 
 def _column(table: pa.Table, name: str, dtype: type | str, missing: object) -> np.ndarray:
@@ -507,7 +502,12 @@ def reconcile(
     The sides were read ``tolerances.clock_skew_seconds`` beyond ``period``; a record counts
     when its time (the network's, else billing's) falls in the period itself.
     """
-    keys = _match(network, billing)
+    # Each column once, with one more element for keys the side lacks (see _column).
+    quantities = _column(network, "quantity", np.int64, 0)
+    charges = _column(billing, "charge", np.float64, 0.0)
+    billeds = _column(billing, "billed", bool, False)
+    codes, count = _match(network, billing)
+    keys = _keys(codes, count, network.num_rows, quantities[:-1], charges[:-1], billeds[:-1])
     has_n, has_b = keys.network_row >= 0, keys.billing_row >= 0
     # Row of each key on each side; a side that lacks the key points at the extra element.
     ni = np.where(has_n, keys.network_row, network.num_rows)
@@ -527,11 +527,11 @@ def reconcile(
 
     # The network says what the usage was; billing only where the network has no record.
     voice = np.where(has_n, n_voice, b_voice)
-    net_qty = _column(network, "quantity", np.int64, 0)[ni]
+    net_qty = quantities[ni]
     bill_qty = _column(billing, "quantity", np.int64, 0)[bi]
     tariff = _column(billing, "tariff", np.int64, -1)[bi]
-    charge = _column(billing, "charge", np.float64, 0.0)[bi]
-    billed = _column(billing, "billed", bool, False)[bi]
+    charge = charges[bi]
+    billed = billeds[bi]
     known = tariff >= 0
     expected = np.round(bill_qty * tariffs.unit_price(tariff, voice), CHARGE_DECIMALS)
 

@@ -69,11 +69,6 @@ SUBSCRIPTION_SCHEMA = pa.schema(
 )
 
 
-class UsageType(StrEnum):
-    DATA = "data"
-    VOICE = "voice"
-
-
 class Category(StrEnum):
     """What a discrepancy is. Revenue impact is signed: positive is revenue lost."""
 
@@ -107,11 +102,3 @@ class Tariff:
     plan: str
     data_price_per_mb: float
     voice_price_per_minute: float
-
-    def price(self, usage_type: str, quantity: int) -> float:
-        """The charge for ``quantity`` octets (data) or seconds (voice), rounded."""
-        if usage_type == UsageType.DATA:
-            amount = quantity / BYTES_PER_MB * self.data_price_per_mb
-        else:
-            amount = quantity / 60 * self.voice_price_per_minute
-        return round(amount, CHARGE_DECIMALS)

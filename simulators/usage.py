@@ -28,7 +28,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -425,8 +425,3 @@ def parse_rates(text: str | Mapping[str, float]) -> dict[str, float]:
         name, _, value = part.partition("=")
         rates[name.strip()] = float(value)
     return rates
-
-
-def utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

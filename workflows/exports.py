@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.saga import policy_options
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import (
@@ -33,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         FinishExportInput,
         WriteExportInput,
     )
-    from activities.policies import SystemPolicy
     from hub import search_attributes as sa
 
 WORKFLOW_NAME = "Export"
@@ -72,21 +72,6 @@ class ExportResult:
     until: datetime
 
 
-def _hub_options(policy: SystemPolicy) -> dict[str, Any]:
-    return {
-        "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),
-        "schedule_to_close_timeout": (
-            timedelta(seconds=policy.schedule_to_close) if policy.schedule_to_close else None
-        ),
-        "retry_policy": RetryPolicy(
-            initial_interval=timedelta(seconds=policy.initial_interval),
-            backoff_coefficient=policy.backoff_coefficient,
-            maximum_interval=timedelta(seconds=policy.maximum_interval),
-            maximum_attempts=policy.maximum_attempts,
-        ),
-    }
-
-
 def _message(err: BaseException) -> str:
     cause: BaseException | None = err
     while isinstance(cause, ActivityError) and cause.cause is not None:
@@ -115,7 +100,7 @@ class ExportWorkflow:
         options: ExportOptions = await workflow.execute_local_activity_method(
             ExportActivities.options, start_to_close_timeout=OPTIONS_TIMEOUT
         )
-        hub = _hub_options(options.hub)
+        hub = policy_options(options.hub)
         info = workflow.info()
         scheduled = info.typed_search_attributes.get(SCHEDULED_START_TIME)
         self._run_id = run_id_for(scheduled or workflow.now(), workflow.uuid4().hex[:8])

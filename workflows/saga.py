@@ -224,7 +224,7 @@ class Saga:
         policy = self.policies.systems.get(system)
         if policy is None:
             return {**options, "start_to_close_timeout": timedelta(seconds=30)}
-        return {**options, **_policy_options(policy)}
+        return {**options, **policy_options(policy)}
 
     async def record(self, activity: Callable[..., Awaitable[Any]], arg: Any, summary: str) -> Any:
         """A write to the hub's own database (retried without limit: it is our store)."""
@@ -574,7 +574,7 @@ class Saga:
         policy = self.policies.systems.get(ALARMS) or ALARM_FALLBACK_POLICY
         if not policy.maximum_attempts and not policy.schedule_to_close:
             policy = dataclasses.replace(policy, maximum_attempts=3)  # never retry forever
-        return {"task_queue": f"{workflow.info().task_queue}.{ALARMS}", **_policy_options(policy)}
+        return {"task_queue": f"{workflow.info().task_queue}.{ALARMS}", **policy_options(policy)}
 
     # --- the decide update ----------------------------------------------------------------
 
@@ -622,7 +622,7 @@ class Saga:
         return DecisionResult(decision.dead_letter_id, decision.action, self.parked.step)
 
 
-def _policy_options(policy: SystemPolicy) -> dict[str, Any]:
+def policy_options(policy: SystemPolicy) -> dict[str, Any]:
     """Timeouts and retry policy of activity options, from a system's policy."""
     return {
         "start_to_close_timeout": timedelta(seconds=policy.attempt_timeout),

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.definitions import defn
 from adapters.snmp import (
     Alarm,
     EventType,
@@ -71,7 +71,7 @@ class AlarmActivities:
     def __init__(self, notifier: AlarmNotifier) -> None:
         self.notifier = notifier
 
-    @activity.defn(name="alarms.raise")
+    @defn("alarms.raise")
     async def raise_alarm(self, data: RaiseAlarmInput) -> RaiseAlarmResult:
         alarm = Alarm(
             managed_object=data.managed_object,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from activities.definitions import defn
 from activities.errors import outside_call
 from adapters.billing import BillingClient
-from hub.errors import NotFoundError
+from hub.errors import NotFoundError, UnknownPlan
 from hub.usage import Tariff
 
 
@@ -95,22 +95,18 @@ class BillingActivities:
     def __init__(self, client: BillingClient) -> None:
         self.client = client
 
-    @activity.defn(name="billing.price_plans")
+    @defn("billing.price_plans")
     async def price_plans(self, data: PricePlansInput) -> PricePlansResult:
         """The monthly fee of the plans ordered; a plan billing does not sell is refused."""
         with outside_call():
             catalogue = await self.client.list_plans()
-        fees = {plan["code"]: float(plan["monthlyFee"]) for plan in catalogue}
-        unknown = sorted(set(data.plans) - fees.keys())
-        if unknown:
-            raise ApplicationError(
-                f"plan {', '.join(unknown)} is not in the billing catalogue",
-                type="UnknownPlan",
-                non_retryable=True,
-            )
+            fees = {plan["code"]: float(plan["monthlyFee"]) for plan in catalogue}
+            unknown = sorted(set(data.plans) - fees.keys())
+            if unknown:
+                raise UnknownPlan(f"plan {', '.join(unknown)} is not in the billing catalogue")
         return PricePlansResult(monthly_total=round(sum(fees[p] for p in data.plans), 2))
 
-    @activity.defn(name="billing.open_account")
+    @defn("billing.open_account")
     async def open_account(self, data: OpenAccountInput) -> OpenAccountResult:
         with outside_call():
             account_id, created = await self.client.create_account(
@@ -121,7 +117,7 @@ class BillingActivities:
             )
         return OpenAccountResult(account_id=account_id, created=created)
 
-    @activity.defn(name="billing.close_account")
+    @defn("billing.close_account")
     async def close_account(self, data: CloseAccountInput) -> None:
         with outside_call():
             try:
@@ -131,7 +127,7 @@ class BillingActivities:
             except NotFoundError:
                 activity.logger.info("account already closed")
 
-    @activity.defn(name="billing.create_subscription")
+    @defn("billing.create_subscription")
     async def create_subscription(self, data: CreateSubscriptionInput) -> CreateSubscriptionResult:
         with outside_call():
             subscription_id = await self.client.create_subscription(
@@ -143,7 +139,7 @@ class BillingActivities:
             )
         return CreateSubscriptionResult(subscription_id=subscription_id)
 
-    @activity.defn(name="billing.void_subscription")
+    @defn("billing.void_subscription")
     async def void_subscription(self, data: VoidSubscriptionInput) -> None:
         with outside_call():
             try:
@@ -153,7 +149,7 @@ class BillingActivities:
             except NotFoundError:
                 activity.logger.info("subscription already voided")
 
-    @activity.defn(name="billing.change_plan")
+    @defn("billing.change_plan")
     async def change_plan(self, data: ChangePlanInput) -> ChangePlanResult:
         with outside_call():
             previous = await self.client.change_plan(
@@ -161,21 +157,21 @@ class BillingActivities:
             )
         return ChangePlanResult(previous_plan=previous)
 
-    @activity.defn(name="billing.terminate_subscription")
+    @defn("billing.terminate_subscription")
     async def terminate_subscription(self, data: SubscriptionInput) -> None:
         with outside_call():
             await self.client.terminate_subscription(
                 msisdn=data.msisdn, idempotency_key=data.idempotency_key
             )
 
-    @activity.defn(name="billing.reactivate_subscription")
+    @defn("billing.reactivate_subscription")
     async def reactivate_subscription(self, data: SubscriptionInput) -> None:
         with outside_call():
             await self.client.reactivate_subscription(
                 msisdn=data.msisdn, idempotency_key=data.idempotency_key
             )
 
-    @activity.defn(name="billing.get_tariffs")
+    @defn("billing.get_tariffs")
     async def get_tariffs(self) -> TariffsResult:
         with outside_call():
             currency, tariffs = await self.client.get_tariffs()

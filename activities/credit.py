@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
+from activities.definitions import defn
 from activities.errors import outside_call
 from adapters.credit import CreditAgencyClient
+from hub.errors import CreditDeclined
 
 
 @dataclass
@@ -36,9 +35,9 @@ class CreditActivities:
     def __init__(self, client: CreditAgencyClient) -> None:
         self.client = client
 
-    @activity.defn(name="credit.check")
+    @defn("credit.check")
     async def check_credit(self, data: CreditCheckInput) -> CreditCheckResult:
-        """Reserve the order's monthly exposure; a decline is a non-retryable ``CreditDeclined``."""
+        """Reserve the order's monthly exposure; a decline is a :class:`CreditDeclined`."""
         with outside_call():
             decision = await self.client.check(
                 customer_id=data.customer_id,
@@ -47,15 +46,14 @@ class CreditActivities:
                 currency=data.currency,
                 idempotency_key=data.idempotency_key,
             )
-        if not decision.approved:
-            raise ApplicationError(
-                f"credit declined (score {decision.score}): {decision.reason or 'no reason given'}",
-                type="CreditDeclined",
-                non_retryable=True,
-            )
+            if not decision.approved:
+                raise CreditDeclined(
+                    f"credit declined (score {decision.score}): "
+                    f"{decision.reason or 'no reason given'}"
+                )
         return CreditCheckResult(check_id=decision.check_id, score=decision.score)
 
-    @activity.defn(name="credit.release")
+    @defn("credit.release")
     async def release_credit(self, data: ReleaseCreditInput) -> None:
         with outside_call():
             await self.client.release(data.check_id, idempotency_key=data.idempotency_key)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from temporalio import activity
 
+from activities.definitions import defn
 from activities.errors import outside_call
 from adapters.crm import CrmClient
 from hub.errors import ConflictError
@@ -74,7 +75,7 @@ class CrmActivities:
     def __init__(self, client: CrmClient) -> None:
         self.client = client
 
-    @activity.defn(name="crm.upsert_customer")
+    @defn("crm.upsert_customer")
     async def upsert_customer(self, data: UpsertCustomerInput) -> UpsertCustomerResult:
         with outside_call():
             created = await self.client.upsert_customer(
@@ -86,7 +87,7 @@ class CrmActivities:
             )
         return UpsertCustomerResult(created=created)
 
-    @activity.defn(name="crm.delete_customer")
+    @defn("crm.delete_customer")
     async def delete_customer(self, data: DeleteCustomerInput) -> None:
         """Undo a customer this order created; one that meanwhile holds services stays."""
         with outside_call():
@@ -97,7 +98,7 @@ class CrmActivities:
             except ConflictError:
                 activity.logger.info("customer kept: it holds services of other orders")
 
-    @activity.defn(name="crm.set_service_status")
+    @defn("crm.set_service_status")
     async def set_service_status(self, data: ServiceStatusInput) -> ServiceStatusResult:
         with outside_call():
             previous = await self.client.upsert_service(
@@ -112,14 +113,14 @@ class CrmActivities:
             )
         return ServiceStatusResult(previous_status=previous)
 
-    @activity.defn(name="crm.delete_service")
+    @defn("crm.delete_service")
     async def delete_service(self, data: DeleteServiceInput) -> None:
         with outside_call():
             await self.client.delete_service(
                 data.customer_id, data.service_id, idempotency_key=data.idempotency_key
             )
 
-    @activity.defn(name="crm.open_case")
+    @defn("crm.open_case")
     async def open_case(self, data: OpenCaseInput) -> OpenCaseResult:
         """Open a case for a team (revenue assurance); a retry gets the same case."""
         with outside_call():

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities.definitions import defn
 from hub.db import session_scope
 from hub.models import DeadLetter, DeadLetterStatus, utcnow
 from hub.redact import redact
@@ -55,7 +56,7 @@ class DeadLetterStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    @activity.defn(name="hub.park")
+    @defn("hub.park")
     async def park(self, data: ParkInput) -> None:
         """Write (or, when a retried step failed again, re-open) a dead letter."""
         async with session_scope(self.sessions) as session:
@@ -93,7 +94,7 @@ class DeadLetterStore:
                 letter.closed_at = None
             session.add(letter)
 
-    @activity.defn(name="hub.update_dead_letter")
+    @defn("hub.update_dead_letter")
     async def update(self, data: DeadLetterUpdate) -> None:
         async with session_scope(self.sessions) as session:
             letter = await session.get(DeadLetter, data.id)

@@ -47,6 +47,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.definitions import HUB, defn
 from activities.errors import outside_call
 from activities.policies import SystemPolicy
 from adapters.files import Files, WriterOptions
@@ -760,7 +761,7 @@ class ExportActivities:
         self.files = files
         self.settings = settings
 
-    @activity.defn(name="exports.options")
+    @defn("exports.options", system=HUB)
     async def options(self) -> ExportOptions:
         settings, hub = self.settings, self.settings.retry_for("hub")
         return ExportOptions(
@@ -782,7 +783,7 @@ class ExportActivities:
             ),
         )
 
-    @activity.defn(name="exports.begin")
+    @defn("exports.begin", system=HUB)
     async def begin(self, data: BeginExportInput) -> BeginExportResult:
         """Record the run and fix its window; a retry finds the run and answers the same."""
         async with session_scope(self.sessions) as session:
@@ -821,7 +822,7 @@ class ExportActivities:
             )
         return BeginExportResult(data.run_id, after, until)
 
-    @activity.defn(name="exports.write")
+    @defn("exports.write")
     async def write(self, data: WriteExportInput) -> WriteExportResult:
         """Write the window's rows as part files and publish them with the manifest.
 
@@ -936,7 +937,7 @@ class ExportActivities:
             written += batch.num_rows
         return written
 
-    @activity.defn(name="exports.finish")
+    @defn("exports.finish", system=HUB)
     async def finish(self, data: FinishExportInput) -> None:
         """Move the watermark to the run's ``until`` and close the run, in one transaction.
 
@@ -975,7 +976,7 @@ class ExportActivities:
             run.manifest_uri = data.manifest_uri
             session.add(run)
 
-    @activity.defn(name="exports.fail")
+    @defn("exports.fail", system=HUB)
     async def fail(self, data: FailExportInput) -> None:
         """Close the run as failed; the watermark stays where it was."""
         async with session_scope(self.sessions) as session:

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.definitions import defn
 from hub.db import session_scope
 from hub.models import (
     CancelServiceOrder,
@@ -53,7 +54,7 @@ class OrderStoreActivities:
         self.sessions = sessions
         self.row_grace = row_grace
 
-    @activity.defn(name="hub.record_order_state")
+    @defn("hub.record_order_state")
     async def record_order_state(self, data: RecordOrderStateInput) -> None:
         """Write the order's new state and item states, with one audit row per change.
 

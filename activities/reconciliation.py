@@ -34,6 +34,7 @@ from sqlmodel import delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities.definitions import HUB, defn
 from activities.errors import outside_call
 from adapters import usage_files
 from adapters.billing_export import BillingExportClient
@@ -307,7 +308,7 @@ class ReconciliationActivities:
         self._subscriptions_lock = threading.Lock()
         self._subscriptions: tuple[tuple[str, str] | None, pa.Table] = (None, pa.table({}))
 
-    @activity.defn(name="reconciliation.defaults")
+    @defn("reconciliation.defaults", system=HUB)
     async def defaults(self) -> ReconciliationDefaults:
         settings = self.settings
         return ReconciliationDefaults(
@@ -318,7 +319,7 @@ class ReconciliationActivities:
             heartbeat_timeout=settings.reconciliation_heartbeat_timeout.total_seconds(),
         )
 
-    @activity.defn(name="billing.fetch_usage_export")
+    @defn("billing.fetch_usage_export")
     async def fetch_usage_export(self, data: FetchExportInput) -> FetchExportResult:
         """Copy billing's usage export into the run's workspace, checking every checksum.
 
@@ -341,7 +342,7 @@ class ReconciliationActivities:
                 activity.heartbeat(f"{number}/{len(files)} files")
         return FetchExportResult(str(folder), len(files), total)
 
-    @activity.defn(name="reconciliation.list_sources")
+    @defn("reconciliation.list_sources")
     @_data_errors
     def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
         """List both sides' files, group them into split tasks, choose the partitions."""
@@ -386,7 +387,7 @@ class ReconciliationActivities:
             partitions=partitions,
         )
 
-    @activity.defn(name="reconciliation.split")
+    @defn("reconciliation.split")
     @_data_errors
     def split(self, data: SplitInput) -> SplitResult:
         """Read one task's files, keep the period's rows, write them hash-partitioned."""
@@ -415,7 +416,7 @@ class ReconciliationActivities:
         size = reconcile.write_split(workspace.split(data.side, data.index), work_schema, groups())
         return SplitResult(data.side, data.index, len(uris), counts["read"], counts["kept"], size)
 
-    @activity.defn(name="reconciliation.reconcile_partition")
+    @defn("reconciliation.reconcile_partition")
     @_data_errors
     def reconcile_partition(self, data: ReconcilePartitionInput) -> ReconcilePartitionResult:
         """Join, classify and price one partition; write its discrepancies."""
@@ -462,7 +463,7 @@ class ReconciliationActivities:
                 self._subscriptions = ((run_id, uri), table)
         return reconcile.PlanLookup.of(table, tariffs)
 
-    @activity.defn(name="reconciliation.finalize")
+    @defn("reconciliation.finalize")
     @_data_errors
     def finalize(self, data: FinalizeInput) -> FinalizeResult:
         """Gather the partitions' discrepancies into the run's one Parquet file.
@@ -491,7 +492,7 @@ class ReconciliationActivities:
             shutil.rmtree(workspace.export, ignore_errors=True)
         return FinalizeResult(str(result), rows, result.stat().st_size)
 
-    @activity.defn(name="reconciliation.discard")
+    @defn("reconciliation.discard")
     @_data_errors
     def discard(self, data: DiscardInput) -> None:
         """Remove a failed or cancelled run's intermediate files (its result, if any, stays)."""
@@ -504,7 +505,7 @@ class ReconciliationStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    @activity.defn(name="hub.record_reconciliation")
+    @defn("hub.record_reconciliation")
     async def record(self, data: RecordReconciliationInput) -> None:
         async with session_scope(self.sessions) as session:
             run = await session.get(ReconciliationRun, data.run_id)

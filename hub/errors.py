@@ -9,11 +9,15 @@ above ``adapters/`` ever sees one. The tree::
         ├── NotFoundError         the outside system has no such record (404)
         ├── ConflictError         the record exists in a state that forbids the call (409)
         ├── AuthenticationError   our credentials were refused (401, 403): a person must act
-        └── BusinessRejection     the system answered, and the answer is "no" (credit declined)
+        └── BusinessRejection     the system answered, and the answer is "no"
+            ├── CreditDeclined    the credit agency declined the customer
+            ├── UnknownPlan       billing does not sell the plan ordered
+            └── InvalidKeys       the subscriber's keys cannot be used (no OPc can be derived)
 
 Activities turn a ``PermanentError`` into a non-retryable ``ApplicationError`` whose ``type``
-is the exception's class name (see :func:`activities.errors.to_application_error`), so a
-workflow can tell a business rejection from a technical failure without parsing messages.
+is the exception's class name (see :func:`activities.errors.outside_call`); a workflow maps
+that name back to the class with :func:`error_class`, and decides by class: a class whose
+``parks`` is true waits for a person, any other permanent error fails the step.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ class HubError(Exception):
     ``system`` names the outside system ("hss", "billing"...), ``status`` the protocol status
     where there is one (HTTP status, or None for SOAP faults and network errors).
     """
+
+    #: A failure of this class waits for a person (parks) instead of failing the step.
+    parks: bool = False
 
     def __init__(self, message: str, *, system: str = "", status: int | None = None) -> None:
         super().__init__(message)
@@ -70,9 +77,40 @@ class ConflictError(PermanentError):
 class AuthenticationError(PermanentError):
     """The system refused our credentials: a technical failure a person repairs (parked)."""
 
+    parks = True
+
 
 class BusinessRejection(PermanentError):
     """The system worked and said no (credit declined, plan not sold to this customer)."""
+
+
+class CreditDeclined(BusinessRejection):
+    """The credit agency declined the customer for the amount asked."""
+
+
+class UnknownPlan(BusinessRejection):
+    """A plan ordered is not in billing's catalogue."""
+
+
+class InvalidKeys(BusinessRejection):
+    """The subscriber's keys cannot be provisioned (no OPc can be derived from them)."""
+
+
+def error_class(name: str | None) -> type[HubError] | None:
+    """The hub error class an ``ApplicationError.type`` names, or None for any other type.
+
+    The type is the class name (:func:`activities.errors.outside_call`); the tree above is
+    walked, so a new subclass needs no registration.
+    """
+    if not name:
+        return None
+    pending: list[type[HubError]] = [HubError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None
 
 
 class ValidationFailure(ValueError):

@@ -26,11 +26,13 @@ from activities.billing import BillingActivities
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
 from activities.dead_letters import DeadLetterStore
+from activities.definitions import system_of, task_queue_for
 from activities.exports import ExportActivities
 from activities.hss import HssActivities
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
+from activities.tasks import TaskStore
 from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient
 from adapters.credit import CreditAgencyClient
@@ -39,9 +41,9 @@ from adapters.files import Files
 from adapters.hss import HssClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
-from hub.settings import ALARMS, RECONCILIATION, Settings, get_settings
+from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
-from workflows.exports import EXPORTS_QUEUE, ExportWorkflow
+from workflows.exports import ExportWorkflow
 from workflows.reconciliation import BillingReconciliation
 from workflows.service_activation import ServiceActivation
 
@@ -50,13 +52,9 @@ logger = logging.getLogger("hub.worker")
 WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation]
 
 
-#: Activities are grouped by the system they call; each system has its own task queue
-#: (``<task queue>.<system>``) so it can be rate-limited on its own. "hub" stays on the main one.
+#: Activities by the system they belong to; each system has its own task queue
+#: (:func:`activities.definitions.task_queue_for`) so it can be rate-limited on its own.
 Activities = dict[str, list[Callable[..., Awaitable[Any]]]]
-
-
-def system_task_queue(task_queue: str, system: str) -> str:
-    return task_queue if system == "hub" else f"{task_queue}.{system}"
 
 
 async def build_activities(
@@ -87,42 +85,36 @@ async def build_activities(
     dead_letters = DeadLetterStore(sessions)
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
     exports = ExportActivities(sessions, Files(), settings)
-    return {
-        "hub": [
+    tasks = TaskStore(sessions)
+    return by_system(
+        [
             PolicyActivities(settings).process_policies,
             store.record_order_state,
             dead_letters.park,
             dead_letters.update,
+            tasks.record,
             recon.defaults,
             recon_store.record,
             exports.options,
             exports.begin,
             exports.finish,
             exports.fail,
-        ],
-        "credit": [credit_acts.check_credit, credit_acts.release_credit],
-        # Reconciliation's data work: CPU-bound, on a thread pool of its own (create_workers).
-        RECONCILIATION: [
+            credit_acts.check_credit,
+            credit_acts.release_credit,
             recon.list_sources,
             recon.split,
             recon.reconcile_partition,
             recon.finalize,
             recon.discard,
-        ],
-        "crm": [
             crm_acts.upsert_customer,
             crm_acts.delete_customer,
             crm_acts.set_service_status,
             crm_acts.delete_service,
             crm_acts.open_case,
-        ],
-        "hss": [
             hss_acts.create_subscriber,
             hss_acts.read_qos,
             hss_acts.update_qos,
             hss_acts.delete_subscriber,
-        ],
-        "billing": [
             billing_acts.price_plans,
             billing_acts.open_account,
             billing_acts.close_account,
@@ -133,12 +125,21 @@ async def build_activities(
             billing_acts.reactivate_subscription,
             billing_acts.get_tariffs,
             recon.fetch_usage_export,
-        ],
-        # Alarms on a queue of their own: an NMS that does not answer holds up no order step.
-        ALARMS: [AlarmActivities(notifier).raise_alarm],
-        # Bulk writes on a queue of their own: an export never delays an order's steps.
-        EXPORTS_QUEUE: [exports.write],
-    }
+            AlarmActivities(notifier).raise_alarm,
+            exports.write,
+        ]
+    )
+
+
+def by_system(functions: list[Callable[..., Awaitable[Any]]]) -> Activities:
+    """Activities grouped by the system each belongs to (its definition says which): the
+    hub's own, each outside system's, reconciliation's data work (CPU-bound, on a thread pool
+    of its own, see :func:`create_workers`), alarms (an NMS that does not answer holds up no
+    order step) and exports' bulk writes (never delaying an order's steps)."""
+    grouped: Activities = {}
+    for function in functions:
+        grouped.setdefault(system_of(function), []).append(function)
+    return grouped
 
 
 def build_notifier(settings: Settings) -> SnmpNotifier:
@@ -162,11 +163,12 @@ def build_notifier(settings: Settings) -> SnmpNotifier:
 
 
 #: Modules the workflow sandbox takes from the worker as they are, instead of importing them
-#: anew for every workflow run. The saga is the processes' shared library: deterministic, with
-#: no module state, covered by the replay tests; re-importing it per run (a dozen dataclasses,
-#: each built by exec) cost the worker ~6 ms of CPU per order (bench/README.md). The processes'
-#: own modules stay sandboxed, so the sandbox still refuses their non-deterministic calls.
-SANDBOX_PASSTHROUGH = ("workflows.saga",)
+#: anew for every workflow run. The runtime is the processes' shared library: deterministic,
+#: with no module state, covered by the replay tests; re-importing it per run (a few dozen
+#: dataclasses, each built by exec) cost the worker ~6 ms of CPU per order (bench/README.md).
+#: The processes' own modules stay sandboxed, so the sandbox still refuses their
+#: non-deterministic calls.
+SANDBOX_PASSTHROUGH = ("workflows.runtime",)
 
 
 def create_workers(
@@ -184,7 +186,7 @@ def create_workers(
             executor = ThreadPoolExecutor(concurrency, thread_name_prefix="reconciliation")
         worker = Worker(
             client,
-            task_queue=system_task_queue(task_queue, system),
+            task_queue=task_queue_for(task_queue, system),
             workflows=WORKFLOWS if system == "hub" else [],
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(

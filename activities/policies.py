@@ -6,10 +6,9 @@ start; the answer is recorded in history, and replays see the same policies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from temporalio import activity
-
+from activities.definitions import defn
 from hub.settings import Settings
 
 
@@ -31,13 +30,15 @@ class ProcessPolicies:
 
     systems: dict[str, SystemPolicy]
     park_timeout: float
+    #: The groups whose members repair parked steps (the candidate groups of their tasks).
+    operator_groups: list[str] = field(default_factory=lambda: ["ops"])
 
 
 class PolicyActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn(name="hub.process_policies")
+    @defn("hub.process_policies")
     async def process_policies(self) -> ProcessPolicies:
         systems = {
             system: SystemPolicy(
@@ -53,5 +54,7 @@ class PolicyActivities:
             for system, policy in self.settings.retry.items()
         }
         return ProcessPolicies(
-            systems=systems, park_timeout=self.settings.park_timeout.total_seconds()
+            systems=systems,
+            park_timeout=self.settings.park_timeout.total_seconds(),
+            operator_groups=list(self.settings.task_operator_groups),
         )

@@ -260,3 +260,98 @@ class ExportRun(SQLModel, table=True):
     bytes: int = Field(default=0, sa_type=BigInteger)
     manifest_uri: str | None = Field(default=None, max_length=1200)
     error_message: str | None = None
+
+
+# --- Human tasks ------------------------------------------------------------------------------
+
+
+class TaskState(StrEnum):
+    """Where a human task stands; the last three are final."""
+
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (TaskState.CREATED, TaskState.ASSIGNED)
+
+
+class HumanTask(SQLModel, table=True):
+    """A decision a process waits for from a person (like a BPMN user task).
+
+    The process's workflow is the only writer: it records every change it accepted, so the
+    inbox never shows a decision the workflow did not take. ``version`` grows with every
+    change; a record older than the row is ignored. The candidate groups are rows of
+    :class:`HumanTaskCandidate`, so the inbox can filter by group on any database.
+    """
+
+    __tablename__ = "human_task"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(index=True, max_length=200)
+    run_id: str = Field(max_length=64)
+    process: str = Field(index=True, max_length=64)
+    #: What kind of decision: ``approval``, ``dead-letter``, ``compliance-review``...
+    kind: str = Field(index=True, max_length=64)
+    #: The business object: an order id, a report, a partner application.
+    reference: str | None = Field(default=None, index=True, max_length=200)
+    title: str = Field(max_length=500)
+    description: str = ""
+    #: The decisions offered, e.g. ``["approve", "reject"]``.
+    decisions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    #: The form the decider fills in: ``[{"name", "type", "required", "label"}]``.
+    form: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    #: What the process shows the decider (figures, findings, the parked step's error).
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: Identities that must not decide (four-eyes: whoever prepared the matter).
+    excluded_deciders: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    assignee: str | None = Field(default=None, index=True, max_length=200)
+    priority: int = Field(default=50, index=True)
+    state: str = Field(default=TaskState.CREATED, index=True, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    follow_up_at: datetime | None = None
+    escalation_at: datetime | None = None
+    due_at: datetime | None = Field(default=None, index=True)
+    escalated: bool = False
+    dead_letter_id: str | None = Field(default=None, index=True, max_length=64)
+    decision: str | None = Field(default=None, max_length=64)
+    comment: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    decided_by: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = None
+    closed_at: datetime | None = None
+    version: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class HumanTaskCandidate(SQLModel, table=True):
+    """A group that may claim and decide a task (escalation replaces them)."""
+
+    __tablename__ = "human_task_candidate"
+
+    task_id: str = Field(foreign_key="human_task.id", primary_key=True, max_length=64)
+    group_name: str = Field(primary_key=True, index=True, max_length=100)
+
+
+class HumanTaskEvent(SQLModel, table=True):
+    """The audit trail of a task: created, claimed, reminded, escalated, completed, ...
+
+    ``seq`` is the task's version after the change, so a record written twice (an activity
+    retried) is one event.
+    """
+
+    __tablename__ = "human_task_event"
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_human_task_event_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(foreign_key="human_task.id", index=True, max_length=64)
+    seq: int
+    action: str = Field(max_length=32)
+    actor: str | None = Field(default=None, max_length=200)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    at: datetime = Field(default_factory=utcnow, index=True)

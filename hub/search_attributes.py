@@ -16,6 +16,8 @@ EXTERNAL_ID = SearchAttributeKey.for_keyword("ExternalId")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 PROCESS_KIND = SearchAttributeKey.for_keyword("ProcessKind")
 HUB_STATUS = SearchAttributeKey.for_keyword("HubStatus")
+#: The human task a process waits on (``task-...``), while it waits.
+OPEN_TASK = SearchAttributeKey.for_keyword("OpenTask")
 
 ALL: tuple[SearchAttributeKey[str], ...] = (
     ORDER_ID,
@@ -23,6 +25,7 @@ ALL: tuple[SearchAttributeKey[str], ...] = (
     CUSTOMER_ID,
     PROCESS_KIND,
     HUB_STATUS,
+    OPEN_TASK,
 )
 
 
@@ -32,6 +35,7 @@ class HubStatus(StrEnum):
     RUNNING = "running"
     COMPENSATING = "compensating"
     PARKED = "parked"
+    AWAITING_APPROVAL = "awaiting-approval"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
 
     #: How long a parked step waits for an operator's decision before the process aborts.
     park_timeout: Duration = timedelta(days=7)
+    #: The groups whose members repair parked steps: their tasks' candidate groups.
+    task_operator_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ops"])
 
     #: Exports: where they may write, as URI prefixes or absolute paths, comma-separated
     #: (``s3://warehouse/hub,/srv/exports``). Empty: the ``exports`` folder of ``data_dir`` only.
@@ -224,6 +226,7 @@ class Settings(BaseSettings):
         "codec_cors_origins",
         "export_destinations",
         "reconciliation_source_roots",
+        "task_operator_groups",
         mode="before",
     )
     @classmethod

@@ -23,7 +23,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.saga import policy_options
+from workflows.runtime import ProcessWorkflow, policy_options
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import (
@@ -85,7 +85,7 @@ def run_id_for(scheduled: datetime, suffix: str) -> str:
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class ExportWorkflow:
+class ExportWorkflow(ProcessWorkflow):
     def __init__(self) -> None:
         self._run_id: str | None = None
         self._phase = "starting"

@@ -33,7 +33,14 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.saga import Saga, StepAborted, describe, set_hub_status
+from workflows.runtime import (
+    ProcessWorkflow,
+    StepAborted,
+    activity_options,
+    describe,
+    set_hub_status,
+    system_options,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities, TariffsResult
@@ -126,10 +133,9 @@ def previous_day(moment: datetime) -> tuple[datetime, datetime]:
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class BillingReconciliation:
+class BillingReconciliation(ProcessWorkflow):
     def __init__(self) -> None:
         self._progress = ReconciliationProgress(phase="starting")
-        self._saga: Saga | None = None
 
     @workflow.query
     def progress(self) -> ReconciliationProgress:
@@ -172,20 +178,18 @@ class BillingReconciliation:
         except StepAborted as err:
             return await self._failed(err, run_id, start, end, data.keep_work)
         set_hub_status(sa.HubStatus.COMPLETED)
-        await self.saga.settle_alarms()
+        await self.runtime.settle()
         return result
 
     async def _begin(self, data: ReconciliationInput) -> tuple[ReconciliationDefaults, float]:
-        """Settings, the saga, the search attributes, and the run's row marked running."""
+        """Settings, the runtime, the search attributes, and the run's row marked running."""
         defaults: ReconciliationDefaults = await workflow.execute_local_activity_method(
             ReconciliationActivities.defaults, start_to_close_timeout=timedelta(seconds=10)
         )
         policies = await workflow.execute_local_activity_method(
             PolicyActivities.process_policies, start_to_close_timeout=timedelta(seconds=10)
         )
-        self._saga = Saga(
-            process=PROCESS_KIND, order_id=None, policies=policies, stop_requested=lambda: False
-        )
+        self.start_runtime(process=PROCESS_KIND, reference=None, policies=policies)
         workflow.upsert_search_attributes([sa.PROCESS_KIND.value_set(PROCESS_KIND)])
         set_hub_status(sa.HubStatus.RUNNING)
         threshold = (
@@ -217,7 +221,7 @@ class BillingReconciliation:
         end: datetime,
         keep_work: bool,
     ) -> ReconciliationResult:
-        step = (self._saga.current_step if self._saga else None) or self._progress.phase
+        step = (self._runtime.current_step if self._runtime else None) or self._progress.phase
         message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
         workflow.logger.warning("reconciliation failed", extra={"run": run_id})
         self._progress.phase = "failed"
@@ -225,24 +229,24 @@ class BillingReconciliation:
         self._run.error_message = message
         set_hub_status(sa.HubStatus.FAILED)
         workflow.set_current_details(f"failed: {message}")
-        if self._saga is not None:
-            self._saga.alarm_failed(err, message)
+        if self._runtime is not None:
+            self._runtime.alarm_failed(err, message)
         await self._clean_up(run_id, keep_work)
         await self._record()
-        if self._saga is not None:
-            await self._saga.settle_alarms()
+        if self._runtime is not None:
+            await self._runtime.settle()
         return ReconciliationResult(run_id, "failed", start, end, error_message=message)
 
     async def _clean_up(self, run_id: str, keep_work: bool) -> None:
         """The intermediate files of a run that did not finish; failing to is not a failure."""
-        if keep_work or self._saga is None:  # no saga yet: nothing was written either
+        if keep_work or self._runtime is None:  # no runtime yet: nothing was written
             return
         try:
             await workflow.execute_activity_method(
                 ReconciliationActivities.discard,
                 DiscardInput(run_id),
                 summary="reconciliation: remove the intermediate files",
-                **self.saga.options(RECONCILIATION),
+                **activity_options(self.runtime.policies, ReconciliationActivities.discard),
             )
         except ActivityError as err:
             workflow.logger.warning("workspace not removed", extra={"error": describe(err)})
@@ -258,23 +262,22 @@ class BillingReconciliation:
     ) -> ReconciliationResult:
         progress = self._progress
         progress.phase = "fetching"
-        tariffs: TariffsResult = await self.saga.call(
-            "billing.get_tariffs", "billing", BillingActivities.get_tariffs
+        tariffs: TariffsResult = await self.runtime.call(
+            "billing.get_tariffs", BillingActivities.get_tariffs
         )
         self._run.currency = tariffs.currency
         billing_source = data.billing_source or defaults.billing_source
         if billing_source == BILLING_SYSTEM:
             # A large export takes longer than one SOAP call: the data budget, with heartbeats.
-            data_options = self.saga.options(RECONCILIATION)
-            await self.saga.call(
+            data_options = system_options(self.runtime.policies, RECONCILIATION)
+            await self.runtime.call(
                 "billing.fetch_usage_export",
-                "billing",
                 ReconciliationActivities.fetch_usage_export,
                 FetchExportInput(run_id),
                 start_to_close_timeout=data_options["start_to_close_timeout"],
                 heartbeat_timeout=timedelta(seconds=defaults.heartbeat_timeout),
             )
-        self.saga.current_step = None
+        self.runtime.current_step = None
         sources = await self._data(
             ReconciliationActivities.list_sources,
             ListSourcesInput(
@@ -376,7 +379,7 @@ class BillingReconciliation:
         case_id = None
         if pct > threshold:
             case_id = await self._open_case(run_id, start, end, total, pct, threshold)
-            self.saga.raise_alarm(
+            self.runtime.alarms.raise_alarm(
                 "leakage",
                 PerceivedSeverity.MAJOR,
                 EventType.QUALITY_OF_SERVICE_ALARM,
@@ -411,9 +414,8 @@ class BillingReconciliation:
             f"{name}: {t.count} records, impact {t.revenue_impact:.2f} {self._run.currency}"
             for name, t in total.categories.items()
         ]
-        result: OpenCaseResult | None = await self.saga.call(
+        result: OpenCaseResult | None = await self.runtime.call(
             "crm.open_case",
-            "crm",
             CrmActivities.open_case,
             OpenCaseInput(
                 subject=(
@@ -431,15 +433,10 @@ class BillingReconciliation:
             ),
             skippable=True,
         )
-        self.saga.current_step = None
+        self.runtime.current_step = None
         return result.case_id if result else None
 
     # --- plumbing ---------------------------------------------------------------------------
-
-    @property
-    def saga(self) -> Saga:
-        assert self._saga is not None, "the saga starts with the run"
-        return self._saga
 
     async def _data(
         self,
@@ -456,7 +453,7 @@ class BillingReconciliation:
             heartbeat_timeout=timedelta(seconds=defaults.heartbeat_timeout),
             # A cancelled data activity is waited for: it may still be writing.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            **self.saga.options(RECONCILIATION),
+            **activity_options(self.runtime.policies, activity),
         )
 
     async def _bounded(self, calls: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
@@ -504,8 +501,8 @@ class BillingReconciliation:
 
     async def _record(self) -> None:
         summary = f"hub: record {self._run.status}"
-        if self._saga is not None:
-            await self._saga.record(ReconciliationStore.record, self._run, summary=summary)
+        if self._runtime is not None:
+            await self._runtime.record(ReconciliationStore.record, self._run, summary)
             return
         # Stopped before the policies were read: the hub's own store, retried until it answers.
         await workflow.execute_activity_method(

@@ -18,7 +18,9 @@ Every side-effecting call carries the idempotency key ``<workflow id>/<item>/<st
 retried activity never creates a second record.
 
 A failed order raises a ``major`` alarm at the NMS naming the step and system it failed at;
-parks and failing compensations raise theirs through the saga (see ``docs/alarms.md``).
+parks and failing compensations raise theirs through the runtime (see ``docs/alarms.md``).
+The steps, parking, alarms and the ``decide`` update are the shared process runtime's
+(:mod:`workflows.runtime`); this module holds the order's business steps only.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.saga import (
-    DeadLetterDecision,
-    DecisionResult,
-    Saga,
-    SagaCancelled,
+from workflows.runtime import (
+    ProcessCancelled,
+    ProcessContract,
+    ProcessWorkflow,
     StepAborted,
     describe,
     set_hub_status,
@@ -75,10 +77,11 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_NAME = "ServiceActivation"
 PROCESS_KIND = "service-activation"
+WORKFLOW_ID_PREFIX = "service-order-"
 
 
 def workflow_id_for(order_id: str) -> str:
-    return f"service-order-{order_id}"
+    return f"{WORKFLOW_ID_PREFIX}{order_id}"
 
 
 @dataclass
@@ -168,7 +171,7 @@ class CancelRequest:
 
 
 @workflow.defn(name=WORKFLOW_NAME)
-class ServiceActivation:
+class ServiceActivation(ProcessWorkflow):
     def __init__(self) -> None:
         self._state = OrderState.ACKNOWLEDGED
         self._items: dict[str, str] = {}
@@ -177,21 +180,20 @@ class ServiceActivation:
         #: Set once a step that cannot be undone has run (an HSS delete).
         self._past_point_of_no_return = False
         self._current_item: str | None = None
-        self._saga: Saga | None = None
 
     # --- messages -------------------------------------------------------------------------
 
     @workflow.query
     def status(self) -> OrderStatus:
-        saga = self._saga
-        parked = saga.parked if saga else None
+        runtime = self._runtime
+        parked = runtime.parked if runtime else None
         return OrderStatus(
             state=self._state.value,
-            current_step=saga.current_step if saga else None,
+            current_step=runtime.current_step if runtime else None,
             items=dict(self._items),
             error_message=self._error,
             cancel_requested=self._cancel is not None,
-            compensations_pending=saga.compensations_pending if saga else 0,
+            compensations_pending=runtime.steps.compensations_pending if runtime else 0,
             parked_dead_letter=parked.dead_letter_id if parked else None,
         )
 
@@ -207,25 +209,13 @@ class ServiceActivation:
             raise ApplicationError(
                 f"the order is already {self._state.value}", type="NotCancellable"
             )
-        if self._saga and self._saga.compensating:
+        if self._runtime and self._runtime.compensating:
             raise ApplicationError("the order is already being rolled back", type="NotCancellable")
         if self._past_point_of_no_return:
             raise ApplicationError(
                 "a subscriber was already deleted from the HSS; the order can only finish",
                 type="NotCancellable",
             )
-
-    @workflow.update
-    async def decide(self, decision: DeadLetterDecision) -> DecisionResult:
-        """An operator's retry / skip / abort of the step this order is parked on."""
-        assert self._saga is not None
-        return self._saga.accept_decision(decision)
-
-    @decide.validator
-    def _validate_decide(self, decision: DeadLetterDecision) -> None:
-        if self._saga is None:
-            raise ApplicationError("the order has not started", type="NotParked")
-        self._saga.validate_decision(decision)
 
     # --- the process ----------------------------------------------------------------------
 
@@ -241,9 +231,9 @@ class ServiceActivation:
             start_to_close_timeout=timedelta(seconds=10),
             summary="hub: read the retry policies",
         )
-        self._saga = Saga(
+        self.start_runtime(
             process=PROCESS_KIND,
-            order_id=order.order_id,
+            reference=order.order_id,
             policies=policies,
             stop_requested=self._stop_requested,
         )
@@ -269,11 +259,11 @@ class ServiceActivation:
                     await self._delete(item)
                 await self._set_item(item.id, ItemState.COMPLETED)
             if self._stop_requested():
-                raise SagaCancelled()
-        except SagaCancelled:
+                raise ProcessCancelled()
+        except ProcessCancelled:
             await self._roll_back(OrderState.CANCELLED, ItemState.CANCELLED)
         except (ActivityError, StepAborted) as err:
-            step = self.saga.current_step
+            step = self.runtime.current_step
             message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
             self._error = message
             workflow.logger.warning("order step failed", extra={"step": step})
@@ -282,16 +272,16 @@ class ServiceActivation:
             failed = [self._current_item] if self._current_item else list(self._items)
             for item_id in failed:
                 self._items[item_id] = ItemState.FAILED.value
-            self.saga.alarm_failed(err, message)
+            self.runtime.alarm_failed(err, message)
             await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
         else:
             self._state = OrderState.COMPLETED
-            self.saga.current_step = None
+            self.runtime.current_step = None
             set_hub_status(sa.HubStatus.COMPLETED)
             workflow.set_current_details("completed")
             await self._record(reason="all items completed")
         # The order's state is recorded already; only the workflow's close waits for alarms.
-        await self.saga.settle_alarms()
+        await self.runtime.settle()
         return ServiceActivationResult(
             order_id=order.order_id,
             state=self._state.value,
@@ -305,15 +295,13 @@ class ServiceActivation:
         if not adds:
             return
         self._current_item = None
-        price = await self.saga.call(
+        price = await self.runtime.call(
             "billing.price_plans",
-            "billing",
             BillingActivities.price_plans,
             PricePlansInput([item.service.plan or "" for item in adds]),
         )
-        check = await self.saga.call(
+        check = await self.runtime.call(
             "credit.check",
-            "credit",
             CreditActivities.check_credit,
             CreditCheckInput(
                 customer_id=order.customer.id,
@@ -323,15 +311,13 @@ class ServiceActivation:
                 idempotency_key=self._key("credit.check"),
             ),
         )
-        self.saga.push(
+        self.runtime.push(
             "credit.release",
-            "credit",
             CreditActivities.release_credit,
             ReleaseCreditInput(check.check_id, self._key("credit.release")),
         )
-        customer = await self.saga.call(
+        customer = await self.runtime.call(
             "crm.upsert_customer",
-            "crm",
             CrmActivities.upsert_customer,
             UpsertCustomerInput(
                 customer_id=order.customer.id,
@@ -344,9 +330,8 @@ class ServiceActivation:
             skip_result=UpsertCustomerResult(created=False),
         )
         if customer.created:
-            self.saga.push(
+            self.runtime.push(
                 "crm.delete_customer",
-                "crm",
                 CrmActivities.delete_customer,
                 DeleteCustomerInput(order.customer.id, self._key("crm.delete_customer")),
             )
@@ -356,9 +341,8 @@ class ServiceActivation:
         service, customer = item.service, self._order.customer
         assert service.ki and service.qos and service.plan  # validated by the API
         self._current_item = item.id
-        await self.saga.call(
+        await self.runtime.call(
             f"{item.id}/hss.create_subscriber",
-            "hss",
             HssActivities.create_subscriber,
             CreateSubscriberInput(
                 imsi=service.imsi,
@@ -370,16 +354,14 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/hss.create_subscriber"),
             ),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/hss.delete_subscriber",
-            "hss",
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
         )
         if self._account_id is None:
-            account = await self.saga.call(
+            account = await self.runtime.call(
                 "billing.open_account",
-                "billing",
                 BillingActivities.open_account,
                 OpenAccountInput(
                     customer_id=customer.id,
@@ -390,15 +372,13 @@ class ServiceActivation:
             )
             self._account_id = account.account_id
             if account.created:
-                self.saga.push(
+                self.runtime.push(
                     "billing.close_account",
-                    "billing",
                     BillingActivities.close_account,
                     CloseAccountInput(account.account_id, self._key("billing.close_account")),
                 )
-        subscription = await self.saga.call(
+        subscription = await self.runtime.call(
             f"{item.id}/billing.create_subscription",
-            "billing",
             BillingActivities.create_subscription,
             CreateSubscriptionInput(
                 account_id=self._account_id,
@@ -408,17 +388,15 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/billing.create_subscription"),
             ),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/billing.void_subscription",
-            "billing",
             BillingActivities.void_subscription,
             VoidSubscriptionInput(
                 subscription.subscription_id, self._key(f"{item.id}/billing.void_subscription")
             ),
         )
-        await self.saga.call(
+        await self.runtime.call(
             f"{item.id}/crm.activate_service",
-            "crm",
             CrmActivities.set_service_status,
             ServiceStatusInput(
                 customer_id=customer.id,
@@ -432,9 +410,8 @@ class ServiceActivation:
             ),
             skippable=True,
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/crm.delete_service",
-            "crm",
             CrmActivities.delete_service,
             DeleteServiceInput(
                 customer.id, service.service_id, self._key(f"{item.id}/crm.delete_service")
@@ -445,32 +422,28 @@ class ServiceActivation:
         service = item.service
         assert service.qos and service.plan  # validated by the API
         self._current_item = item.id
-        previous_qos: QosProfile = await self.saga.call(
-            f"{item.id}/hss.read_qos", "hss", HssActivities.read_qos, ReadQosInput(service.imsi)
+        previous_qos: QosProfile = await self.runtime.call(
+            f"{item.id}/hss.read_qos", HssActivities.read_qos, ReadQosInput(service.imsi)
         )
-        await self.saga.call(
+        await self.runtime.call(
             f"{item.id}/hss.update_qos",
-            "hss",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, service.qos, self._key(f"{item.id}/hss.update_qos")),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/hss.restore_qos",
-            "hss",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, previous_qos, self._key(f"{item.id}/hss.restore_qos")),
         )
-        change = await self.saga.call(
+        change = await self.runtime.call(
             f"{item.id}/billing.change_plan",
-            "billing",
             BillingActivities.change_plan,
             ChangePlanInput(
                 service.msisdn, service.plan, self._key(f"{item.id}/billing.change_plan")
             ),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/billing.restore_plan",
-            "billing",
             BillingActivities.change_plan,
             ChangePlanInput(
                 service.msisdn, change.previous_plan, self._key(f"{item.id}/billing.restore_plan")
@@ -480,9 +453,8 @@ class ServiceActivation:
     async def _delete(self, item: ServiceItem) -> None:
         service, customer = item.service, self._order.customer
         self._current_item = item.id
-        marked = await self.saga.call(
+        marked = await self.runtime.call(
             f"{item.id}/crm.mark_terminating",
-            "crm",
             CrmActivities.set_service_status,
             ServiceStatusInput(
                 customer_id=customer.id,
@@ -494,9 +466,8 @@ class ServiceActivation:
             skippable=True,
             skip_result=ServiceStatusResult(previous_status=None),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/crm.restore_status",
-            "crm",
             CrmActivities.set_service_status,
             ServiceStatusInput(
                 customer_id=customer.id,
@@ -505,17 +476,15 @@ class ServiceActivation:
                 idempotency_key=self._key(f"{item.id}/crm.restore_status"),
             ),
         )
-        await self.saga.call(
+        await self.runtime.call(
             f"{item.id}/billing.terminate_subscription",
-            "billing",
             BillingActivities.terminate_subscription,
             SubscriptionInput(
                 service.msisdn, self._key(f"{item.id}/billing.terminate_subscription")
             ),
         )
-        self.saga.push(
+        self.runtime.push(
             f"{item.id}/billing.reactivate_subscription",
-            "billing",
             BillingActivities.reactivate_subscription,
             SubscriptionInput(
                 service.msisdn, self._key(f"{item.id}/billing.reactivate_subscription")
@@ -524,19 +493,17 @@ class ServiceActivation:
         # The point of no return: the subscriber's keys leave the network for good. From here
         # the order only moves forward (and can no longer be cancelled).
         if self._stop_requested():
-            raise SagaCancelled()
+            raise ProcessCancelled()
         self._past_point_of_no_return = True
-        await self.saga.call(
+        await self.runtime.call(
             f"{item.id}/hss.delete_subscriber",
-            "hss",
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
             cancellable=False,
         )
-        self.saga.forget_compensations()
-        await self.saga.call(
+        self.runtime.steps.forget_compensations()
+        await self.runtime.call(
             f"{item.id}/crm.delete_service",
-            "crm",
             CrmActivities.delete_service,
             DeleteServiceInput(
                 customer.id, service.service_id, self._key(f"{item.id}/crm.delete_service")
@@ -547,18 +514,13 @@ class ServiceActivation:
 
     # --- bookkeeping ----------------------------------------------------------------------
 
-    @property
-    def saga(self) -> Saga:
-        assert self._saga is not None, "the saga starts with the run"
-        return self._saga
-
     def _key(self, step: str) -> str:
         return f"{workflow.info().workflow_id}/{step}"
 
     async def _roll_back(self, final: OrderState, rolled_back: ItemState) -> None:
         """Compensate every step done, newest first, then record the final state."""
         set_hub_status(sa.HubStatus.COMPENSATING)
-        failures = await self.saga.compensate()
+        failures = await self.runtime.compensate()
         if failures:
             note = "compensation failed, manual repair needed: " + "; ".join(failures)
             self._error = f"{self._error}; {note}" if self._error else note
@@ -566,7 +528,7 @@ class ServiceActivation:
             if state != ItemState.FAILED.value:
                 self._items[item_id] = rolled_back.value
         self._state = final
-        self.saga.current_step = None
+        self.runtime.current_step = None
         cancelled = final == OrderState.CANCELLED
         set_hub_status(sa.HubStatus.CANCELLED if cancelled else sa.HubStatus.FAILED)
         workflow.set_current_details(
@@ -586,7 +548,7 @@ class ServiceActivation:
         self, *, reason: str | None = None, items: dict[str, str] | None = None
     ) -> None:
         """Write progress to the hub database."""
-        await self.saga.record(
+        await self.runtime.record(
             OrderStoreActivities.record_order_state,
             RecordOrderStateInput(
                 order_id=self._order.order_id,
@@ -597,3 +559,40 @@ class ServiceActivation:
             ),
             summary=f"hub: record {self._state.value}",
         )
+
+
+# --- the process contract -------------------------------------------------------------------
+
+
+def _search_attributes(order: ServiceActivationInput) -> list[SearchAttributePair[str]]:
+    pairs = [
+        SearchAttributePair(sa.ORDER_ID, order.order_id),
+        SearchAttributePair(sa.CUSTOMER_ID, order.customer.id),
+    ]
+    if order.external_id:
+        pairs.append(SearchAttributePair(sa.EXTERNAL_ID, order.external_id))
+    return pairs
+
+
+def _summary(order: ServiceActivationInput) -> str:
+    return f"TMF641 order {order.external_id or order.order_id} for {order.customer.id}"
+
+
+def _details(order: ServiceActivationInput) -> str:
+    return "\n".join(
+        f"- item {i.id}: **{i.action}** IMSI {i.service.imsi}, MSISDN {i.service.msisdn}"
+        + (f", plan {i.service.plan}" if i.service.plan else "")
+        for i in order.items
+    )
+
+
+CONTRACT: ProcessContract[ServiceActivationInput] = ProcessContract(
+    name=WORKFLOW_NAME,
+    kind=PROCESS_KIND,
+    run=ServiceActivation.run,
+    workflow_id_prefix=WORKFLOW_ID_PREFIX,
+    search_attributes=_search_attributes,
+    memo=operator_memo,
+    summary=_summary,
+    details=_details,
+)

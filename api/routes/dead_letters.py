@@ -21,7 +21,7 @@ from api.deps import ApiKeyDep, SessionDep, TemporalDep, require_api_key
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
-from workflows.saga import DeadLetterDecision
+from workflows.runtime import DeadLetterDecision, ProcessWorkflow
 
 router = APIRouter(
     prefix="/deadLetters", tags=["Dead letters"], dependencies=[Depends(require_api_key)]
@@ -153,7 +153,7 @@ async def _decide(
     handle = temporal.get_workflow_handle(letter.workflow_id)
     try:
         await handle.execute_update(
-            "decide",
+            ProcessWorkflow.decide,
             DeadLetterDecision(
                 dead_letter_id=letter.id,
                 action=action.value,

@@ -12,12 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
@@ -30,7 +24,6 @@ from api.tmf641 import (
     order_items,
     redacted,
 )
-from hub import search_attributes as sa
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -38,13 +31,11 @@ from hub.models import (
     ServiceOrder,
     ServiceOrderItem,
 )
+from workflows.service_activation import CONTRACT as ORDER_PROCESS
 from workflows.service_activation import (
-    PROCESS_KIND,
     CancelRequest,
     ServiceActivation,
     ServiceActivationInput,
-    operator_memo,
-    workflow_id_for,
 )
 
 PREFIX = "/tmf-api/serviceOrdering/v4"
@@ -138,7 +129,7 @@ async def create_service_order(
         id=order_id,
         external_id=body.externalId,
         customer_id=customer.id,
-        workflow_id=workflow_id_for(order_id),
+        workflow_id=ORDER_PROCESS.workflow_id(order_id),
         document=document,
     )
     session.add(order)
@@ -157,36 +148,15 @@ async def create_service_order(
             )
         raise
     try:
-        process_input = ServiceActivationInput(
-            order_id=order_id, customer=customer, items=items, external_id=body.externalId
-        )
-        await temporal.start_workflow(
-            ServiceActivation.run,
-            process_input,
-            id=order.workflow_id,
+        await ORDER_PROCESS.start(
+            temporal,
+            ServiceActivationInput(
+                order_id=order_id, customer=customer, items=items, external_id=body.externalId
+            ),
+            order_id,
             task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"TMF641 order {body.externalId or order_id} for {customer.id}",
-            memo=operator_memo(process_input),
-            static_details="\n".join(
-                f"- item {i.id}: **{i.action}** IMSI {i.service.imsi}, MSISDN {i.service.msisdn}"
-                + (f", plan {i.service.plan}" if i.service.plan else "")
-                for i in items
-            ),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.ORDER_ID, order_id),
-                    SearchAttributePair(sa.CUSTOMER_ID, customer.id),
-                    SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
-                    SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
-                    *(
-                        [SearchAttributePair(sa.EXTERNAL_ID, body.externalId)]
-                        if body.externalId
-                        else []
-                    ),
-                ]
-            ),
+            # The API died after starting it, before committing: the row's retry finds it.
+            use_existing=True,
         )
     except RPCError as exc:
         await session.rollback()

@@ -1,0 +1,171 @@
+"""Steps and compensations: run a step as an activity, remember how to undo it, undo in reverse.
+
+A step's activity options come from its system (derived from the activity,
+:mod:`workflows.runtime.options`). A failure that a person can repair parks the step
+(:mod:`workflows.runtime.parking`); any other permanent failure raises ``ActivityError`` to
+the process, which compensates. Compensations park too when they cannot run, are always
+skippable (an operator may undo a thing by hand), and run even when the process was
+cancelled: nothing stops them but an operator's abort.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows.runtime.alarms import Alarms
+from workflows.runtime.failures import ProcessCancelled, StepAborted, describe, parkable
+from workflows.runtime.options import activity_options
+from workflows.runtime.parking import Parking, park_alarm_kind
+
+with workflow.unsafe.imports_passed_through():
+    from activities.definitions import system_of
+    from activities.policies import ProcessPolicies
+    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
+    from hub import search_attributes as sa
+    from hub.models import DeadLetterAction, DeadLetterStatus
+
+
+@dataclass
+class _Compensation:
+    step: str
+    activity: Callable[..., Awaitable[Any]]
+    arg: Any
+
+
+class Steps:
+    """The steps of one run, and the stack of what undoes them."""
+
+    def __init__(
+        self,
+        *,
+        policies: ProcessPolicies,
+        alarms: Alarms,
+        parking: Parking,
+        stop_requested: Callable[[], bool],
+    ) -> None:
+        self.policies = policies
+        self.alarms = alarms
+        self.parking = parking
+        self.stop_requested = stop_requested
+        self.current_step: str | None = None
+        self.current_system: str | None = None
+        self.compensating = False
+        self._compensations: list[_Compensation] = []
+
+    @property
+    def compensations_pending(self) -> int:
+        return len(self._compensations)
+
+    async def call(
+        self,
+        step: str,
+        activity: Callable[..., Awaitable[Any]],
+        arg: Any = None,
+        *,
+        cancellable: bool = True,
+        skippable: bool = False,
+        skip_result: Any = None,
+        compensation: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Run one step; park it when it cannot go on alone. Raises ``ActivityError`` for a
+        failure that does not park, :class:`StepAborted`, or :class:`ProcessCancelled`.
+
+        ``options`` override the system's activity options (a longer timeout, a heartbeat)."""
+        system = system_of(activity)
+        first_attempt = workflow.now()
+        while True:
+            if cancellable and self.stop_requested():
+                raise ProcessCancelled()
+            self.current_step, self.current_system = step, system
+            workflow.set_current_details(f"calling **{system}**: `{step}`")
+            try:
+                result = await workflow.execute_activity_method(
+                    activity,
+                    args=[] if arg is None else [arg],
+                    summary=f"{'compensate ' if compensation else ''}{system}: {step}",
+                    **{**activity_options(self.policies, activity), **options},
+                )
+            except ActivityError as err:
+                if not parkable(err):
+                    if not compensation:  # after a retry: the process reports its failure
+                        self.alarms.clear_alarm(
+                            park_alarm_kind(step, False), f"{step} failed: {describe(err)}"
+                        )
+                    raise
+                decision = await self.parking.park(
+                    step,
+                    activity,
+                    arg,
+                    err,
+                    first_attempt,
+                    skippable=skippable,
+                    compensation=compensation,
+                    cancellable=cancellable,
+                    stop_requested=self.stop_requested,
+                    resume_status=(
+                        sa.HubStatus.COMPENSATING if self.compensating else sa.HubStatus.RUNNING
+                    ),
+                )
+                if decision.action == DeadLetterAction.RETRY:
+                    if decision.input:
+                        arg = dataclasses.replace(arg, **decision.input)
+                    continue
+                if decision.action == DeadLetterAction.SKIP:
+                    return skip_result
+                raise StepAborted(step, describe(err), decision.decided_by) from err
+            if step in self.parking.letters:
+                await self.parking.close_letter(step, DeadLetterStatus.RESOLVED)
+                self.alarms.clear_alarm(
+                    park_alarm_kind(step, compensation), f"{step} retried successfully"
+                )
+            return result
+
+    def push(self, step: str, activity: Callable[..., Awaitable[Any]], arg: Any) -> None:
+        """Remember how to undo a step that has succeeded."""
+        self._compensations.append(_Compensation(step, activity, arg))
+
+    def forget_compensations(self) -> None:
+        """Past a point of no return there is nothing left to undo."""
+        self._compensations.clear()
+
+    async def compensate(self) -> list[str]:
+        """Undo every step done, newest first. Returns the compensations given up on
+        (they need manual repair); one that fails does not stop the others."""
+        self.compensating = True
+        failures: list[str] = []
+        while self._compensations:
+            compensation = self._compensations.pop()
+            try:
+                await self.call(
+                    compensation.step,
+                    compensation.activity,
+                    compensation.arg,
+                    cancellable=False,
+                    skippable=True,
+                    compensation=True,
+                )
+            except (StepAborted, ActivityError) as err:
+                failure = (
+                    str(err)
+                    if isinstance(err, StepAborted)
+                    else f"{compensation.step}: {describe(err)}"
+                )
+                failures.append(failure)
+                # Systems now disagree (something done is not undone): a person must repair.
+                self.alarms.raise_alarm(
+                    park_alarm_kind(compensation.step, True),
+                    PerceivedSeverity.CRITICAL,
+                    EventType.PROCESSING_ERROR_ALARM,
+                    ProbableCause.DATABASE_INCONSISTENCY,
+                    f"compensation given up, repair by hand: {failure}",
+                    step=compensation.step,
+                    system=system_of(compensation.activity),
+                )
+        return failures

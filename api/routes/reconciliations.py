@@ -55,7 +55,7 @@ from api.listing import one_of, page
 from hub import search_attributes as sa
 from hub.exports import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
-from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
+from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
 from workflows.reconciliation import (

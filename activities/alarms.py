@@ -21,7 +21,7 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from adapters.snmp import (
+from hub.alarms import (
     Alarm,
     EventType,
     PerceivedSeverity,

@@ -55,8 +55,8 @@ with workflow.unsafe.imports_passed_through():
         SplitResult,
         leakage_pct,
     )
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.models import ReconciliationStatus
     from hub.reconciliation.engine import CategoryTotal, PartitionSummary, Tolerances
     from hub.redact import redact_uri

@@ -48,8 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.alarms import AlarmActivities, RaiseAlarmInput
     from activities.dead_letters import DeadLetterStore, DeadLetterUpdate, ParkInput
     from activities.policies import ProcessPolicies, SystemPolicy
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.models import DeadLetterAction, DeadLetterStatus
     from hub.redact import SECRET_FIELDS
     from hub.settings import ALARMS

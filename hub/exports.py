@@ -22,7 +22,7 @@ EXPORT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 
 
 class ExportDataset(StrEnum):
-    """The hub data an export can copy (see ``activities.exports`` for rows and columns)."""
+    """The hub data an export can copy (see :mod:`hub.datasets` for rows and columns)."""
 
     ORDERS = "orders"
     ORDER_STATE_CHANGES = "order_state_changes"

@@ -34,12 +34,12 @@ from hub.datasets import DATASETS, Chunk, Dataset, Window
 from hub.db import session_scope
 from hub.errors import PermanentError, TransientError
 from hub.exports import (
-    DestinationRefused,
     ExportFormat,
     ExportRunStatus,
     allowed_roots,
     check_destination,
 )
+from hub.locations import DestinationRefused
 from hub.models import ExportRun, ExportWatermark, utcnow
 from hub.settings import Settings
 

@@ -39,7 +39,7 @@ from adapters import usage_files
 from adapters.billing_export import BillingExportClient
 from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
-from hub.exports import DestinationRefused, check_location, normalize_destination
+from hub.locations import DestinationRefused, check_location, normalize_destination
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
 from hub.reconciliation import engine
 from hub.reconciliation.engine import PartitionSummary, Tolerances

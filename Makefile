@@ -1,6 +1,6 @@
 # The two commands of the README, and the checks.
 #
-#   make run         set up .venv and start the whole stack here (python -m hub.devstack)
+#   make run         set up .venv and start the whole stack here (python -m hub.tools.devstack)
 #   make test        set up .venv and run the test suite (PYTEST_ARGS="-k orders -x" to narrow)
 #   make lint        ruff (lint and format) and mypy
 #   make clean-data  wipe data/: Temporal history, hub database, simulator state, logs
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m hub.devstack
+	$(BIN)/python -m hub.tools.devstack
 
 # pytest exits 5 when it collected no test: that fails like any other non-zero status.
 test: $(STAMP)
@@ -45,7 +45,7 @@ lint: $(STAMP)
 # Refuses while the dev stack's ports are taken: wiping the files under a running stack
 # would leave Temporal and the hub with state that no longer exists on disk.
 clean-data:
-	@if [ -x $(BIN)/python ] && ! $(BIN)/python -m hub.devstack --check-stopped; then \
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -m hub.tools.devstack --check-stopped; then \
 		echo "make clean-data: stop the dev stack (Ctrl-C in its terminal) first" >&2; exit 1; \
 	fi
 	rm -rf data

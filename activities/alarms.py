@@ -21,7 +21,7 @@ from typing import Protocol
 from temporalio.exceptions import ApplicationError
 
 from activities.definitions import defn
-from adapters.snmp import (
+from hub.alarms import (
     Alarm,
     EventType,
     PerceivedSeverity,

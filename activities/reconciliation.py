@@ -38,12 +38,12 @@ from activities.definitions import HUB, defn
 from activities.errors import outside_call
 from adapters import usage_files
 from adapters.billing_export import BillingExportClient
-from hub import reconcile
 from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
-from hub.exports import DestinationRefused, check_location, normalize_destination
+from hub.locations import DestinationRefused, check_location, normalize_destination
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
-from hub.reconcile import PartitionSummary, Tolerances
+from hub.reconciliation import engine
+from hub.reconciliation.engine import PartitionSummary, Tolerances
 from hub.redact import redact_uri
 from hub.settings import Settings
 from hub.usage import Tariff
@@ -368,7 +368,7 @@ class ReconciliationActivities:
             self.settings.reconciliation_partition_bytes,
             self.settings.reconciliation_max_partitions,
         )
-        reconcile.check_partitions(partitions)
+        engine.check_partitions(partitions)
         tasks = {
             "network": _tasks(network, self.settings.reconciliation_task_bytes),
             "billing": _tasks(billing, self.settings.reconciliation_task_bytes),
@@ -393,12 +393,12 @@ class ReconciliationActivities:
         """Read one task's files, keep the period's rows, write them hash-partitioned."""
         workspace = Workspace.of(self.settings, data.run_id)
         uris: list[str] = workspace.read_sources()[data.side][data.index]
-        period = reconcile.Period(data.period_start, data.period_end).widened(data.margin_seconds)
-        tariffs = reconcile.TariffTable.of(data.tariffs)
+        period = engine.Period(data.period_start, data.period_end).widened(data.margin_seconds)
+        tariffs = engine.TariffTable.of(data.tariffs)
         if data.side == "network":
-            schema, work_schema = reconcile.NETWORK_INPUT, reconcile.NETWORK_WORK
+            schema, work_schema = engine.NETWORK_INPUT, engine.NETWORK_WORK
         else:
-            schema, work_schema = reconcile.RATED_INPUT, reconcile.BILLING_WORK
+            schema, work_schema = engine.RATED_INPUT, engine.BILLING_WORK
         counts = {"read": 0, "kept": 0}
 
         def groups() -> Any:
@@ -406,14 +406,14 @@ class ReconciliationActivities:
                 for table in usage_files.read_batches(uri, schema):
                     counts["read"] += table.num_rows
                     if data.side == "network":
-                        work = reconcile.network_work(table, period)
+                        work = engine.network_work(table, period)
                     else:
-                        work = reconcile.billing_work(table, period, tariffs)
+                        work = engine.billing_work(table, period, tariffs)
                     counts["kept"] += work.num_rows
                     activity.heartbeat(f"file {number}/{len(uris)}, {counts['read']} rows")
-                    yield reconcile.split(work, data.partitions)
+                    yield engine.split(work, data.partitions)
 
-        size = reconcile.write_split(workspace.split(data.side, data.index), work_schema, groups())
+        size = engine.write_split(workspace.split(data.side, data.index), work_schema, groups())
         return SplitResult(data.side, data.index, len(uris), counts["read"], counts["kept"], size)
 
     @defn("reconciliation.reconcile_partition")
@@ -421,36 +421,36 @@ class ReconciliationActivities:
     def reconcile_partition(self, data: ReconcilePartitionInput) -> ReconcilePartitionResult:
         """Join, classify and price one partition; write its discrepancies."""
         workspace = Workspace.of(self.settings, data.run_id)
-        tariffs = reconcile.TariffTable.of(data.tariffs)
-        network = reconcile.read_partition(
+        tariffs = engine.TariffTable.of(data.tariffs)
+        network = engine.read_partition(
             workspace.splits("network", data.network_tasks),
             data.partition,
             data.partitions,
-            reconcile.NETWORK_WORK,
+            engine.NETWORK_WORK,
         )
-        billing = reconcile.read_partition(
+        billing = engine.read_partition(
             workspace.splits("billing", data.billing_tasks),
             data.partition,
             data.partitions,
-            reconcile.BILLING_WORK,
+            engine.BILLING_WORK,
         )
         activity.heartbeat("joined")
-        found, summary = reconcile.reconcile(
+        found, summary = engine.reconcile(
             network,
             billing,
             tariffs,
             self._plans(data.run_id, workspace.read_sources()["subscriptions"], tariffs),
             data.tolerances,
-            reconcile.Period(data.period_start, data.period_end),
+            engine.Period(data.period_start, data.period_end),
         )
-        reconcile.write_parquet(found, workspace.part(data.partition))
+        engine.write_parquet(found, workspace.part(data.partition))
         return ReconcilePartitionResult(data.partition, summary)
 
     def _plans(
-        self, run_id: str, uri: str | None, tariffs: reconcile.TariffTable
-    ) -> reconcile.PlanLookup:
+        self, run_id: str, uri: str | None, tariffs: engine.TariffTable
+    ) -> engine.PlanLookup:
         if uri is None:
-            return reconcile.PlanLookup.empty()
+            return engine.PlanLookup.empty()
         # Read once per run and worker, not once per partition; only the latest run is kept.
         with self._subscriptions_lock:
             key, table = self._subscriptions
@@ -461,7 +461,7 @@ class ReconciliationActivities:
                     )
                 )
                 self._subscriptions = ((run_id, uri), table)
-        return reconcile.PlanLookup.of(table, tariffs)
+        return engine.PlanLookup.of(table, tariffs)
 
     @defn("reconciliation.finalize")
     @_data_errors
@@ -479,7 +479,7 @@ class ReconciliationActivities:
         else:
             tmp = result.with_name(result.name + ".tmp")
             rows = 0
-            schema = reconcile.DISCREPANCY_SCHEMA
+            schema = engine.DISCREPANCY_SCHEMA
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
                 for number, part in enumerate(parts, start=1):
                     table = pq.read_table(part, schema=schema)

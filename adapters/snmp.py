@@ -1,10 +1,11 @@
 """SNMP on pysnmp: the hub's alarms as notifications to the operator's NMS, and a GET helper.
 
-Alarms follow ITU-T X.733 as carried by the ITU-ALARM-MIB family (RFC 3877): event type,
-probable cause and perceived severity use the numbering of IANA-ITU-ALARM-TC-MIB and
-ITU-ALARM-TC-MIB. The hub sends them as SNMPv2 notifications (``trap``: fire and forget, or
-``inform``: acknowledged) in v2c (community) or v3 (USM, SHA authentication, AES-128 privacy).
-The notification and its objects live under the hub's enterprise arc, see ``docs/alarms.md``.
+Alarms follow ITU-T X.733 as carried by the ITU-ALARM-MIB family (RFC 3877); the report and
+its event type, probable cause and perceived severity are :mod:`hub.alarms`'s, numbered as
+IANA-ITU-ALARM-TC-MIB and ITU-ALARM-TC-MIB number them. The hub sends them as SNMPv2
+notifications (``trap``: fire and forget, or ``inform``: acknowledged) in v2c (community) or v3
+(USM, SHA authentication, AES-128 privacy). The notification and its objects live under the
+hub's enterprise arc, see ``docs/alarms.md``.
 
 The contract at this boundary:
 
@@ -20,15 +21,13 @@ The contract at this boundary:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -54,6 +53,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
+from hub.alarms import Alarm, PerceivedSeverity
 from hub.errors import NotFoundError, PermanentError, TransientError, ValidationFailure
 
 logger = logging.getLogger(__name__)
@@ -94,94 +94,10 @@ SYS_UPTIME_OID = "1.3.6.1.2.1.1.3.0"
 SYS_NAME_OID = "1.3.6.1.2.1.1.5.0"
 
 
-class PerceivedSeverity(IntEnum):
-    """ITU-ALARM-TC-MIB ``ItuPerceivedSeverity`` (RFC 3877 section 5.2; X.733 8.1.2.3)."""
-
-    CLEARED = 1
-    INDETERMINATE = 2
-    CRITICAL = 3
-    MAJOR = 4
-    MINOR = 5
-    WARNING = 6
-
-
-class EventType(IntEnum):
-    """IANA-ITU-ALARM-TC-MIB ``IANAItuEventType`` (RFC 3877 section 5.1; X.733 8.1.1)."""
-
-    OTHER = 1
-    COMMUNICATIONS_ALARM = 2
-    QUALITY_OF_SERVICE_ALARM = 3
-    PROCESSING_ERROR_ALARM = 4
-    EQUIPMENT_ALARM = 5
-    ENVIRONMENTAL_ALARM = 6
-    INTEGRITY_VIOLATION = 7
-    OPERATIONAL_VIOLATION = 8
-    PHYSICAL_VIOLATION = 9
-    SECURITY_SERVICE_OR_MECHANISM_VIOLATION = 10
-    TIME_DOMAIN_VIOLATION = 11
-
-
-class ProbableCause(IntEnum):
-    """The causes the hub reports, numbered as IANA-ITU-ALARM-TC-MIB ``IANAItuProbableCause``.
-
-    RFC 3877 carries several catalogues side by side (M.3100 in 1-166, QoS in 201-207, X.733
-    in 500-555, X.736 in 600-615), with some causes in more than one. Where M.3100 has the
-    cause the hub uses that code (158, 163...); where only X.733 has it, the X.733 one (505...).
-    An NMS that loads IANA-ITU-ALARM-TC-MIB shows the names below for these numbers.
-    """
-
-    CONNECTION_ESTABLISHMENT_ERROR = 22
-    INVALID_MESSAGE_RECEIVED = 23
-    CORRUPT_DATA = 153
-    APPLICATION_SUBSYSTEM_FAILURE = 158
-    CONFIGURATION_OR_CUSTOMISATION_ERROR = 159
-    DATABASE_INCONSISTENCY = 160
-    SOFTWARE_ERROR = 163
-    TIMEOUT_EXPIRED = 164
-    CONGESTION = 202
-    EXCESSIVE_RESPONSE_TIME = 204
-    SYSTEM_RESOURCES_OVERLOAD = 207
-    COMMUNICATIONS_PROTOCOL_ERROR = 504
-    COMMUNICATIONS_SUBSYSTEM_FAILURE = 505
-    THRESHOLD_CROSSED = 549
-    UNDERLYING_RESOURCE_UNAVAILABLE = 554
-    AUTHENTICATION_FAILURE = 600
-    OTHER = 1024
-
-
-def notification_id(key: str) -> int:
-    """A stable X.733 notification identifier for an alarm key such as ``"<order>/<kind>"``.
-
-    The first 31 bits of SHA-256: the raise and its clear compute the same id without storing
-    anything, and it fits an Unsigned32 and a signed 32-bit field of any NMS alike.
-    """
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "big") >> 1
-
-
-@dataclass(frozen=True)
-class Alarm:
-    """One X.733 alarm report. ``notification_id`` is shared by an alarm and its clear."""
-
-    managed_object: str
-    event_type: EventType
-    probable_cause: ProbableCause
-    severity: PerceivedSeverity
-    text: str
-    notification_id: int
-    event_time: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def notification_oid(self) -> str:
-        return ALARM_CLEAR_OID if self.severity is PerceivedSeverity.CLEARED else ALARM_ACTIVE_OID
-
-    def cleared(self, text: str | None = None, at: datetime | None = None) -> Alarm:
-        """The clear of this alarm: same managed object, cause and notification id."""
-        return replace(
-            self,
-            severity=PerceivedSeverity.CLEARED,
-            text=self.text if text is None else text,
-            event_time=at or datetime.now(UTC),
-        )
+def notification_oid(alarm: Alarm) -> str:
+    """The notification an alarm goes out as: ``hubAlarmClear`` for a clear, else
+    ``hubAlarmActive``."""
+    return ALARM_CLEAR_OID if alarm.severity is PerceivedSeverity.CLEARED else ALARM_ACTIVE_OID
 
 
 def date_and_time(moment: datetime) -> bytes:
@@ -226,7 +142,7 @@ def alarm_varbinds(alarm: Alarm) -> list[tuple[str, Any]]:
 def _notification(alarm: Alarm) -> NotificationType:
     # pysnmp puts sysUpTime.0 first and snmpTrapOID.0 (= the notification OID) second, as
     # RFC 3416 section 4.2.6 requires, and encodes the PDU: nothing here touches BER.
-    return NotificationType(ObjectIdentity(alarm.notification_oid)).add_varbinds(
+    return NotificationType(ObjectIdentity(notification_oid(alarm))).add_varbinds(
         *(ObjectType(ObjectIdentity(oid), value) for oid, value in alarm_varbinds(alarm))
     )
 

@@ -1,9 +1,9 @@
 """What a user would write instead of the hub: the same reconciliation in DuckDB, and in pandas.
 
-Both read the same files as the hub, apply the same rules (:mod:`hub.reconcile`: the same
-categories, tolerances and prices), and write the same discrepancy columns that matter for the
-comparison (``record_id``, ``category``, ``revenue_impact``) to Parquet. Each runs in a process
-of its own, so its peak memory is its own::
+Both read the same files as the hub, apply the same rules (:mod:`hub.reconciliation.engine`:
+the same categories, tolerances and prices), and write the same discrepancy columns that matter
+for the comparison (``record_id``, ``category``, ``revenue_impact``) to Parquet. Each runs in a
+process of its own, so its peak memory is its own::
 
     python -m bench.recon_alternatives duckdb DATA_DIR OUT.parquet
     python -m bench.recon_alternatives pandas DATA_DIR OUT.parquet
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hub.reconcile import NETWORK_INPUT, Tolerances
+from hub.reconciliation.engine import NETWORK_INPUT, Tolerances
 from hub.usage import BYTES_PER_MB, CHARGE_DECIMALS
 from simulators.billing import PLANS
 

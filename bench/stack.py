@@ -35,8 +35,8 @@ from temporalio.client import Client
 
 from hub import search_attributes
 from hub.codec import data_converter, generate_key_spec
-from hub.devstack import temporal_binary
 from hub.settings import REPO_ROOT, SYSTEMS
+from hub.tools.devstack import temporal_binary
 
 logger = logging.getLogger("bench.stack")
 

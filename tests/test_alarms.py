@@ -29,11 +29,8 @@ from adapters.snmp import (
     NOTIFICATION_ID_OID,
     PROBABLE_CAUSE_OID,
     SEVERITY_OID,
-    EventType,
-    PerceivedSeverity,
-    ProbableCause,
-    notification_id,
 )
+from hub.alarms import EventType, PerceivedSeverity, ProbableCause, notification_id
 from hub.errors import ValidationFailure
 from hub.settings import RetrySettings, Settings
 from tests.conftest import Hub, Simulators, eventually

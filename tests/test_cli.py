@@ -22,9 +22,9 @@ import pytest
 from typer.testing import CliRunner
 
 from api.tmf641 import ServiceOrderCreate, customer_of, order_items
-from hub import cli, devstack
 from hub.codec import EncryptionCodec
-from hub.devstack import StackConfig
+from hub.tools import cli, devstack
+from hub.tools.devstack import StackConfig
 
 runner = CliRunner()
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"

@@ -5,7 +5,7 @@ The steps:
 1. billing's tariffs (SOAP) and, unless the rated usage is already in a folder, billing's
    usage export (copied over HTTP into the run's workspace);
 2. every input file of both sides is **split** by an activity of its own: the period's rows,
-   hash-partitioned on the record id (:mod:`hub.reconcile`);
+   hash-partitioned on the record id (:mod:`hub.reconciliation.engine`);
 3. every partition is **reconciled** by an activity of its own: classified, priced, written;
 4. the partitions' discrepancies are gathered into one Parquet file, the totals go to the hub
    database, and leakage above the threshold opens a case in the CRM.
@@ -62,10 +62,10 @@ with workflow.unsafe.imports_passed_through():
         SplitResult,
         leakage_pct,
     )
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.models import ReconciliationStatus
-    from hub.reconcile import CategoryTotal, PartitionSummary, Tolerances
+    from hub.reconciliation.engine import CategoryTotal, PartitionSummary, Tolerances
     from hub.redact import redact_uri
     from hub.settings import RECONCILIATION
 

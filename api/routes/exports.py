@@ -40,13 +40,13 @@ from hub import search_attributes as sa
 from hub.exports import (
     EXPORT_ID_PATTERN,
     SCHEDULE_PREFIX,
-    DestinationRefused,
     ExportDataset,
     ExportFormat,
     ExportRunStatus,
     allowed_roots,
     check_destination,
 )
+from hub.locations import DestinationRefused
 from hub.models import ExportRun, ExportWatermark
 from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
 

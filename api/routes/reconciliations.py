@@ -53,9 +53,9 @@ from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub import search_attributes as sa
-from hub.exports import DestinationRefused
+from hub.locations import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
-from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
+from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
 from workflows.reconciliation import (

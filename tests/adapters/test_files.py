@@ -21,7 +21,8 @@ from adapters.files import (
     open_uri,
 )
 from hub.errors import NotFoundError
-from hub.exports import DestinationRefused, allowed_roots, check_destination, normalize_destination
+from hub.exports import allowed_roots, check_destination
+from hub.locations import DestinationRefused, normalize_destination
 from tests.export_data import files_under, sha256_of
 
 DAY = date(2026, 3, 1)

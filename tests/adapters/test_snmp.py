@@ -35,18 +35,15 @@ from adapters.snmp import (
     SEVERITY_OID,
     SYS_DESCR_OID,
     SYS_UPTIME_OID,
-    Alarm,
-    EventType,
     NotifyType,
-    PerceivedSeverity,
-    ProbableCause,
     SnmpNotifier,
     SnmpTarget,
     date_and_time,
     get,
-    notification_id,
+    notification_oid,
     parse_targets,
 )
+from hub.alarms import Alarm, EventType, PerceivedSeverity, ProbableCause, notification_id
 from hub.errors import NotFoundError, PermanentError, TransientError, ValidationFailure
 from tests.conftest import eventually
 from tests.snmp_fixtures import (
@@ -183,7 +180,7 @@ def assert_carries(notification: Notification, alarm: Alarm) -> None:
     names = list(notification.varbinds)
     # SNMPv2 order: sysUpTime.0, then snmpTrapOID.0, then the notification's objects.
     assert names[:2] == ["." + SYS_UPTIME_VB, "." + TRAP_OID_VB]
-    assert notification.trap_oid == alarm.notification_oid
+    assert notification.trap_oid == notification_oid(alarm)
     assert notification.value(NOTIFICATION_ID_OID) == str(alarm.notification_id)
     assert notification.value(MANAGED_OBJECT_OID) == alarm.managed_object
     assert notification.value(EVENT_TYPE_OID) == str(int(alarm.event_type))

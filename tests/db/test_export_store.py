@@ -18,13 +18,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.exports import (
-    DATASETS,
     BeginExportInput,
     ExportActivities,
     FinishExportInput,
     WriteExportInput,
 )
 from adapters.files import Files
+from hub.datasets import DATASETS
 from hub.models import ExportRun, ExportWatermark
 from hub.settings import Settings
 from tests.export_data import (

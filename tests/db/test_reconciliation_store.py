@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from activities.reconciliation import ReconciliationStore, RecordReconciliationInput
 from hub.models import ReconciliationCategory, ReconciliationRun
-from hub.reconcile import CategoryTotal, PartitionSummary
+from hub.reconciliation.engine import CategoryTotal, PartitionSummary
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 11, 2, tzinfo=UTC)

@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.reconciliation import FinalizeInput, ReconciliationActivities, Workspace
 from adapters.billing_export import BillingExportClient
-from hub import reconcile
+from hub.reconciliation import engine
 from hub.settings import Settings
 
 
@@ -29,10 +29,10 @@ def test_finalize_twice_answers_the_published_result(tmp_path: Path) -> None:
         "revenue_impact": 0.5,
     }
     for partition in range(2):
-        table = reconcile.DISCREPANCY_SCHEMA.empty_table().from_pylist(
-            [row] * (partition + 1), schema=reconcile.DISCREPANCY_SCHEMA
+        table = engine.DISCREPANCY_SCHEMA.empty_table().from_pylist(
+            [row] * (partition + 1), schema=engine.DISCREPANCY_SCHEMA
         )
-        reconcile.write_parquet(table, workspace.part(partition))
+        engine.write_parquet(table, workspace.part(partition))
     env = ActivityEnvironment()
     first = env.run(acts.finalize, FinalizeInput("run-1", 2))
     # A retry, as after a crash between the rename and the report: the parts are gone.

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from adapters.usage_files import list_files, read_batches
-from hub import reconcile as r
+from hub.reconciliation import engine as r
 from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA, Category, Tariff
 from simulators.billing import PLANS
 from simulators.usage import INJECTABLE, UsageSpec, generate

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.main import create_app
-from hub import cli
+from hub.tools import cli
 from simulators.serving import serve_in_background
 from tests.conftest import API_KEY, Hub, Simulators
 

@@ -16,11 +16,8 @@ from adapters.snmp import (
     MANAGED_OBJECT_OID,
     PROBABLE_CAUSE_OID,
     SEVERITY_OID,
-    EventType,
-    PerceivedSeverity,
-    ProbableCause,
-    notification_id,
 )
+from hub.alarms import EventType, PerceivedSeverity, ProbableCause, notification_id
 from hub.settings import RetrySettings, Settings
 from tests.conftest import Hub, Simulators, eventually
 from tests.reconciliation.runs import finished, make_data, start

@@ -22,7 +22,7 @@ from workflows.runtime.options import system_options
 with workflow.unsafe.imports_passed_through():
     from activities.alarms import AlarmActivities, RaiseAlarmInput
     from activities.policies import ProcessPolicies
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.settings import ALARMS
 
 #: ``workflow.patched`` id: runs started before alarms existed replay without them.

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from adapters.snmp import EventType, ProbableCause
+    from hub.alarms import EventType, ProbableCause
     from hub.errors import AuthenticationError, error_class
 
 

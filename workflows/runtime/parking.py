@@ -43,8 +43,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.dead_letters import DeadLetterStore, DeadLetterUpdate, ParkInput
     from activities.definitions import name_of, system_of
     from activities.policies import ProcessPolicies
-    from adapters.snmp import PerceivedSeverity
     from hub import search_attributes as sa
+    from hub.alarms import PerceivedSeverity
     from hub.models import DeadLetterAction, DeadLetterStatus
     from hub.redact import SECRET_FIELDS
 

@@ -34,8 +34,8 @@ from workflows.runtime.tasks import (
 with workflow.unsafe.imports_passed_through():
     from activities.policies import ProcessPolicies
     from activities.tasks import TaskRecord, TaskStore
-    from adapters.snmp import PerceivedSeverity
     from hub import search_attributes as sa
+    from hub.alarms import PerceivedSeverity
 
 
 class Runtime:

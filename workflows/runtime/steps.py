@@ -26,8 +26,8 @@ from workflows.runtime.parking import Parking, park_alarm_kind
 with workflow.unsafe.imports_passed_through():
     from activities.definitions import system_of
     from activities.policies import ProcessPolicies
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.models import DeadLetterAction, DeadLetterStatus
 
 

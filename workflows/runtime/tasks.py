@@ -37,8 +37,8 @@ from workflows.runtime.status import set_hub_status, set_open_task
 
 with workflow.unsafe.imports_passed_through():
     from activities.tasks import TaskRecord
-    from adapters.snmp import EventType, PerceivedSeverity, ProbableCause
     from hub import search_attributes as sa
+    from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.models import TaskState
 
 #: Types a form field may have, and the Python values each accepts.

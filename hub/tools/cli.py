@@ -87,7 +87,7 @@ def _settings() -> Settings:
 @app.command()
 def dev() -> None:
     """Start Temporal, the simulators, the worker and the API here; Ctrl-C stops them."""
-    from hub import devstack
+    from hub.tools import devstack
 
     raise typer.Exit(devstack.main([]))
 
@@ -133,8 +133,8 @@ def temporal_setup() -> None:
     """Register the hub's search attributes in the namespace (those it lacks; idempotent)."""
     import asyncio
 
-    from hub.devstack import ensure_search_attributes
     from hub.temporal import connect
+    from hub.tools.devstack import ensure_search_attributes
 
     settings = _settings()
 

@@ -1,4 +1,4 @@
-"""The development stack behind ``make run`` (``python -m hub.devstack``, or ``hub dev``).
+"""The development stack behind ``make run`` (``python -m hub.tools.devstack``, or ``hub dev``).
 
 Starts everything the hub needs on this machine, in this order, and supervises it::
 
@@ -807,7 +807,7 @@ def run(config: StackConfig | None = None, environ: Mapping[str, str] | None = N
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.devstack", description=(__doc__ or "").split("\n")[0]
+        prog="python -m hub.tools.devstack", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
         "--check-stopped",

@@ -105,9 +105,8 @@ class Location:
 
     def is_within(self, root: Location) -> bool:
         """Whether this is ``root`` or below it, by components (options aside)."""
-        return (self.scheme, self.host) == (root.scheme, root.host) and self.segments[
-            : len(root.segments)
-        ] == root.segments
+        same_store = (self.scheme, self.host) == (root.scheme, root.host)
+        return same_store and self.segments[: len(root.segments)] == root.segments
 
 
 def parse_location(text: str, *, relative_to: str | None = None) -> Location:

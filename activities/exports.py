@@ -53,7 +53,6 @@ from adapters.files import Files, WriterOptions
 from hub.db import session_scope
 from hub.errors import PermanentError, TransientError
 from hub.exports import (
-    DestinationRefused,
     ExportDataset,
     ExportFormat,
     ExportRunStatus,
@@ -73,6 +72,7 @@ from hub.models import (
     ServiceOrderItem,
     utcnow,
 )
+from hub.paths import LocationRefused
 from hub.settings import Settings
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -838,7 +838,7 @@ class ExportActivities:
             try:
                 roots = allowed_roots(self.settings.export_destinations, self.settings.data_dir)
                 destination_uri = check_destination(data.destination, roots)
-            except DestinationRefused as exc:
+            except LocationRefused as exc:
                 raise PermanentError(f"destination: {exc}", system="files") from exc
             destination = await asyncio.to_thread(self.files.destination, destination_uri)
             writer = destination.writer(

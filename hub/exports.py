@@ -8,11 +8,11 @@ a manifest; see ``README.md`` (Exports) for the layout a consumer reads.
 
 from __future__ import annotations
 
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+
+from hub.paths import check_location, parse_location
 
 #: Schedule ids of exports are ``export-<export id>``, so they never collide with other
 #: schedules in the namespace (a daily reconciliation, for instance).
@@ -44,80 +44,20 @@ class ExportRunStatus(StrEnum):
     FAILED = "failed"
 
 
-#: URI schemes ``pyarrow.fs`` opens; anything else is refused before a schedule exists.
-DESTINATION_SCHEMES = frozenset({"file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs"})
-#: Query options of ``pyarrow.fs`` URIs that carry credentials: the worker takes those from its
-#: environment (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS...), never from a URI that
-#: ends up in schedules, run records and API answers.
-_CREDENTIAL_OPTIONS = frozenset(
-    {"access_key", "secret_key", "session_token", "sas_token", "account_key", "client_secret"}
-)
-
-
-class DestinationRefused(ValueError):
-    """A destination URI the hub will not write to; the message says why."""
-
-
-def normalize_destination(uri: str) -> str:
-    """The canonical form of a destination: ``file:///abs/path`` for a local folder (an
-    absolute path is accepted too), ``scheme://bucket/prefix`` otherwise; no trailing slash."""
-    uri = uri.strip()
-    if uri.startswith("/"):
-        uri = "file://" + uri
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if not scheme:
-        raise DestinationRefused(
-            "must be an absolute path or a URI (file://, s3://, gs://, abfs://, hdfs://)"
-        )
-    if scheme not in DESTINATION_SCHEMES:
-        known = ", ".join(sorted(DESTINATION_SCHEMES))
-        raise DestinationRefused(f"scheme {scheme!r} is not supported; one of {known}")
-    if parts.username or parts.password:
-        raise DestinationRefused("credentials do not belong in the URI; the worker reads them")
-    if any(name.lower() in _CREDENTIAL_OPTIONS for name, _ in parse_qsl(parts.query)):
-        raise DestinationRefused("credentials do not belong in the URI; the worker reads them")
-    if parts.fragment:
-        raise DestinationRefused("a URI fragment (#...) has no meaning here")
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise DestinationRefused("a file:// URI names no host: file:///absolute/path")
-        path = os.path.normpath(parts.path or "/")
-        if not path.startswith("/"):
-            raise DestinationRefused("must be an absolute path")
-        return "file://" + path.rstrip("/") if path != "/" else "file:///"
-    if not parts.netloc:
-        raise DestinationRefused(f"{scheme}:// needs a bucket or container")
-    if ".." in parts.path.split("/"):
-        raise DestinationRefused("'..' is not allowed in the path")
-    path = parts.path.rstrip("/")
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{scheme}://{parts.netloc}{path}{query}"
-
-
 def allowed_roots(configured: list[str], data_dir: Path) -> list[str]:
-    """The destination prefixes exports may write under: the configured ones, or else the
-    ``exports`` folder of the data directory."""
+    """The locations exports may write under: the configured ones (a root the hub cannot use
+    refuses every destination, naming the setting), or else the ``exports`` folder of the data
+    directory; :func:`check_destination` decodes and resolves them."""
     if configured:
-        return [normalize_destination(root) for root in configured]
-    return [normalize_destination(str((data_dir / "exports").resolve()))]
+        return list(configured)
+    return [parse_location(str((data_dir / "exports").resolve())).uri]
 
 
 def check_destination(uri: str, roots: list[str]) -> str:
-    """Normalize ``uri`` and refuse it unless it lies under one of ``roots`` (normalized):
-    the API must not let a caller make the worker write anywhere it can."""
-    return check_location(uri, roots, "an allowed destination", "HUB_EXPORT_DESTINATIONS")
-
-
-def check_location(uri: str, roots: list[str], what: str, setting: str) -> str:
-    """Normalize ``uri`` (see :func:`normalize_destination`) and refuse it unless it lies
-    under one of ``roots``; ``what`` and ``setting`` name the roots in the refusal."""
-    normalized = normalize_destination(uri)
-    base = normalized.split("?", 1)[0]
-    for root in roots:
-        root_base = root.split("?", 1)[0]
-        if base == root_base or base.startswith(root_base.rstrip("/") + "/"):
-            return normalized
-    raise DestinationRefused(
-        f"{normalized} is not under {what} ({', '.join(roots)}); see {setting}"
+    """The destination as the worker will open it (see :mod:`hub.paths`), or
+    :class:`~hub.paths.LocationRefused` unless it lies under one of ``roots``: no caller may
+    make the worker write anywhere it can."""
+    location = check_location(
+        uri, roots, what="an allowed destination", setting="HUB_EXPORT_DESTINATIONS"
     )
+    return location.uri

@@ -40,8 +40,8 @@ from hub.exports import (
     allowed_roots,
     check_destination,
 )
-from hub.locations import DestinationRefused
 from hub.models import ExportRun, ExportWatermark, utcnow
+from hub.paths import LocationRefused
 from hub.settings import Settings
 
 # --- Inputs and results ---------------------------------------------------------------------
@@ -222,7 +222,7 @@ class ExportActivities:
             try:
                 roots = allowed_roots(self.settings.export_destinations, self.settings.data_dir)
                 destination_uri = check_destination(data.destination, roots)
-            except DestinationRefused as exc:
+            except LocationRefused as exc:
                 raise PermanentError(f"destination: {exc}", system="files") from exc
             destination = await asyncio.to_thread(self.files.destination, destination_uri)
             writer = destination.writer(

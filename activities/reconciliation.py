@@ -5,6 +5,13 @@ GIL), so the worker runs them in a thread pool on their own task queue, never on
 loop that drives the other activities. Bulk data never crosses Temporal: each activity reads
 and writes files in the run's workspace and answers with counts and paths.
 
+Every file the activities read is checked where it is read (``hub.paths``): the run's sources,
+and each file listed under them, must resolve inside ``HUB_RECONCILIATION_SOURCE_ROOTS`` (or
+the run's copy of billing's export), whatever the API accepted when the run or its schedule was
+made; a symlink in a source folder that leads out is refused. The workspace's own paths must
+resolve inside the reconciliation folder each time they are used. A refusal is a permanent
+error: the run fails, it does not retry.
+
 A run's workspace (``<reconciliation_dir>/<run id>/``)::
 
     billing-export/             billing's usage export, copied from the billing system
@@ -21,7 +28,8 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -40,8 +48,8 @@ from adapters import usage_files
 from adapters.billing_export import BillingExportClient
 from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
-from hub.locations import DestinationRefused, check_location, normalize_destination
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
+from hub.paths import LocationRefused, check_location, require_within
 from hub.reconciliation import engine
 from hub.reconciliation.engine import PartitionSummary, Tolerances
 from hub.redact import redact_uri
@@ -184,8 +192,19 @@ class RecordReconciliationInput:
 # --- Workspace -------------------------------------------------------------------------------
 
 
+def _inside(path: Path, root: Path) -> Path:
+    """``path``, once it is sure to resolve inside ``root`` now (no symlink leads out)."""
+    try:
+        require_within(path, root)
+    except LocationRefused as exc:
+        raise PermanentError(f"workspace: {exc}", system="files") from exc
+    return path
+
+
 @dataclass(frozen=True)
 class Workspace:
+    """A run's folder; every path it answers was just checked to resolve inside it."""
+
     root: Path
 
     @classmethod
@@ -194,12 +213,13 @@ class Workspace:
             raise PermanentError(f"run id {run_id!r} cannot name a folder", system="hub")
         # Absolute: the result's path is recorded, and read by the API and the exports, which
         # need not share the worker's working directory.
-        return cls(settings.resolved_reconciliation_dir.resolve() / run_id)
+        runs = settings.resolved_reconciliation_dir.resolve()
+        return cls(_inside(runs / run_id, runs))
 
     @property
     def sources(self) -> Path:
         """The run's input files, grouped into split tasks (written by ``list_sources``)."""
-        return self.work / "sources.json"
+        return _inside(self.work / "sources.json", self.root)
 
     def read_sources(self) -> dict[str, Any]:
         try:
@@ -211,14 +231,14 @@ class Workspace:
 
     @property
     def export(self) -> Path:
-        return self.root / "billing-export"
+        return _inside(self.root / "billing-export", self.root)
 
     @property
     def work(self) -> Path:
-        return self.root / "work"
+        return _inside(self.root / "work", self.root)
 
     def split(self, side: str, index: int) -> Path:
-        return self.work / side / f"{index:05d}.arrow"
+        return _inside(self.work / side / f"{index:05d}.arrow", self.root)
 
     def splits(self, side: str, count: int) -> list[Path]:
         paths = [self.split(side, index) for index in range(count)]
@@ -231,11 +251,11 @@ class Workspace:
         return paths
 
     def part(self, partition: int) -> Path:
-        return self.work / "parts" / f"part-{partition:05d}.parquet"
+        return _inside(self.work / "parts" / f"part-{partition:05d}.parquet", self.root)
 
     @property
     def result(self) -> Path:
-        return self.root / "discrepancies.parquet"
+        return _inside(self.root / "discrepancies.parquet", self.root)
 
 
 def _data_errors(func: Any) -> Any:
@@ -257,18 +277,22 @@ def _data_errors(func: Any) -> Any:
     return wrapper
 
 
-def checked_source(source: str, settings: Settings) -> str:
-    """``source`` as the hub reads it: ``billing-system``, or a location normalized (a local
-    path made absolute, ``file:///...``) that lies under ``HUB_RECONCILIATION_SOURCE_ROOTS``
-    and carries no credentials. Raises :class:`DestinationRefused` saying why not."""
+def checked_source(source: str, settings: Settings, *, also: Sequence[Path] = ()) -> str:
+    """``source`` as the hub reads it: ``billing-system``, or the canonical URI of a location
+    (a relative path taken from the working directory) that resolves, symlinks followed, under
+    ``HUB_RECONCILIATION_SOURCE_ROOTS`` or one of the folders ``also`` names, and carries no
+    credentials (see ``hub.paths``). Raises :class:`~hub.paths.LocationRefused` saying why not.
+    """
     if source == BILLING_SYSTEM:
         return source
-    roots = [
-        normalize_destination(root if "://" in root else os.path.abspath(root))
-        for root in settings.resolved_source_roots
-    ]
-    location = source if "://" in source else os.path.abspath(source)
-    return check_location(location, roots, "an allowed source", "HUB_RECONCILIATION_SOURCE_ROOTS")
+    location = check_location(
+        source,
+        [*settings.resolved_source_roots, *(str(folder) for folder in also)],
+        what="an allowed source",
+        setting="HUB_RECONCILIATION_SOURCE_ROOTS",
+        relative_to=os.getcwd(),
+    )
+    return location.uri
 
 
 def _tasks(files: list[usage_files.UsageFile], target: int) -> list[list[str]]:
@@ -347,19 +371,16 @@ class ReconciliationActivities:
     def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
         """List both sides' files, group them into split tasks, choose the partitions."""
         workspace = Workspace.of(self.settings, data.run_id)
-        try:
-            network_source = checked_source(data.network_source, self.settings)
-            billing_source = checked_source(data.billing_source, self.settings)
-        except DestinationRefused as exc:
-            raise PermanentError(str(exc), system="files") from exc
+        network_source = self._readable(data.network_source, "network source", workspace)
+        billing_source = self._readable(data.billing_source, "billing source", workspace)
         if billing_source == BILLING_SYSTEM:
             billing_source = str(workspace.export)
-        network = usage_files.list_files(network_source)
+        network = self._listed(network_source, "network source", workspace)
         if not network:
             raise PermanentError(
                 f"no usage files in {redact_uri(data.network_source)}", system="files"
             )
-        everything = usage_files.list_files(billing_source)
+        everything = self._listed(billing_source, "billing source", workspace)
         billing = [item for item in everything if item.name != SUBSCRIPTIONS_FILE]
         subscriptions = [item.uri for item in everything if item.name == SUBSCRIPTIONS_FILE]
         total = sum(item.size for item in network + billing)
@@ -387,6 +408,24 @@ class ReconciliationActivities:
             partitions=partitions,
         )
 
+    def _readable(self, location: str, what: str, workspace: Workspace) -> str:
+        """``location`` as it is opened, if it is inside the source roots (or the run's copy
+        of billing's export); else a permanent error naming ``what`` it is."""
+        try:
+            return checked_source(location, self.settings, also=[workspace.export])
+        except LocationRefused as exc:
+            raise PermanentError(f"{what} {redact_uri(location)!r}: {exc}", system="files") from exc
+
+    def _listed(
+        self, location: str, what: str, workspace: Workspace
+    ) -> list[usage_files.UsageFile]:
+        """The usage files under ``location``, each checked: a symlink in a source folder
+        can lead out of it."""
+        return [
+            replace(item, uri=self._readable(item.uri, what, workspace))
+            for item in usage_files.list_files(location)
+        ]
+
     @defn("reconciliation.split")
     @_data_errors
     def split(self, data: SplitInput) -> SplitResult:
@@ -402,7 +441,9 @@ class ReconciliationActivities:
         counts = {"read": 0, "kept": 0}
 
         def groups() -> Any:
-            for number, uri in enumerate(uris, start=1):
+            for number, listed in enumerate(uris, start=1):
+                # Checked again as it is opened: the file may have become a link since.
+                uri = self._readable(listed, f"{data.side} source", workspace)
                 for table in usage_files.read_batches(uri, schema):
                     counts["read"] += table.num_rows
                     if data.side == "network":
@@ -435,11 +476,14 @@ class ReconciliationActivities:
             engine.BILLING_WORK,
         )
         activity.heartbeat("joined")
+        subscriptions = workspace.read_sources()["subscriptions"]
+        if subscriptions is not None:
+            subscriptions = self._readable(subscriptions, "billing source", workspace)
         found, summary = engine.reconcile(
             network,
             billing,
             tariffs,
-            self._plans(data.run_id, workspace.read_sources()["subscriptions"], tariffs),
+            self._plans(data.run_id, subscriptions, tariffs),
             data.tolerances,
             engine.Period(data.period_start, data.period_end),
         )

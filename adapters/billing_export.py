@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from adapters.rest import RestClient
 from hub.errors import PermanentError
+from hub.paths import LocationRefused, require_within
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class BillingExportClient(RestClient):
         if relative.is_absolute() or ".." in relative.parts:
             raise PermanentError(f"export file name {item.name!r} is unsafe", system=self.system)
         destination = folder / relative
+        try:
+            # Not through a symlink in the copy's folder: the copy stays in the run's workspace.
+            require_within(destination, folder, follow_last=False)
+        except LocationRefused as exc:
+            raise PermanentError(f"export file {item.name!r}: {exc}", system="files") from exc
         await self.download(
             f"/exports/usage/{quote(item.name)}", destination, sha256=item.sha256, progress=progress
         )

@@ -13,8 +13,16 @@ through a temporary name: the manifest is what makes a run visible. A failure be
 publishes nothing; a failure between the renames and the manifest leaves parts named after the
 run, which the retry of the same run replaces before it writes the manifest.
 
+A local destination is checked (``hub.paths``) by the activity before it is opened, and again
+here right before every folder, file, rename or removal the writer makes: the target's folder
+must still resolve inside the destination's root, and a file about to be written must not be a
+symlink, so a link swapped into the folder after the check (``things -> /etc``) is refused, not
+written through. What remains is the moment between that re-check and pyarrow's own open,
+which pyarrow gives no way to close (see ``hub.paths``).
+
 Errors are translated here: ``PermissionError`` and data that a format cannot hold are
-permanent, a missing source file is ``NotFoundError``, other I/O errors are transient.
+permanent, a missing source file is ``NotFoundError``, other I/O errors are transient; a path
+that leads out of the destination is permanent.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -44,6 +52,7 @@ import pyarrow.parquet as pq
 from lxml import etree
 
 from hub.errors import NotFoundError, PermanentError, TransientError
+from hub.paths import LocationRefused, require_within
 from hub.settings import CONTRACTS_DIR
 
 SYSTEM = "files"
@@ -513,8 +522,8 @@ class ExportWriter:
         self._sequence += 1
         staged = _join(self.staging, relative) + ".tmp"
         with translated(f"cannot create {relative}"):
-            self.destination.filesystem.create_dir(posixpath.dirname(staged), recursive=True)
-            sink = _HashingSink(self.destination.filesystem.open_output_stream(staged))
+            self.destination.create_dir(posixpath.dirname(staged))
+            sink = _HashingSink(self.destination.open_output_stream(staged))
             context = PartContext(self.dataset, self.export_id, self.run_id, partition)
             writer = self._part_type(sink, schema, context, self.options.row_group_rows)
         self._current = _OpenPart(relative, partition, schema, sink, writer)
@@ -554,15 +563,14 @@ class ExportWriter:
         """Rename every part into place, then write the manifest (``manifest`` plus the files,
         totals and schema); answer where it is. Call once, after the last :meth:`write`."""
         self._close_current()
-        filesystem = self.destination.filesystem
         run_schema = schema_json(schema) if schema is not None else []
         if not run_schema and self._done:
             run_schema = self._done[0].schema
         for entry in self._done:
             final = _join(self.destination.root, entry.path)
             with translated(f"cannot publish {entry.path}"):
-                filesystem.create_dir(posixpath.dirname(final), recursive=True)
-                filesystem.move(_join(self.staging, entry.path) + ".tmp", final)
+                self.destination.create_dir(posixpath.dirname(final))
+                self.destination.move(_join(self.staging, entry.path) + ".tmp", final)
         rows = sum(entry.rows for entry in self._done)
         size = sum(entry.bytes for entry in self._done)
         document = {
@@ -578,11 +586,11 @@ class ExportWriter:
         final = _join(self.destination.root, manifest_path)
         body = json.dumps(document, indent=2, sort_keys=False).encode("utf-8") + b"\n"
         with translated(f"cannot publish {manifest_path}"):
-            filesystem.create_dir(posixpath.dirname(staged), recursive=True)
-            with filesystem.open_output_stream(staged) as out:
+            self.destination.create_dir(posixpath.dirname(staged))
+            with self.destination.open_output_stream(staged) as out:
                 out.write(body)
-            filesystem.create_dir(posixpath.dirname(final), recursive=True)
-            filesystem.move(staged, final)
+            self.destination.create_dir(posixpath.dirname(final))
+            self.destination.move(staged, final)
         self.destination.remove_dir(self.staging)
         return PublishedRun(
             manifest_uri=self.destination.uri_of(manifest_path),
@@ -605,20 +613,53 @@ class ExportWriter:
 
 
 class Destination:
-    """One export destination: a folder or a bucket prefix, by URI."""
+    """One export destination: a folder or a bucket prefix, by URI.
+
+    Writes go through its methods, which re-check a local path just before they touch it.
+    """
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.filesystem, self.root = open_uri(uri)
         self.root = self.root.rstrip("/") or "/"
+        # The root as it resolves now, right after the activity checked it: every write must
+        # stay below it. Object storage has no links to follow.
+        local = isinstance(self.filesystem, pafs.LocalFileSystem)
+        self._real_root = os.path.realpath(self.root) if local else None
 
     def uri_of(self, relative: str) -> str:
         parts = urlsplit(self.uri)
         base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-        return f"{base}/{relative}"
+        return f"{base}/{quote(relative)}"
+
+    def guard(self, path: str, *, follow_last: bool = False) -> None:
+        """Refuse, as a permanent error, to touch ``path`` unless it (its folder, unless
+        ``follow_last``, and then it must not be a symlink) resolves inside the root now."""
+        if self._real_root is None:
+            return
+        try:
+            require_within(path, self._real_root, follow_last=follow_last)
+        except LocationRefused as exc:
+            raise PermanentError(
+                f"destination changed since it was checked: {exc}", system=SYSTEM
+            ) from exc
+
+    def create_dir(self, path: str) -> None:
+        self.guard(path, follow_last=True)
+        self.filesystem.create_dir(path, recursive=True)
+
+    def open_output_stream(self, path: str) -> pa.NativeFile:
+        self.guard(path)
+        return self.filesystem.open_output_stream(path)
+
+    def move(self, source: str, target: str) -> None:
+        self.guard(source)
+        self.guard(target)
+        self.filesystem.move(source, target)
 
     def remove_dir(self, path: str) -> None:
         with translated(f"cannot clear {path}"):
+            self.guard(path)
             info = self.filesystem.get_file_info(path)
             if info.type == pafs.FileType.Directory:
                 self.filesystem.delete_dir(path)

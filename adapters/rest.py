@@ -6,13 +6,15 @@ Every httpx exception and every unsuccessful HTTP status becomes one of the hub'
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -29,6 +31,20 @@ logger = logging.getLogger(__name__)
 
 #: Statuses worth retrying although they are 4xx: request timeout and rate limiting.
 _TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+def _open_new(path: Path) -> BinaryIO:
+    """``path`` opened for writing from scratch, never through a symlink at ``path``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermanentError(
+                f"{path} is a symbolic link: not followed", system="files"
+            ) from exc
+        raise
+    return os.fdopen(fd, "wb")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -154,6 +170,8 @@ class RestClient:
 
         With ``sha256`` the content must match it, else a :class:`TransientError` (a download
         cut short by a proxy is worth another try). ``progress`` gets the byte count so far.
+        The partial file is opened without following a symlink planted in its place, and the
+        rename replaces a link at ``destination`` rather than writing through it.
         """
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
@@ -164,7 +182,7 @@ class RestClient:
                 if not response.is_success:
                     await response.aread()
                     raise error_for_response(self.system, response)
-                with partial.open("wb") as out:
+                with _open_new(partial) as out:
                     async for chunk in response.aiter_bytes(1 << 20):
                         out.write(chunk)
                         digest.update(chunk)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -56,12 +56,14 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
 
 def _uri(location: str, base: str, path: str) -> str:
     """The URI of ``path``, a file found under ``location``: with the location's credentials
-    and options (``?region=...``), so whoever reads it later reaches the same storage."""
+    and options (``?region=...``), so whoever reads it later reaches the same storage. The
+    file's name is percent-encoded, as pyarrow decodes it: a folder literally named ``%2e%2e``
+    must not come back as ``..``."""
     if "://" not in location:
         return path
     parts = urlsplit(location)
     relative = path[len(base) :] if path.startswith(base) else ""
-    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + relative))
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + quote(relative)))
 
 
 @contextmanager

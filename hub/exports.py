@@ -1,5 +1,5 @@
 """What the hub exports, in which formats, and where it may write: shared by the export API,
-workflow and activities. The rules every file location follows are :mod:`hub.locations`'s.
+workflow and activities. The rules every file location follows are :mod:`hub.paths`'s.
 
 An *export* is a named, scheduled copy of one dataset to one destination in one format. Each
 run writes the rows that changed since the export's stored watermark, partitioned by date, and
@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from hub.locations import check_location, normalize_destination
+from hub.paths import check_location, parse_location
 
 #: Schedule ids of exports are ``export-<export id>``, so they never collide with other
 #: schedules in the namespace (a daily reconciliation, for instance).
@@ -45,14 +45,19 @@ class ExportRunStatus(StrEnum):
 
 
 def allowed_roots(configured: list[str], data_dir: Path) -> list[str]:
-    """The destination prefixes exports may write under: the configured ones, or else the
-    ``exports`` folder of the data directory."""
+    """The locations exports may write under: the configured ones (a root the hub cannot use
+    refuses every destination, naming the setting), or else the ``exports`` folder of the data
+    directory; :func:`check_destination` decodes and resolves them."""
     if configured:
-        return [normalize_destination(root) for root in configured]
-    return [normalize_destination(str((data_dir / "exports").resolve()))]
+        return list(configured)
+    return [parse_location(str((data_dir / "exports").resolve())).uri]
 
 
 def check_destination(uri: str, roots: list[str]) -> str:
-    """Normalize ``uri`` and refuse it unless it lies under one of ``roots`` (normalized):
-    the API must not let a caller make the worker write anywhere it can."""
-    return check_location(uri, roots, "an allowed destination", "HUB_EXPORT_DESTINATIONS")
+    """The destination as the worker will open it (see :mod:`hub.paths`), or
+    :class:`~hub.paths.LocationRefused` unless it lies under one of ``roots``: no caller may
+    make the worker write anywhere it can."""
+    location = check_location(
+        uri, roots, what="an allowed destination", setting="HUB_EXPORT_DESTINATIONS"
+    )
+    return location.uri

@@ -219,6 +219,55 @@ async def test_bad_input_is_refused_naming_the_field(
     assert error["code"] == "400" and error["message"].startswith(f"{field}:"), error
 
 
+async def test_destinations_that_leave_the_roots_are_400s_and_create_nothing(hub: Hub) -> None:
+    root = export_root(hub)
+    elsewhere = hub.settings.data_dir / "elsewhere"
+    elsewhere.mkdir()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "link").symlink_to(elsewhere)
+    for destination in (
+        f"file://{root}/%2e%2e/elsewhere",
+        f"file://{root}/%2E%2E/elsewhere",
+        f"file://{root}/.%2e/elsewhere",
+        f"file://{root}/..%2felsewhere",
+        f"file://{root}/warehouse%2f..%2f..%2felsewhere",
+        f"file://{root}/%252e%252e/elsewhere",
+        f"file://{root}/x%00",
+        f"file://{root}/warehouse/..",
+        f"file://{root}/link",
+        f"file://{root}/link/deeper",
+        f"FILE://{root}/%2e%2e/elsewhere",
+    ):
+        body = valid_body(hub, destination=destination)
+        response = await hub.api.post(SCHEDULES, json=body)
+        assert response.status_code == 400, (destination, response.text)
+        error = response.json()
+        assert error["code"] == "400" and error["message"].startswith("destination: "), error
+        missing = await hub.api.get(f"{SCHEDULES}/{body['id']}")
+        assert missing.status_code == 404, destination
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_symlink_made_after_the_schedule_is_refused_when_the_worker_writes(
+    hub: Hub,
+) -> None:
+    await add_state_changes(hub.sessions, [datetime(2025, 12, 31, 10, 0, tzinfo=UTC)])
+    root = export_root(hub)
+    body = valid_body(hub, destination=str(root / "late"), dataset="order_state_changes")
+    created = await hub.api.post(SCHEDULES, json=body)
+    assert created.status_code == 201, created.text
+    # Accepted while ``late`` did not exist; now it is a link out of the root.
+    elsewhere = hub.settings.data_dir / "elsewhere"
+    elsewhere.mkdir()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "late").symlink_to(elsewhere)
+
+    assert (await hub.api.post(f"{SCHEDULES}/{body['id']}/trigger")).status_code == 202
+    [run] = await runs_of(hub, body["id"], 1)
+    assert run["status"] == "failed" and "symbolic link" in run["errorMessage"], run
+    assert list(elsewhere.iterdir()) == []
+
+
 async def test_conflicts_unknown_schedules_and_bad_ranges(hub: Hub) -> None:
     body = valid_body(hub)
     assert (await hub.api.post(SCHEDULES, json=body)).status_code == 201

@@ -380,6 +380,62 @@ async def test_a_failure_mid_write_publishes_nothing_and_keeps_the_watermark(
     assert third.rows == 12 and third.after == first.until  # nothing was lost
 
 
+# --- Destinations the worker refuses -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "file://{root}/%2e%2e/elsewhere",
+        "file://{root}/%2E%2E/elsewhere",
+        "file://{root}/..%2felsewhere",
+        "file://{root}/%252e%252e/elsewhere",
+        "file://{root}/link",
+        "file://{root}/link/deeper",
+    ],
+)
+async def test_an_old_schedule_pointing_outside_the_roots_fails_once_and_writes_nothing(
+    exporter: Exporter, tmp_path: Path, destination: str
+) -> None:
+    # As a schedule created before the check (or a symlink created after it) would run:
+    # the workflow's input goes straight to the worker, no API in between.
+    await add_state_changes(exporter.sessions, [DAY1])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    exporter.root.mkdir(parents=True)
+    (exporter.root / "link").symlink_to(elsewhere)
+    workflow_id = f"export-outside-{uuid.uuid4().hex[:6]}"
+    handle = await exporter.client.start_workflow(
+        ExportWorkflow.run,
+        ExportInput(
+            export_id="outside",
+            dataset="order_state_changes",
+            format="parquet",
+            destination=destination.format(root=exporter.root),
+        ),
+        id=workflow_id,
+        task_queue=exporter.settings.task_queue,
+        execution_timeout=timedelta(seconds=60),
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+
+    assert files_under(elsewhere) == []
+    assert not [p for p in files_under(tmp_path) if "order_state_changes" in p]
+    [run] = await exporter.runs("outside")
+    assert run.status == "failed" and "destination: " in (run.error_message or "")
+    assert await exporter.watermark("outside") is None
+    # Refused for good: one attempt of the write, a non-retryable failure, no retry loop.
+    attempts = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_started_event_attributes"):
+            attempts.append(event.activity_task_started_event_attributes.attempt)
+        if event.HasField("activity_task_failed_event_attributes"):
+            failure = event.activity_task_failed_event_attributes.failure
+            assert failure.application_failure_info.non_retryable, failure
+    assert attempts and max(attempts) == 1
+
+
 # --- Reconciliation and inventory datasets ----------------------------------------------------
 
 

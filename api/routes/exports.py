@@ -46,8 +46,8 @@ from hub.exports import (
     allowed_roots,
     check_destination,
 )
-from hub.locations import DestinationRefused
 from hub.models import ExportRun, ExportWatermark
+from hub.paths import LocationRefused
 from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
 
 router = APIRouter(tags=["Exports"], dependencies=[Depends(require_api_key)])
@@ -223,7 +223,7 @@ async def create_export_schedule(
     try:
         roots = allowed_roots(settings.export_destinations, settings.data_dir)
         destination = check_destination(body.destination, roots)
-    except DestinationRefused as exc:
+    except LocationRefused as exc:
         raise ApiError(400, f"destination: {exc}") from None
     mark = await session.get(ExportWatermark, body.id)
     if mark is not None and mark.dataset != body.dataset.value:

@@ -15,7 +15,6 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,8 +52,8 @@ from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub import search_attributes as sa
-from hub.locations import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
+from hub.paths import LocationRefused, parse_location
 from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
@@ -244,16 +243,18 @@ async def _categories(session: AsyncSession, run_id: str) -> list[Reconciliation
 
 
 async def _source(field: str, source: str | None, settings: Settings) -> str | None:
-    """The source as the worker will read it, or a 400: outside the allowed roots, with
-    credentials in it, or (a local one) not there: a typo is a 400, not a failed run later."""
+    """The source as the worker will read it (decoded, resolved: see ``hub.paths``), or a 400:
+    outside the allowed roots, ambiguous, with credentials in it, or (a local one) not there:
+    a typo is a 400, not a failed run later. The worker checks it again when it reads."""
     if source is None:
         return None
     try:
         checked = checked_source(source, settings)
-    except DestinationRefused as exc:
-        raise ApiError(400, f"{field}: {exc}") from exc
-    if checked.startswith("file://"):
-        path = Path(urlsplit(checked).path)
+        location = parse_location(checked) if checked != BILLING_SYSTEM else None
+    except LocationRefused as exc:
+        raise ApiError(400, f"{field}: {exc}") from None
+    if location is not None and location.local:
+        path = Path(location.path)
         if not await asyncio.to_thread(path.exists):
             raise ApiError(400, f"{field}: no such file or folder {str(path)!r}")
     return checked

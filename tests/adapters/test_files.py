@@ -20,9 +20,9 @@ from adapters.files import (
     XmlValidator,
     open_uri,
 )
-from hub.errors import NotFoundError
+from hub.errors import NotFoundError, PermanentError
 from hub.exports import allowed_roots, check_destination
-from hub.locations import DestinationRefused, normalize_destination
+from hub.paths import LocationRefused, parse_location
 from tests.export_data import files_under, sha256_of
 
 DAY = date(2026, 3, 1)
@@ -202,6 +202,54 @@ def test_the_validator_refuses_what_the_xsd_refuses(
         XmlValidator().validate(str(path))
 
 
+# --- A destination changed under the writer --------------------------------------------------
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_written_through(tmp_path: Path) -> None:
+    root, outside = tmp_path / "exports", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    destination = Destination(f"file://{root}")  # checked and opened: now the folder changes
+    (root / "things").symlink_to(outside)
+    writer = destination.writer(dataset="things", export_id="e1", run_id="r1", format="csv")
+    writer.start()
+    writer.write(DAY, batch(range(3)))
+    with pytest.raises(PermanentError, match="outside"):
+        writer.publish({}, SCHEMA)
+    writer.abort()
+    assert files_under(outside) == []
+
+
+def test_a_symlinked_staging_folder_is_neither_cleared_nor_written(tmp_path: Path) -> None:
+    root, outside = tmp_path / "exports", tmp_path / "elsewhere"
+    (outside / "r1").mkdir(parents=True)
+    (outside / "r1" / "precious.txt").write_text("keep me")
+    root.mkdir()
+    destination = Destination(f"file://{root}")
+    (root / "_staging").symlink_to(outside)
+    writer = destination.writer(dataset="things", export_id="e1", run_id="r1", format="csv")
+    with pytest.raises(PermanentError, match="outside"):
+        writer.start()
+    with pytest.raises(PermanentError, match="outside"):
+        writer.write(DAY, batch(range(3)))
+    writer.abort()
+    assert files_under(outside) == ["r1/precious.txt"]
+
+
+def test_a_part_file_planted_as_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "exports", tmp_path / "elsewhere"
+    outside.mkdir()
+    staged = root / "_staging" / "r1" / "things" / f"date={DAY.isoformat()}"
+    staged.mkdir(parents=True)
+    (staged / "part-r1-00000.csv.tmp").symlink_to(outside / "stolen.csv")
+    writer = Destination(f"file://{root}").writer(
+        dataset="things", export_id="e1", run_id="r1", format="csv"
+    )  # no start(): as if the link appeared after staging was cleared
+    with pytest.raises(PermanentError, match="symbolic link"):
+        writer.write(DAY, batch(range(3)))
+    assert files_under(outside) == []
+
+
 # --- Destinations -------------------------------------------------------------------------------
 
 
@@ -209,13 +257,13 @@ def test_the_validator_refuses_what_the_xsd_refuses(
     ("given", "normalized"),
     [
         ("/srv/exports/", "file:///srv/exports"),
-        ("file:///srv/exports/a/../b", "file:///srv/exports/b"),
+        ("file:///srv/exports/a/./b", "file:///srv/exports/a/b"),
         ("s3://warehouse/hub/?region=eu-central-1", "s3://warehouse/hub?region=eu-central-1"),
         ("GS://bucket", "gs://bucket"),
     ],
 )
 def test_destinations_are_normalized(given: str, normalized: str) -> None:
-    assert normalize_destination(given) == normalized
+    assert parse_location(given).uri == normalized
 
 
 @pytest.mark.parametrize(
@@ -231,8 +279,8 @@ def test_destinations_are_normalized(given: str, normalized: str) -> None:
     ],
 )
 def test_destinations_that_are_refused(refused: str) -> None:
-    with pytest.raises(DestinationRefused):
-        normalize_destination(refused)
+    with pytest.raises(LocationRefused):
+        parse_location(refused)
 
 
 def test_only_destinations_under_an_allowed_root_pass(tmp_path: Path) -> None:
@@ -240,11 +288,11 @@ def test_only_destinations_under_an_allowed_root_pass(tmp_path: Path) -> None:
     assert default == [f"file://{tmp_path.resolve()}/exports"]
     assert check_destination(str(tmp_path / "exports" / "x"), default).endswith("/exports/x")
     for outside in (str(tmp_path / "exports-evil"), str(tmp_path / "exports/../x"), "/etc"):
-        with pytest.raises(DestinationRefused, match="not under"):
+        with pytest.raises(LocationRefused):
             check_destination(outside, default)
     roots = allowed_roots(["s3://warehouse/hub", "/srv/exports"], tmp_path)
     assert check_destination("s3://warehouse/hub/orders", roots) == "s3://warehouse/hub/orders"
-    with pytest.raises(DestinationRefused):
+    with pytest.raises(LocationRefused):
         check_destination("s3://warehouse/hubby", roots)
 
 

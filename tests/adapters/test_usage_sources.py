@@ -107,6 +107,25 @@ async def test_a_corrupt_or_missing_export_file_is_an_error(
         await client.fetch(ExportFile("../etc/passwd", 1, "0" * 64), tmp_path / "copy")
 
 
+async def test_the_copy_follows_no_symlink_planted_in_the_workspace(
+    export: tuple[BillingExportClient, Path], tmp_path: Path
+) -> None:
+    client, _ = export
+    item = (await client.list_files())[0]
+    copy, outside = tmp_path / "copy", tmp_path / "elsewhere"
+    copy.mkdir()
+    outside.mkdir()
+    # A link where the partial download goes, and a folder of the copy that leads out.
+    (copy / f"{item.name}.part").symlink_to(outside / "stolen")
+    with pytest.raises(PermanentError, match="symbolic link"):
+        await client.fetch(item, copy)
+    (copy / "nested").symlink_to(outside)
+    nested = ExportFile(f"nested/{item.name}", item.size, item.sha256)
+    with pytest.raises(PermanentError, match="outside"):
+        await client.fetch(nested, copy)
+    assert list(outside.iterdir()) == []
+
+
 def test_usage_files_in_every_format_read_the_same(tmp_path: Path) -> None:
     tables = {}
     for fmt in ("parquet", "csv", "csv.gz"):

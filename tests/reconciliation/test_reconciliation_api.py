@@ -320,3 +320,41 @@ async def test_a_missing_source_under_the_roots_is_a_400(hub: Hub) -> None:
     response = await hub.api.post(RUNS, json={**body, "networkSource": str(missing)})
     assert response.status_code == 400
     assert response.json()["message"] == f"networkSource: no such file or folder {str(missing)!r}"
+
+
+async def test_sources_that_leave_the_roots_are_400s_naming_the_field(
+    hub: Hub, tmp_path: Path
+) -> None:
+    root = tmp_path / "sources"
+    make_data(root, records=200)
+    secret = tmp_path / "secret"
+    make_data(secret, records=200)
+    (tmp_path / "sources-evil").mkdir()
+    (root / "link").symlink_to(secret / "network")
+    hub.settings.reconciliation_source_roots = [str(root)]
+    body = {"periodStart": START.isoformat(), "periodEnd": END.isoformat()}
+    for field in ("networkSource", "billingSource"):
+        for source in (
+            f"file://{root}/%2e%2e/secret/network",
+            f"file://{root}/%2E%2E/secret/network",
+            f"file://{root}/..%2fsecret%2fnetwork",
+            f"file://{root}/network%2f..%2f..%2fsecret",
+            f"file://{root}/%252e%252e/secret",
+            f"file://{root}/network%00",
+            f"file://{root}/link",
+            f"{root}/link",
+            f"{root}/network/../../secret/network",
+            f"{root}-evil",
+            f"FILE://{root}/%2e%2e/secret/network",
+        ):
+            response = await hub.api.post(RUNS, json={**body, field: source})
+            assert response.status_code == 400, (field, source, response.text)
+            message = response.json()["message"]
+            assert message.startswith(f"{field}: "), message
+            assert "no such file" not in message, (source, message)  # refused, not missed
+    assert (await hub.api.get(RUNS)).headers["X-Total-Count"] == "0"
+    # Inside the root, the same folders are welcome.
+    started = await start(
+        hub, networkSource=f"file://{root}/network", billingSource=str(root / "billing")
+    )
+    assert (await finished(hub, started["id"]))["status"] == "completed"

@@ -1,10 +1,13 @@
-"""Sealing of subscriber secrets: round trips, tampering, moved tokens, rotation, key specs."""
+"""Sealing of subscriber secrets: round trips, tampering, moved tokens, rotation, key specs,
+and the settings that say which process holds which half."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
+from pydantic import ValidationError
 
 from hub.sealing import (
     InvalidSealedValueError,
@@ -17,6 +20,7 @@ from hub.sealing import (
     parse_key_specs,
     public_spec,
 )
+from hub.settings import Settings
 
 # TS 35.208 test set 1's K: public test data that looks like a real subscriber key.
 KI = "465b5ce8b199b49faa5f0a2ee238a6bc"
@@ -194,3 +198,71 @@ def test_the_generator_prints_both_lines(capsys: pytest.CaptureFixture[str]) -> 
     assert set(lines) == {"HUB_SEAL_KEYS", "HUB_SEAL_PUBLIC_KEY"}
     assert public_spec(lines["HUB_SEAL_KEYS"]) == lines["HUB_SEAL_PUBLIC_KEY"]
     assert lines["HUB_SEAL_KEYS"].startswith("s7:")
+
+
+# --- which process holds what -----------------------------------------------------------------
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+PRODUCTION = {
+    "environment": "production",
+    "api_key": ["k" * 32],
+    "payload_keys": ["p1:" + base64.b64encode(bytes(32)).decode()],
+}
+
+
+def test_development_seals_to_the_public_half_of_the_seal_keys() -> None:
+    dev = settings(seal_keys=f"{NEW},{OLD}")
+    assert dev.resolved_seal_public_key == public_spec(NEW)
+    sealed = dev.sealer()
+    opener = dev.unsealer()
+    assert sealed is not None and opener is not None
+    assert opener.unseal("ki", sealed.seal("ki", KI, context=IMSI), context=IMSI) == KI
+
+
+def test_without_seal_keys_development_seals_nothing() -> None:
+    assert settings().sealer() is None and settings().unsealer() is None
+
+
+def test_settings_do_not_show_the_seal_keys() -> None:
+    text = repr(settings(seal_keys=NEW))
+    assert NEW.split(":", 1)[1] not in text
+
+
+def test_a_public_key_that_does_not_match_its_private_key_is_refused() -> None:
+    other = public_spec(generate_seal_key("new"))
+    with pytest.raises(ValidationError, match="not the public half") as error:
+        settings(seal_keys=NEW, seal_public_key=other)
+    assert NEW.split(":", 1)[1][:12] not in str(error.value)
+
+
+def test_a_malformed_seal_key_stops_the_settings_without_its_text() -> None:
+    with pytest.raises(ValidationError, match="HUB_SEAL_KEYS #2") as error:
+        settings(seal_keys=f"{NEW},k:secret-looking-text")
+    assert "secret-looking-text" not in str(error.value)
+    assert NEW.split(":", 1)[1][:12] not in str(error.value)
+
+
+def test_production_needs_the_public_key_and_never_derives_it() -> None:
+    with pytest.raises(ValidationError, match="HUB_SEAL_PUBLIC_KEY must be set"):
+        settings(**PRODUCTION, seal_keys=NEW)
+    ready = settings(**PRODUCTION, seal_public_key=public_spec(NEW))
+    assert ready.sealer() is not None and ready.unsealer() is None
+
+
+def test_the_api_refuses_the_private_keys_in_production() -> None:
+    from api.main import create_app
+
+    with pytest.raises(RuntimeError, match="HUB_SEAL_KEYS must not be given to the API"):
+        create_app(settings(**PRODUCTION, seal_keys=NEW, seal_public_key=public_spec(NEW)))
+    create_app(settings(**PRODUCTION, seal_public_key=public_spec(NEW)))
+
+
+def test_the_worker_refuses_to_start_without_the_private_keys_in_production() -> None:
+    import worker
+
+    with pytest.raises(RuntimeError, match="HUB_SEAL_KEYS must be set for the worker"):
+        asyncio.run(worker.run(settings(**PRODUCTION, seal_public_key=public_spec(NEW))))

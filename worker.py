@@ -80,7 +80,9 @@ async def build_activities(
     notifier = build_notifier(settings)
     stack.push_async_callback(notifier.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
-    hss_acts, billing_acts = HssActivities(hss), BillingActivities(billing)
+    # The worker alone holds the private seal keys: the HSS activity unseals Ki and OPc.
+    hss_acts = HssActivities(hss, settings.unsealer())
+    billing_acts = BillingActivities(billing)
     store = OrderStoreActivities(sessions, row_grace=settings.order_row_grace)
     dead_letters = DeadLetterStore(sessions)
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
@@ -208,6 +210,11 @@ def create_workers(
 
 
 async def run(settings: Settings) -> None:
+    if settings.environment == "production" and not settings.seal_key_specs:
+        raise RuntimeError(
+            "HUB_SEAL_KEYS must be set for the worker in production: its HSS activity unseals "
+            "Ki and OPc with them"
+        )
     migrate(settings.resolved_database_url)
     engine = create_engine(settings.resolved_database_url)
     client = await connect(settings)

@@ -24,6 +24,13 @@ def create_app(
 ) -> FastAPI:
     """Build the app; tests pass their own settings and Temporal client."""
     settings = settings or get_settings()
+    if settings.environment == "production" and settings.seal_key_specs:
+        # The API seals with the public key only; with the private ones, the process that
+        # serves /codec to browsers could open every token in every history.
+        raise RuntimeError(
+            "HUB_SEAL_KEYS must not be given to the API in production: give it "
+            "HUB_SEAL_PUBLIC_KEY, and HUB_SEAL_KEYS to the worker only"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,6 +3,10 @@
 Only what the hub understands is accepted: the ``mobile-4g5g`` specification with its
 characteristics. Everything refused is refused with a :class:`ValidationFailure` that names
 the field, so the client learns exactly what to fix.
+
+Subscriber keys leave validation sealed (:mod:`hub.sealing`): the workflow, its history and the
+Temporal UI only ever hold tokens, which the HSS activity unseals. OP leaves as the OPc that
+Milenage derives from it here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.hss import QosProfile
 from hub.errors import ValidationFailure
+from hub.milenage import derive_opc_hex
+from hub.sealing import Sealer
 from workflows.service_activation import Customer, MobileService, ServiceItem
 
 MOBILE_SPEC = "mobile-4g5g"
@@ -148,7 +154,9 @@ def _field(path: str, name: str) -> str:
     return f"{path}.serviceCharacteristic[{name}]"
 
 
-def _mobile_service(path: str, item: ServiceOrderItemCreate) -> MobileService:
+def _mobile_service(
+    path: str, item: ServiceOrderItemCreate, sealer: Sealer | None
+) -> MobileService:
     spec = item.service.serviceSpecification
     spec_name = spec.name or spec.id if spec else None
     if spec_name != MOBILE_SPEC:
@@ -178,7 +186,7 @@ def _mobile_service(path: str, item: ServiceOrderItemCreate) -> MobileService:
             arp_priority=_integer(_field(path, "arpPriority"), values.get("arpPriority", 8), 1, 15),
         )
     if item.action == "add":
-        service.ki = _text(
+        ki = _text(
             _field(path, "ki"),
             values["ki"],
             re.compile(f"{_HEX32.pattern}|{_HEX64.pattern}"),
@@ -191,16 +199,26 @@ def _mobile_service(path: str, item: ServiceOrderItemCreate) -> MobileService:
                 "give exactly one of opc and op (both or neither given)",
             )
         if opc is not None:
-            service.opc = _text(_field(path, "opc"), opc, _HEX32, "32 hexadecimal digits").lower()
+            opc = _text(_field(path, "opc"), opc, _HEX32, "32 hexadecimal digits").lower()
         else:
-            service.op = _text(_field(path, "op"), op, _HEX32, "32 hexadecimal digits").lower()
-            if len(service.ki) != 32:
+            op = _text(_field(path, "op"), op, _HEX32, "32 hexadecimal digits").lower()
+            if len(ki) != 32:
                 raise ValidationFailure(
                     _field(path, "op"),
                     "OPc can only be derived (Milenage) from a 128-bit ki; "
                     "give opc for a 256-bit ki",
                 )
+            # Here, so OP (the operator's key, the same for every subscriber) goes no further
+            # than this request: the workflow carries the subscriber's own OPc only.
+            opc = derive_opc_hex(ki, op)
+        service.ki, service.opc = _sealed(sealer, "ki", ki, imsi), _sealed(sealer, "opc", opc, imsi)
     return service
+
+
+def _sealed(sealer: Sealer | None, field: str, value: str, imsi: str) -> str:
+    """The value as the workflow carries it: sealed to the worker's key, bound to its field
+    and subscriber; without a key (development) as it is."""
+    return sealer.seal(field, value, context=imsi) if sealer else value
 
 
 def customer_of(order: ServiceOrderCreate) -> Customer:
@@ -215,8 +233,9 @@ def customer_of(order: ServiceOrderCreate) -> Customer:
     return Customer(id=party.id, name=party.name or party.id)
 
 
-def order_items(order: ServiceOrderCreate) -> list[ServiceItem]:
-    """Validate every item; the first problem found is reported."""
+def order_items(order: ServiceOrderCreate, *, sealer: Sealer | None) -> list[ServiceItem]:
+    """Validate every item; the first problem found is reported. Keys leave here sealed with
+    ``sealer`` (None: as they are, for development without seal keys)."""
     items: list[ServiceItem] = []
     seen_ids: set[str] = set()
     seen_imsis: set[str] = set()
@@ -225,7 +244,7 @@ def order_items(order: ServiceOrderCreate) -> list[ServiceItem]:
         if item.id in seen_ids:
             raise ValidationFailure(f"{path}.id", f"item id {item.id!r} given twice")
         seen_ids.add(item.id)
-        service = _mobile_service(f"{path}.service", item)
+        service = _mobile_service(f"{path}.service", item, sealer)
         if service.imsi in seen_imsis:
             raise ValidationFailure(
                 _field(f"{path}.service", "imsi"), "the same IMSI appears in two items"

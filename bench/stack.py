@@ -35,6 +35,7 @@ from temporalio.client import Client
 
 from hub import search_attributes
 from hub.codec import data_converter, generate_key_spec
+from hub.sealing import generate_seal_key
 from hub.settings import REPO_ROOT, SYSTEMS
 from hub.tools.devstack import temporal_binary
 
@@ -155,6 +156,8 @@ class BenchStack:
     ports: Ports = field(default_factory=Ports.pick)
     api_key: str = field(default_factory=lambda: "bench-" + secrets.token_urlsafe(24))
     payload_keys: list[str] = field(default_factory=lambda: [generate_key_spec("bench")])
+    #: The worker unseals with it; the API (not production) seals to its public half.
+    seal_key: str = field(default_factory=lambda: generate_seal_key("bench"))
     task_queue: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     children: dict[str, Child] = field(default_factory=dict)
 
@@ -194,6 +197,7 @@ class BenchStack:
                 "HUB_TASK_QUEUE": self.task_queue,
                 "HUB_API_KEY": self.api_key,
                 "HUB_PAYLOAD_KEYS": ",".join(self.payload_keys),
+                "HUB_SEAL_KEYS": self.seal_key,
                 "HUB_CREDIT_URL": self.simulator_url("credit"),
                 "HUB_CRM_URL": self.simulator_url("crm"),
                 "HUB_HSS_URL": self.simulator_url("hss"),

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.sealing import Sealer, Unsealer, public_spec
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS_DIR = REPO_ROOT / "contracts"
 
@@ -98,6 +100,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",
+        # Errors would quote the input, and settings hold keys and passwords.
+        hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"
@@ -124,6 +128,15 @@ class Settings(BaseSettings):
     )
     #: Require an API key (``Authorization: Bearer``) on ``/codec`` too, beyond the origin check.
     codec_requires_key: bool = False
+
+    #: Worker only: the private keys that unseal subscriber secrets (Ki, OPc) in the HSS
+    #: activity, ``key-id:base64-32-bytes``, comma-separated; every one unseals (see
+    #: :mod:`hub.sealing`). Never given to the API, which serves ``/codec``: production refuses.
+    seal_keys: SecretStr = SecretStr("")
+    #: API: the public key the API seals Ki and OPc to at the door, ``key-id:base64-32-bytes``
+    #: (``python -m hub.sealing`` makes a pair). Outside production, empty means the public half
+    #: of the first ``seal_keys``; both empty: secrets travel unsealed (development only).
+    seal_public_key: str = ""
 
     credit_url: str = "http://127.0.0.1:8101"
     crm_url: str = "http://127.0.0.1:8102"
@@ -250,7 +263,52 @@ class Settings(BaseSettings):
                 raise ValueError("HUB_API_KEY: every key must have at least 24 characters")
             if not self.payload_keys:
                 raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
+            if not self.seal_public_key:
+                raise ValueError(
+                    "HUB_SEAL_PUBLIC_KEY must be set in production: the API seals Ki and OPc "
+                    "with it (python -m hub.sealing makes a key pair)"
+                )
         return self
+
+    @model_validator(mode="after")
+    def _check_seal_keys(self) -> Settings:
+        # Malformed keys stop every process at start, not the first order at the HSS step.
+        unsealer = self.unsealer()
+        sealer = self.sealer()
+        if (
+            unsealer
+            and sealer
+            and sealer.key_id in unsealer.key_ids
+            and unsealer.public_spec(sealer.key_id) != sealer.public_spec
+        ):
+            raise ValueError(
+                f"HUB_SEAL_PUBLIC_KEY: key id {sealer.key_id!r} is not the public half of "
+                f"the HUB_SEAL_KEYS key with that id"
+            )
+        return self
+
+    @property
+    def seal_key_specs(self) -> list[str]:
+        text = self.seal_keys.get_secret_value()
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @property
+    def resolved_seal_public_key(self) -> str:
+        """The public key the API seals to: set, or (outside production) derived."""
+        if self.seal_public_key or self.environment == "production":
+            return self.seal_public_key
+        specs = self.seal_key_specs
+        return public_spec(specs[0]) if specs else ""
+
+    def sealer(self) -> Sealer | None:
+        """What the API seals with; None: no key, secrets travel as they are (development)."""
+        spec = self.resolved_seal_public_key
+        return Sealer.from_spec(spec) if spec else None
+
+    def unsealer(self) -> Unsealer | None:
+        """What the worker's HSS activity unseals with; None: no seal keys here."""
+        specs = self.seal_key_specs
+        return Unsealer.from_specs(specs) if specs else None
 
     @property
     def resolved_reconciliation_dir(self) -> Path:

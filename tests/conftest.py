@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from hub import search_attributes
 from hub.codec import data_converter, generate_key_spec
 from hub.db import create_engine, migrate, session_factory
+from hub.sealing import generate_seal_key, public_spec
 from hub.settings import RetrySettings, Settings
 
 API_KEY = "test-key-" + "x" * 24
@@ -66,6 +67,9 @@ async def eventually(
 # --- Temporal --------------------------------------------------------------------------------
 
 PAYLOAD_KEYS = [generate_key_spec("test-1")]
+#: The worker's private seal key, and the public half the API seals to.
+SEAL_KEY = generate_seal_key("seal-1")
+SEAL_PUBLIC_KEY = public_spec(SEAL_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -216,6 +220,8 @@ def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
         task_queue=f"test-{uuid.uuid4()}",
         api_key=[API_KEY, "second-key-" + "y" * 20],
         payload_keys=PAYLOAD_KEYS,
+        seal_keys=SEAL_KEY,
+        seal_public_key=SEAL_PUBLIC_KEY,
         credit_url=simulator_process["credit"],
         crm_url=simulator_process["crm"],
         hss_url=simulator_process["hss"],

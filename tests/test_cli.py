@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from api.tmf641 import ServiceOrderCreate, customer_of, order_items
 from hub.codec import EncryptionCodec
+from hub.sealing import Unsealer
 from hub.tools import cli, devstack
 from hub.tools.devstack import StackConfig
 
@@ -52,7 +53,14 @@ def output_of(result: Any) -> str:
 def no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A developer's .env or HUB_* variables must not change what these tests see.
     monkeypatch.chdir(tmp_path)
-    for name in ("HUB_API_KEY", "HUB_API_URL", "HUB_PAYLOAD_KEYS", "HUB_ENVIRONMENT"):
+    for name in (
+        "HUB_API_KEY",
+        "HUB_API_URL",
+        "HUB_PAYLOAD_KEYS",
+        "HUB_SEAL_KEYS",
+        "HUB_SEAL_PUBLIC_KEY",
+        "HUB_ENVIRONMENT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "200")
 
@@ -252,27 +260,32 @@ def test_order_wait_gives_up_at_the_timeout(fake_api: Callable[..., FakeApi]) ->
 def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
     Path(".env").write_text("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1")  # no final \n
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
-    assert added == ["HUB_PAYLOAD_KEYS"]
+    assert added == ["HUB_PAYLOAD_KEYS", "HUB_SEAL_KEYS"]
     assert values["HUB_API_KEY"] == "keep-me"
     text = Path(".env").read_text()
     assert text.startswith("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1\n")
     assert devstack.read_env_file(Path(".env")) == values
     assert EncryptionCodec.from_specs([values["HUB_PAYLOAD_KEYS"]]).key_ids == ["k1"]
+    assert Unsealer.from_specs([values["HUB_SEAL_KEYS"]]).key_ids == ["s1"]
 
     # Running again changes nothing.
     assert devstack.ensure_env_file(Path(".env"), environ={}) == (values, [])
     assert Path(".env").read_text() == text
 
 
-def test_env_file_is_created_with_both_secrets_private() -> None:
+def test_env_file_is_created_with_the_secrets_private() -> None:
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
-    assert sorted(added) == ["HUB_API_KEY", "HUB_PAYLOAD_KEYS"]
+    assert sorted(added) == ["HUB_API_KEY", "HUB_PAYLOAD_KEYS", "HUB_SEAL_KEYS"]
     assert len(values["HUB_API_KEY"]) >= 40  # 32 random bytes, URL-safe base64
     assert Path(".env").stat().st_mode & 0o077 == 0
 
 
 def test_secrets_from_the_environment_are_not_written() -> None:
-    environ = {"HUB_API_KEY": "from-env", "HUB_PAYLOAD_KEYS": "k9:" + "A" * 44}
+    environ = {
+        "HUB_API_KEY": "from-env",
+        "HUB_PAYLOAD_KEYS": "k9:" + "A" * 44,
+        "HUB_SEAL_KEYS": "s9:" + "A" * 44,
+    }
     values, added = devstack.ensure_env_file(Path(".env"), environ=environ)
     assert (values, added) == ({}, [])
     assert not Path(".env").exists()
@@ -404,7 +417,7 @@ def test_the_example_is_valid_json_with_a_fresh_subscriber() -> None:
     # The hub's own TMF641 validation accepts it.
     parsed = ServiceOrderCreate.model_validate(order)
     assert customer_of(parsed).id == order["relatedParty"][0]["id"]
-    assert len(order_items(parsed)) == 1
+    assert len(order_items(parsed, sealer=None)) == 1
 
     other = devstack.example_order()
     assert characteristics(other)["imsi"] != values["imsi"]

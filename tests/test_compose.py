@@ -19,7 +19,7 @@ from hub.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("postgresql", "temporal", "temporal-ui", "simulators", "hub-worker", "hub-api")
 HUB_SERVICES = ("simulators", "hub-worker", "hub-api")
-SECRET_NAMES = re.compile(r"PASSWORD|PWD|API_KEY|PAYLOAD_KEYS|TOKEN|SECRET")
+SECRET_NAMES = re.compile(r"PASSWORD|PWD|API_KEY|PAYLOAD_KEYS|SEAL_KEYS|TOKEN|SECRET")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,16 @@ def test_secrets_must_be_given(services: dict[str, Any]) -> None:
                 assert "${" in value and ":?" in value, f"{service_name}: {variable} is a literal"
 
 
+def test_only_the_worker_holds_the_private_seal_keys(services: dict[str, Any]) -> None:
+    # The API serves /codec to browsers: it seals with the public key and never holds the
+    # private ones, so nothing that decodes payloads for the Web UI can open a sealed Ki.
+    holders = [name for name, s in services.items() if "HUB_SEAL_KEYS" in environment_of(s)]
+    assert holders == ["hub-worker"]
+    for name in ("hub-api", "hub-worker"):
+        public = environment_of(services[name])["HUB_SEAL_PUBLIC_KEY"]
+        assert public.startswith("${HUB_SEAL_PUBLIC_KEY:?"), name
+
+
 def test_temporal_runs_on_postgresql_and_ui_talks_to_it(services: dict[str, Any]) -> None:
     temporal = services["temporal"]
     assert temporal["image"].startswith("temporalio/auto-setup:")
@@ -168,5 +178,11 @@ def test_env_example_lists_every_setting() -> None:
     missing = {f"HUB_{name.upper()}" for name in Settings.model_fields} - listed
     assert not missing, f".env.example lacks {sorted(missing)}"
     # Secrets are placeholders, never real values.
-    for name in ("HUB_API_KEY", "HUB_PAYLOAD_KEYS", "POSTGRES_PASSWORD"):
+    for name in (
+        "HUB_API_KEY",
+        "HUB_PAYLOAD_KEYS",
+        "HUB_SEAL_KEYS",
+        "HUB_SEAL_PUBLIC_KEY",
+        "POSTGRES_PASSWORD",
+    ):
         assert re.search(rf"^{name}=$", text, re.MULTILINE), name

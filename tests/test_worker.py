@@ -17,7 +17,7 @@ from temporalio.client import Client
 
 from api.main import create_app
 from hub.settings import REPO_ROOT, Settings
-from tests.conftest import PAYLOAD_KEYS, Simulators, eventually
+from tests.conftest import PAYLOAD_KEYS, SEAL_KEY, Simulators, eventually
 from tests.factories import new_identity, order
 
 
@@ -29,6 +29,7 @@ def worker_env(settings: Settings, client: Client) -> dict[str, str]:
         "HUB_TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "HUB_TASK_QUEUE": settings.task_queue,
         "HUB_PAYLOAD_KEYS": ",".join(PAYLOAD_KEYS),
+        "HUB_SEAL_KEYS": SEAL_KEY,
         "HUB_CREDIT_URL": settings.credit_url,
         "HUB_CRM_URL": settings.crm_url,
         "HUB_HSS_URL": settings.hss_url,

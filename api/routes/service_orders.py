@@ -118,7 +118,7 @@ async def create_service_order(
 ) -> dict[str, Any]:
     base = _base_url(request, settings.public_url)
     customer = customer_of(body)
-    items = order_items(body)
+    items = order_items(body, sealer=settings.sealer())
     if body.externalId and (existing := await _existing(session, body.externalId)):
         response.status_code = status.HTTP_200_OK
         return _order_json(existing, (await _items_of(session, [existing.id]))[existing.id], base)

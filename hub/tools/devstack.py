@@ -14,8 +14,9 @@ SIGTERM stops them all gracefully, the API first and Temporal last (a second Ctr
 is left). All state lives under ``data/``, so running it again resumes where it stopped.
 
 It works in the current directory, as the hub's settings do: ``data/`` and ``.env`` are
-relative to it. ``HUB_API_KEY`` and ``HUB_PAYLOAD_KEYS`` are generated into ``.env`` when
-neither the environment nor ``.env`` sets them.
+relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS`` and ``HUB_SEAL_KEYS`` are generated into
+``.env`` when neither the environment nor ``.env`` sets them (the API, outside production,
+seals to the public half of ``HUB_SEAL_KEYS``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from temporalio.client import Client
 
 from hub import search_attributes
 from hub.codec import generate_key_spec
+from hub.sealing import generate_seal_key
 from hub.settings import REPO_ROOT
 
 logger = logging.getLogger("hub.devstack")
@@ -75,6 +77,7 @@ SIMULATOR_TITLES = {
 GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "HUB_API_KEY": lambda: secrets.token_urlsafe(32),
     "HUB_PAYLOAD_KEYS": lambda: generate_key_spec("k1"),
+    "HUB_SEAL_KEYS": lambda: generate_seal_key("s1"),
 }
 
 ORDERS_PATH = "/tmf-api/serviceOrdering/v4/serviceOrder"

@@ -50,7 +50,7 @@ async def test_a_workflow_whose_order_was_never_committed_does_nothing(
         ServiceActivationInput(
             order_id=lost_id,
             customer=customer_of(request),
-            items=order_items(request),
+            items=order_items(request, sealer=None),
             external_id=request.externalId,
         ),
         id=workflow_id_for(lost_id),

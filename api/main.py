@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -56,6 +57,7 @@ def create_app(
         allow_credentials=True,
     )
     errors.install(app)
+    _audit_to_stderr()
     app.include_router(health.router)
     app.include_router(service_orders.router)
     app.include_router(dead_letters.router)
@@ -63,3 +65,14 @@ def create_app(
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app
+
+
+def _audit_to_stderr() -> None:
+    """Audit events (``hub.audit``, INFO) must reach a log even where nothing configured
+    logging (uvicorn configures only its own loggers); where something did, they go there."""
+    audit = logging.getLogger("hub.audit")
+    audit.setLevel(logging.INFO)
+    if not audit.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        audit.addHandler(handler)

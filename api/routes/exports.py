@@ -33,7 +33,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub import search_attributes as sa
@@ -48,9 +48,12 @@ from hub.exports import (
     check_destination,
 )
 from hub.models import ExportRun, ExportWatermark
+from hub.permissions import Scope
 from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
 
-router = APIRouter(tags=["Exports"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["Exports"])
+READ = [Depends(require_scope(Scope.EXPORTS_READ))]
+WRITE = [Depends(require_scope(Scope.EXPORTS_WRITE))]
 
 SCHEDULES = "/exportSchedules"
 RUNS = "/exportRuns"
@@ -209,7 +212,10 @@ def _spec(body: ExportScheduleCreate) -> ScheduleSpec:
 
 
 @router.post(
-    SCHEDULES, status_code=http_status.HTTP_201_CREATED, summary="Create an export schedule"
+    SCHEDULES,
+    status_code=http_status.HTTP_201_CREATED,
+    summary="Create an export schedule",
+    dependencies=WRITE,
 )
 async def create_export_schedule(
     body: ExportScheduleCreate,
@@ -284,7 +290,7 @@ async def create_export_schedule(
     return await _schedule_json(body.id, described, _iso(mark.watermark) if mark else None)
 
 
-@router.get(SCHEDULES, summary="List export schedules")
+@router.get(SCHEDULES, summary="List export schedules", dependencies=READ)
 async def list_export_schedules(response: Response, temporal: TemporalDep) -> list[dict[str, Any]]:
     # Temporal's schedule list is eventually consistent: a schedule created a moment ago may
     # not be listed yet (GET /exportSchedules/{id} sees it at once).
@@ -314,7 +320,7 @@ async def list_export_schedules(response: Response, temporal: TemporalDep) -> li
     return rows
 
 
-@router.get(f"{SCHEDULES}/{{export_id}}", summary="Describe an export schedule")
+@router.get(f"{SCHEDULES}/{{export_id}}", summary="Describe an export schedule", dependencies=READ)
 async def get_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep
 ) -> dict[str, Any]:
@@ -337,7 +343,9 @@ async def _set_paused(temporal: Client, export_id: str, paused: bool, note: str 
         raise _refused(exc, export_id) from exc
 
 
-@router.post(f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule")
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule", dependencies=WRITE
+)
 async def pause_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
 ) -> dict[str, Any]:
@@ -345,7 +353,9 @@ async def pause_export_schedule(
     return await get_export_schedule(export_id, session, temporal)
 
 
-@router.post(f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule")
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule", dependencies=WRITE
+)
 async def unpause_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
 ) -> dict[str, Any]:
@@ -357,6 +367,7 @@ async def unpause_export_schedule(
     f"{SCHEDULES}/{{export_id}}/trigger",
     status_code=http_status.HTTP_202_ACCEPTED,
     summary="Run an export now (also when paused)",
+    dependencies=WRITE,
 )
 async def trigger_export_schedule(export_id: str, temporal: TemporalDep) -> dict[str, Any]:
     handle = _handle(temporal, export_id)
@@ -372,6 +383,7 @@ async def trigger_export_schedule(export_id: str, temporal: TemporalDep) -> dict
     f"{SCHEDULES}/{{export_id}}/backfill",
     status_code=http_status.HTTP_202_ACCEPTED,
     summary="Run an export for each of its schedule times in a range",
+    dependencies=WRITE,
 )
 async def backfill_export_schedule(
     export_id: str, body: BackfillBody, temporal: TemporalDep
@@ -404,6 +416,7 @@ async def backfill_export_schedule(
     f"{SCHEDULES}/{{export_id}}",
     status_code=http_status.HTTP_204_NO_CONTENT,
     summary="Delete an export schedule (its runs and watermark are kept)",
+    dependencies=WRITE,
 )
 async def delete_export_schedule(export_id: str, temporal: TemporalDep) -> Response:
     handle = _handle(temporal, export_id)
@@ -414,7 +427,7 @@ async def delete_export_schedule(export_id: str, temporal: TemporalDep) -> Respo
     return Response(status_code=http_status.HTTP_204_NO_CONTENT)
 
 
-@router.get(RUNS, summary="List export runs, newest first")
+@router.get(RUNS, summary="List export runs, newest first", dependencies=READ)
 async def list_export_runs(
     response: Response,
     session: SessionDep,
@@ -447,7 +460,7 @@ async def list_export_runs(
     return [run_json(run) for run in runs]
 
 
-@router.get(f"{RUNS}/{{run_id}}", summary="Read one export run")
+@router.get(f"{RUNS}/{{run_id}}", summary="Read one export run", dependencies=READ)
 async def get_export_run(run_id: str, session: SessionDep) -> dict[str, Any]:
     run = await session.get(ExportRun, run_id)
     if run is None:

@@ -49,12 +49,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.reconciliation import BILLING_SYSTEM, checked_source
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError
 from api.listing import one_of, page
 from hub import search_attributes as sa
 from hub.exports import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
+from hub.permissions import Scope
 from hub.reconcile import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
@@ -66,11 +67,9 @@ from workflows.reconciliation import (
     workflow_id_for,
 )
 
-router = APIRouter(
-    prefix="/reconciliations",
-    tags=["Billing reconciliation"],
-    dependencies=[Depends(require_api_key)],
-)
+router = APIRouter(prefix="/reconciliations", tags=["Billing reconciliation"])
+READ = [Depends(require_scope(Scope.RECONCILIATIONS_READ))]
+WRITE = [Depends(require_scope(Scope.RECONCILIATIONS_WRITE))]
 
 SCHEDULE_ID = "billing-reconciliation-daily"
 #: How long a read waits for a running workflow to say how far it got.
@@ -284,7 +283,7 @@ def _search_attributes() -> TypedSearchAttributes:
 # --- runs ------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, summary="Reconcile a period")
+@router.post("", status_code=201, summary="Reconcile a period", dependencies=WRITE)
 async def start_reconciliation(
     body: ReconciliationCreate,
     request: Request,
@@ -377,7 +376,7 @@ async def _start(
         )
 
 
-@router.get("", summary="List reconciliations")
+@router.get("", summary="List reconciliations", dependencies=READ)
 async def list_reconciliations(
     request: Request,
     response: Response,
@@ -409,12 +408,16 @@ async def list_reconciliations(
     return [run_json(request, settings, run, await _categories(session, run.id)) for run in runs]
 
 
-@router.get("/schedule", summary="The daily reconciliation schedule")
+@router.get("/schedule", summary="The daily reconciliation schedule", dependencies=READ)
 async def get_schedule(temporal: TemporalDep) -> dict[str, Any]:
     return await _describe_schedule(temporal)
 
 
-@router.put("/schedule", summary="Create or change the daily reconciliation schedule")
+@router.put(
+    "/schedule",
+    summary="Create or change the daily reconciliation schedule",
+    dependencies=WRITE,
+)
 async def put_schedule(
     body: ScheduleBody, temporal: TemporalDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -458,14 +461,24 @@ def _the_schedule() -> Iterator[None]:
         raise
 
 
-@router.post("/schedule/trigger", status_code=202, summary="Run the scheduled reconciliation now")
+@router.post(
+    "/schedule/trigger",
+    status_code=202,
+    summary="Run the scheduled reconciliation now",
+    dependencies=WRITE,
+)
 async def trigger_schedule(temporal: TemporalDep) -> dict[str, Any]:
     with _the_schedule():
         await temporal.get_schedule_handle(SCHEDULE_ID).trigger()
     return {"triggered": SCHEDULE_ID}
 
 
-@router.delete("/schedule", status_code=204, summary="Remove the daily reconciliation schedule")
+@router.delete(
+    "/schedule",
+    status_code=204,
+    summary="Remove the daily reconciliation schedule",
+    dependencies=WRITE,
+)
 async def delete_schedule(temporal: TemporalDep) -> Response:
     with _the_schedule():
         await temporal.get_schedule_handle(SCHEDULE_ID).delete()
@@ -520,7 +533,11 @@ async def _describe_schedule(temporal: Client) -> dict[str, Any]:
     }
 
 
-@router.get("/{run_id}", summary="A reconciliation: progress, summary, categories")
+@router.get(
+    "/{run_id}",
+    summary="A reconciliation: progress, summary, categories",
+    dependencies=READ,
+)
 async def get_reconciliation(
     run_id: str,
     request: Request,
@@ -555,7 +572,12 @@ async def get_reconciliation(
     return body
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Stop a running reconciliation")
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Stop a running reconciliation",
+    dependencies=WRITE,
+)
 async def cancel_reconciliation(
     run_id: str,
     request: Request,
@@ -596,7 +618,11 @@ def _filter(
 CategoryQuery = Query(default=None, description=", ".join(c.value for c in Category))
 
 
-@router.get("/{run_id}/discrepancies", summary="List a run's discrepancies, with filters")
+@router.get(
+    "/{run_id}/discrepancies",
+    summary="List a run's discrepancies, with filters",
+    dependencies=READ,
+)
 async def list_discrepancies(
     run_id: str,
     response: Response,
@@ -649,6 +675,7 @@ def _camel(row: dict[str, Any]) -> dict[str, Any]:
 @router.get(
     "/{run_id}/discrepancies/by-msisdn",
     summary="The subscribers with the most revenue at stake, from a run's discrepancies",
+    dependencies=READ,
 )
 async def discrepancies_by_msisdn(
     run_id: str,
@@ -688,6 +715,7 @@ def _by_msisdn(path: Path, expression: pc.Expression | None, limit: int) -> list
     "/{run_id}/discrepancies/download",
     summary="Download a run's discrepancies (Parquet, or CSV)",
     response_class=Response,
+    dependencies=READ,
 )
 async def download_discrepancies(
     run_id: str,

@@ -20,7 +20,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError
 from api.listing import one_of, page
 from api.tmf641 import (
@@ -38,6 +38,7 @@ from hub.models import (
     ServiceOrder,
     ServiceOrderItem,
 )
+from hub.permissions import Scope
 from workflows.service_activation import (
     PROCESS_KIND,
     CancelRequest,
@@ -48,9 +49,9 @@ from workflows.service_activation import (
 )
 
 PREFIX = "/tmf-api/serviceOrdering/v4"
-router = APIRouter(
-    prefix=PREFIX, tags=["TMF641 Service Ordering"], dependencies=[Depends(require_api_key)]
-)
+router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"])
+READ = [Depends(require_scope(Scope.ORDERS_READ))]
+WRITE = [Depends(require_scope(Scope.ORDERS_WRITE))]
 
 
 def _base_url(request: Request, public_url: str) -> str:
@@ -116,6 +117,7 @@ async def _existing(session: AsyncSession, external_id: str) -> ServiceOrder | N
     "/serviceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Create a service order and start its workflow",
+    dependencies=WRITE,
 )
 async def create_service_order(
     body: ServiceOrderCreate,
@@ -198,7 +200,7 @@ async def create_service_order(
     return _order_json(order, rows, base)
 
 
-@router.get("/serviceOrder", summary="List service orders")
+@router.get("/serviceOrder", summary="List service orders", dependencies=READ)
 async def list_service_orders(
     request: Request,
     response: Response,
@@ -236,7 +238,7 @@ async def _order_or_404(session: AsyncSession, order_id: str) -> ServiceOrder:
     return order
 
 
-@router.get("/serviceOrder/{order_id}", summary="Read one service order")
+@router.get("/serviceOrder/{order_id}", summary="Read one service order", dependencies=READ)
 async def get_service_order(
     order_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -263,6 +265,7 @@ def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
     "/cancelServiceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Cancel a service order that has not completed",
+    dependencies=WRITE,
 )
 async def cancel_service_order(
     body: CancelServiceOrderCreate,
@@ -330,7 +333,9 @@ async def cancel_service_order(
     return _cancel_json(cancel, base)
 
 
-@router.get("/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request")
+@router.get(
+    "/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request", dependencies=READ
+)
 async def get_cancel_service_order(
     cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:

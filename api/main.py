@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import TemporalConnection
+from api.limits import BodyLimit
 from api.routes import codec, dead_letters, exports, health, reconciliations, service_orders
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
@@ -48,6 +49,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Added first, so CORS wraps it: a browser can read the 413 too.
+    app.add_middleware(
+        BodyLimit,
+        limit=(settings.max_body_bytes, "HUB_MAX_BODY_BYTES"),
+        by_prefix={
+            codec.router.prefix + "/": (settings.codec_max_body_bytes, "HUB_CODEC_MAX_BODY_BYTES")
+        },
+    )
     app.add_middleware(
         CORSMiddleware,
         # Only the Temporal Web UI calls the hub from a browser (the codec endpoint).

@@ -182,6 +182,10 @@ class Settings(BaseSettings):
     #: Development only: let callers without a key use ``/codec`` (the dev server's Web UI
     #: cannot send one). Refused in production.
     codec_allow_anonymous: bool = False
+    #: Request bodies larger than this are refused (413), ``/codec`` having its own bound:
+    #: a payload may be 2 MB (Temporal's blob limit), 2.7 MB in base64.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    codec_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     #: Payloads one ``/codec`` request may carry.
     codec_max_payloads: int = Field(default=1000, ge=1)
 

@@ -32,6 +32,7 @@ from api.main import create_app
 from hub.permissions import PLAIN_KEY_SCOPES, Scope, plain_key_name
 from hub.settings import ApiClient, Settings
 from tests.conftest import API_KEY, PAYLOAD_KEYS, free_port
+from tests.factories import new_identity, order
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
 CANCELS = "/tmf-api/serviceOrdering/v4/cancelServiceOrder"
@@ -400,6 +401,17 @@ async def test_codec_batches_are_bounded(tmp_path: Path) -> None:
         assert_tmf(too_many, 413, "HUB_CODEC_MAX_PAYLOADS")
 
 
+async def test_codec_bodies_have_a_bound_of_their_own(tmp_path: Path) -> None:
+    async with api_for(tmp_path, codec_max_body_bytes=4000, max_body_bytes=200) as api:
+        ui = as_client("ui")
+        small = {"payloads": [json_payload(i) for i in range(3)]}
+        # Over the 200 bytes of the other routes, under the codec's 4000.
+        assert (await api.http.post("/codec/encode", json=small, headers=ui)).status_code == 200
+        big = {"payloads": [json_payload("x" * 4000)]}
+        too_big = await api.http.post("/codec/decode", json=big, headers=ui)
+        assert_tmf(too_big, 413, "HUB_CODEC_MAX_BODY_BYTES")
+
+
 class ThreadSpyCodec:
     """Records which thread encodes and decodes."""
 
@@ -423,3 +435,65 @@ async def test_the_codec_works_off_the_event_loop(api: Api) -> None:
         response = await api.http.post(f"/codec/{operation}", json=body, headers=as_client("ui"))
         assert response.status_code == 200, response.text
     assert len(spy.threads) == 2 and threading.get_ident() not in spy.threads
+
+
+# --- body limits -----------------------------------------------------------------------------
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(
+    api: Api,
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": ORDERS,
+        "raw_path": ORDERS.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"hub.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(50 * 1024 * 1024).encode()),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("hub.test", 80),
+    }
+    await api.app(scope, receive, send)
+    assert sent[0]["status"] == 413
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body["code"] == "413" and "HUB_MAX_BODY_BYTES" in body["message"]
+
+
+async def test_a_streamed_body_over_the_limit_is_413_and_stores_nothing(api: Api) -> None:
+    document = order(new_identity())
+    document["description"] = "x" * (2 * 1024 * 1024)  # a 2 MiB order; the bound is 1 MiB
+    raw = json.dumps(document).encode()
+    chunks_read = 0
+
+    async def chunked() -> AsyncIterator[bytes]:
+        nonlocal chunks_read
+        for start in range(0, len(raw), 64 * 1024):
+            chunks_read += 1
+            yield raw[start : start + 64 * 1024]
+
+    response = await api.http.post(
+        ORDERS, content=chunked(), headers={"Content-Type": "application/json"}
+    )
+    assert_tmf(response, 413, "HUB_MAX_BODY_BYTES")
+    assert chunks_read <= 17  # stopped at the bound, not after the whole body
+    declared = await api.http.post(
+        ORDERS, content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert_tmf(declared, 413)
+    assert (await api.http.get(ORDERS)).headers["X-Total-Count"] == "0"

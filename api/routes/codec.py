@@ -97,7 +97,7 @@ def _convert(
 
 async def _run(request: Request, operation: str) -> tuple[int, Response]:
     settings = request.app.state.settings
-    raw = await request.body()
+    raw = await request.body()  # bounded by HUB_CODEC_MAX_BODY_BYTES (api.limits)
     codec = _codec(request)
     convert = getattr(codec, operation) if codec else None
     try:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,17 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.service import RetryConfig
+from temporalio.testing import WorkflowEnvironment
 
 from api.deps import Principal
+from api.inbound import CheckedRoute
+from api.listing import MAX_OFFSET
 from api.main import create_app
+from hub.models import DeadLetter, ReconciliationRun, ServiceOrder
 from hub.permissions import PLAIN_KEY_SCOPES, Scope, plain_key_name
 from hub.settings import ApiClient, Settings
-from tests.conftest import API_KEY, PAYLOAD_KEYS, free_port
+from tests.conftest import API_KEY, PAYLOAD_KEYS, free_port, temporal_binary
 from tests.factories import new_identity, order
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
@@ -106,6 +112,36 @@ async def api_for(
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with api_for(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def stopped_temporal() -> AsyncIterator[Client]:
+    """A client of a Temporal that answered once and then went away: every call fails as in
+    an outage (UNAVAILABLE), at once, as the client is told not to retry."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error"
+    )
+    client = await Client.connect(
+        env.client.service_client.config.target_host,
+        retry_config=RetryConfig(
+            initial_interval_millis=10, max_retries=1, max_elapsed_time_millis=200
+        ),
+    )
+    await env.shutdown()
+    yield client
+
+
+@pytest.fixture
+async def down(tmp_path: Path, stopped_temporal: Client) -> AsyncIterator[Api]:
+    async with api_for(tmp_path, stopped_temporal) as running:
+        yield running
+
+
+@pytest.fixture
+async def live(tmp_path: Path, temporal_client: Client) -> AsyncIterator[Api]:
+    """The API on the session's dev server, without a worker: orders start and wait."""
+    async with api_for(tmp_path, temporal_client) as running:
         yield running
 
 
@@ -196,6 +232,13 @@ def test_every_route_is_in_the_table_and_needs_its_scope() -> None:
             assert (method, route.path) in table, f"{method} {route.path}: add it to ROUTES"
             assert scopes_of(route) == {table[method, route.path]}, (method, route.path)
     assert seen == set(table)
+
+
+def test_every_route_checks_its_text() -> None:
+    app = create_app(Settings(_env_file=None, environment="test"))  # type: ignore[call-arg]
+    for route in api_routes(app.routes):
+        if route.path not in OPEN:
+            assert isinstance(route, CheckedRoute), f"{route.path}: route_class=CheckedRoute"
 
 
 @pytest.mark.parametrize(
@@ -389,6 +432,51 @@ async def test_the_ui_origin_may_call_the_codec_and_read_its_refusals(api: Api) 
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == UI
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"true",
+        b"1",
+        b"null",
+        b"[]",
+        b'"payloads"',
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"payloads": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"payloads": 5}',
+        b'{"payloads": [1]}',
+        b'{"payloads": [{"data": "\\ud800"}]}',
+        b'{"payloads": [{"metadata": {"\\u0000": "AA=="}}]}',
+        b'{"payloads": [], "x": NaN}',
+        b"{not json",
+        b"\xff\xfe",
+    ],
+    ids=[
+        "true",
+        "number",
+        "null",
+        "list",
+        "string",
+        "deep-list",
+        "deep-payloads",
+        "payloads-number",
+        "payload-number",
+        "lone-surrogate",
+        "nul-key",
+        "nan",
+        "not-json",
+        "not-utf8",
+    ],
+)
+async def test_a_codec_body_that_is_not_payloads_is_a_400(api: Api, body: bytes) -> None:
+    for operation in ("encode", "decode"):
+        response = await api.http.post(
+            f"/codec/{operation}",
+            content=body,
+            headers={"Content-Type": "application/json", **as_client("ui")},
+        )
+        assert_tmf(response, 400)
+
+
 async def test_codec_batches_are_bounded(tmp_path: Path) -> None:
     async with api_for(tmp_path, codec_max_payloads=3) as api:
         ui = as_client("ui")
@@ -497,3 +585,113 @@ async def test_a_streamed_body_over_the_limit_is_413_and_stores_nothing(api: Api
     )
     assert_tmf(declared, 413)
     assert (await api.http.get(ORDERS)).headers["X-Total-Count"] == "0"
+
+
+# --- 5xx and wrong codes ---------------------------------------------------------------------
+
+LISTS = [ORDERS, "/deadLetters", "/reconciliations", "/exportRuns"]
+
+
+@pytest.mark.parametrize("path", LISTS)
+async def test_an_offset_past_the_bound_is_a_400(api: Api, path: str) -> None:
+    for offset in (2**63, 2**64, MAX_OFFSET + 1, -1):
+        assert_tmf(await api.http.get(path, params={"offset": offset}), 400, "offset")
+    last = await api.http.get(path, params={"offset": MAX_OFFSET})
+    assert last.status_code == 200 and last.json() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/deadLetters/retry", b'{"process": "\\ud800"}', "process"),
+        ("POST", "/deadLetters/retry", b'{"system": "billing", "reason": "a\\u0000b"}', "reason"),
+        ("POST", "/deadLetters/some-id/retry", b'{"input": {"msisdn": "\\udfff"}}', "input.msisdn"),
+        ("POST", ORDERS, b'{"description": "\\ud83d", "serviceOrderItem": []}', "description"),
+        ("POST", ORDERS, b'{"relatedParty": [{"\\ud800": 1}]}', "relatedParty[0]"),
+        ("POST", "/reconciliations", b'{"id": "r", "x": [1e999]}', "x[0]"),
+        ("POST", "/exportSchedules", b'{"id": NaN}', "body"),
+    ],
+    ids=["filter", "nul", "correction", "order", "key", "infinity", "nan"],
+)
+async def test_text_no_system_can_store_is_a_400_naming_the_field(
+    api: Api, method: str, path: str, body: bytes, field: str
+) -> None:
+    response = await api.http.request(
+        method, path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_tmf(response, 400, field)
+
+
+async def test_a_nul_in_a_query_or_path_parameter_is_a_400(api: Api) -> None:
+    assert_tmf(await api.http.get("/deadLetters", params={"process": "a\x00b"}), 400, "process")
+    assert_tmf(await api.http.get(ORDERS, params={"externalId": "\x00"}), 400, "externalId")
+    assert_tmf(await api.http.get("/deadLetters/a%00b"), 400, "letter_id")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/reconciliations/schedule", None),
+        ("PUT", "/reconciliations/schedule", {}),
+        ("POST", "/reconciliations/schedule/trigger", None),
+        ("DELETE", "/reconciliations/schedule", None),
+        ("GET", "/exportSchedules", None),
+        ("GET", "/exportSchedules/nightly", None),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+async def test_schedules_answer_503_while_temporal_is_down(
+    down: Api, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    assert_tmf(await down.http.request(method, path, json=body), 503, "Temporal")
+
+
+def parked_letter(letter_id: str) -> DeadLetter:
+    now = datetime.now(UTC)
+    return DeadLetter(
+        id=letter_id,
+        workflow_id=f"service-order-{letter_id}",
+        run_id="run",
+        process="service-activation",
+        step="1/billing.create_subscription",
+        system="billing",
+        activity="billing.create_subscription",
+        error_type="TransientError",
+        last_error="gave up retrying",
+        first_failure_at=now,
+        last_failure_at=now,
+        deadline=now + timedelta(days=1),
+    )
+
+
+async def test_decisions_and_cancels_answer_503_while_temporal_is_down(down: Api) -> None:
+    await down.add(
+        parked_letter("dl-1"),
+        ServiceOrder(id="o-1", workflow_id="service-order-o-1", state="inProgress"),
+        ReconciliationRun(
+            id="rec-1",
+            workflow_id="reconciliation-rec-1",
+            period_start=datetime(2026, 3, 1, tzinfo=UTC),
+            period_end=datetime(2026, 3, 2, tzinfo=UTC),
+        ),
+    )
+    for action in ("retry", "skip", "abort"):
+        response = await down.http.post(f"/deadLetters/dl-1/{action}", json={})
+        assert_tmf(response, 503, "Temporal is not reachable")
+        assert response.headers["Retry-After"]
+    assert_tmf(await down.http.post("/deadLetters/retry", json={}), 503, "0 of 1")
+    cancel = await down.http.post(CANCELS, json={"serviceOrder": {"id": "o-1"}})
+    assert_tmf(cancel, 503, "Temporal is not reachable")
+    # The cancellation it refused is not left behind: asked again later, it is tried again.
+    assert_tmf(await down.http.post(CANCELS, json={"serviceOrder": {"id": "o-1"}}), 503)
+    assert_tmf(await down.http.post("/reconciliations/rec-1/cancel"), 503, "Temporal")
+
+
+# --- input that can never succeed is refused at the door ---------------------------------------
+
+
+async def test_an_export_id_in_a_path_that_no_schedule_can_have_is_a_404_at_once(
+    down: Api,
+) -> None:
+    # Temporal is down: answering 404 shows the API did not even ask it.
+    assert_tmf(await down.http.get("/exportSchedules/nightly%0A"), 404, "no export schedule")

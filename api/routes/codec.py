@@ -29,12 +29,13 @@ from temporalio.converter import PayloadCodec
 
 from api.deps import Principal, SettingsDep, authenticate, offered_key, require_scope
 from api.errors import ApiError
+from api.inbound import CheckedRoute, parse_json
 from hub.codec import EncryptionCodec, PayloadEncryptionError
 from hub.permissions import Scope
 
 audit = logging.getLogger("hub.audit")
 
-router = APIRouter(prefix="/codec", tags=["Temporal codec"])
+router = APIRouter(prefix="/codec", tags=["Temporal codec"], route_class=CheckedRoute)
 
 #: Who calls without a key when ``HUB_CODEC_ALLOW_ANONYMOUS`` lets them.
 ANONYMOUS = Principal("anonymous", frozenset({Scope.CODEC_ENCODE, Scope.CODEC_DECODE}))
@@ -63,7 +64,7 @@ def _codec(request: Request) -> PayloadCodec | None:
 
 
 def _payloads(raw: bytes, most: int) -> list[Payload]:
-    body = json.loads(raw)
+    body = parse_json(raw)
     if not isinstance(body, dict) or not isinstance(body.get("payloads", []), list):
         raise ApiError(400, "body: expected {'payloads': [...]} in protobuf JSON")
     count = len(body.get("payloads", []))

@@ -14,17 +14,18 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.deps import Principal, SessionDep, TemporalDep, require_scope
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
 from hub.permissions import Scope
 from workflows.saga import DeadLetterDecision
 
-router = APIRouter(prefix="/deadLetters", tags=["Dead letters"])
+router = APIRouter(prefix="/deadLetters", tags=["Dead letters"], route_class=CheckedRoute)
 READ = [Depends(require_scope(Scope.DEADLETTERS_READ))]
 #: The caller who decides, once it is known to hold the scope for it.
 Decider = Annotated[Principal, Depends(require_scope(Scope.DEADLETTERS_DECIDE))]
@@ -97,7 +98,7 @@ async def list_dead_letters(
     orderId: str | None = None,
     since: datetime | None = Query(default=None, description="parked at or after"),
     until: datetime | None = Query(default=None, description="parked before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("status", status, DeadLetterStatus)
@@ -167,9 +168,12 @@ async def _decide(
     except WorkflowUpdateFailedError as exc:
         message = getattr(exc.cause, "message", None) or str(exc)
         raise ApiError(409, f"{action.value} refused: {message}") from exc
-    except RPCError as exc:
+    except (RPCError, RPCTimeoutOrCancelledError) as exc:
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
+        status = exc.status.name if isinstance(exc, RPCError) else type(exc).__name__
         raise ApiError(
-            409, f"{action.value} refused: the workflow is not running ({exc.status.name})"
+            409, f"{action.value} refused: the workflow is not running ({status})"
         ) from exc
     return {
         "accepted": True,
@@ -231,5 +235,8 @@ async def bulk_retry(
             )
             accepted.append(letter.id)
         except ApiError as exc:
+            if exc.status == 503:  # Temporal is away: the rest would fail the same way
+                done = f"{len(accepted)} of {len(letters)} were accepted before"
+                raise ApiError(503, f"{exc.message} ({done})", headers=exc.headers) from exc
             refused.append({"id": letter.id, "message": exc.message})
     return {"matched": len(letters), "accepted": accepted, "refused": refused}

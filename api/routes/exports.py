@@ -34,8 +34,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub import search_attributes as sa
 from hub.exports import (
     EXPORT_ID_PATTERN,
@@ -51,7 +52,7 @@ from hub.models import ExportRun, ExportWatermark
 from hub.permissions import Scope
 from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
 
-router = APIRouter(tags=["Exports"])
+router = APIRouter(tags=["Exports"], route_class=CheckedRoute)
 READ = [Depends(require_scope(Scope.EXPORTS_READ))]
 WRITE = [Depends(require_scope(Scope.EXPORTS_WRITE))]
 
@@ -121,7 +122,7 @@ def _schedule_id(export_id: str) -> str:
 
 
 def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
-    if not EXPORT_ID_PATTERN.match(export_id):
+    if not EXPORT_ID_PATTERN.fullmatch(export_id):  # match() would let "id\n" through
         raise ApiError(404, f"no export schedule {export_id!r}")
     return temporal.get_schedule_handle(_schedule_id(export_id))
 
@@ -129,7 +130,9 @@ def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
 def _refused(exc: RPCError, export_id: str) -> ApiError:
     if exc.status == RPCStatusCode.NOT_FOUND:
         return ApiError(404, f"no export schedule {export_id!r}")
-    return ApiError(503, f"Temporal refused the request ({exc.status.name}: {exc.message})")
+    return temporal_unreachable(exc) or ApiError(
+        503, f"Temporal refused the request ({exc.status.name}: {exc.message})"
+    )
 
 
 def _definition(memo: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +316,9 @@ async def list_export_schedules(response: Response, temporal: TemporalDep) -> li
                 }
             )
     except RPCError as exc:
-        raise ApiError(503, f"Temporal refused the request ({exc.status.name})") from exc
+        raise temporal_unreachable(exc) or ApiError(
+            503, f"Temporal refused the request ({exc.status.name})"
+        ) from exc
     rows.sort(key=lambda row: row["id"])
     response.headers["X-Total-Count"] = str(len(rows))
     response.headers["X-Result-Count"] = str(len(rows))
@@ -435,7 +440,7 @@ async def list_export_runs(
     status: str | None = Query(default=None, description="running, completed or failed"),
     since: AwareDatetime | None = Query(default=None, description="started at or after"),
     until: AwareDatetime | None = Query(default=None, description="started before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("status", status, ExportRunStatus)

@@ -50,8 +50,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.reconciliation import BILLING_SYSTEM, checked_source
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub import search_attributes as sa
 from hub.exports import DestinationRefused
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
@@ -67,7 +68,9 @@ from workflows.reconciliation import (
     workflow_id_for,
 )
 
-router = APIRouter(prefix="/reconciliations", tags=["Billing reconciliation"])
+router = APIRouter(
+    prefix="/reconciliations", tags=["Billing reconciliation"], route_class=CheckedRoute
+)
 READ = [Depends(require_scope(Scope.RECONCILIATIONS_READ))]
 WRITE = [Depends(require_scope(Scope.RECONCILIATIONS_WRITE))]
 
@@ -385,7 +388,7 @@ async def list_reconciliations(
     status: str | None = Query(default=None, description="running, completed, failed"),
     periodFrom: datetime | None = Query(default=None, description="period starts at or after"),
     periodTo: datetime | None = Query(default=None, description="period starts before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
     one_of("status", status, ReconciliationStatus)
@@ -446,19 +449,25 @@ async def put_schedule(
     except RPCError as exc:
         if exc.status == RPCStatusCode.INVALID_ARGUMENT:
             raise ApiError(400, f"cron: {exc.message}") from exc
-        raise
+        raise _refused(exc) from exc
     return await _describe_schedule(temporal)
+
+
+def _refused(exc: RPCError) -> ApiError:
+    """Temporal's answer as the API's: 503 when it is away, as exports answer."""
+    unreachable = temporal_unreachable(exc)
+    return unreachable or ApiError(503, f"Temporal refused the request ({exc.status.name})")
 
 
 @contextmanager
 def _the_schedule() -> Iterator[None]:
-    """Calls on the schedule: one that does not exist is a 404."""
+    """Calls on the schedule: one that does not exist is a 404, Temporal away a 503."""
     try:
         yield
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, "there is no reconciliation schedule") from exc
-        raise
+        raise _refused(exc) from exc
 
 
 @router.post(
@@ -591,6 +600,8 @@ async def cancel_reconciliation(
     try:
         await temporal.get_workflow_handle(run.workflow_id).cancel()
     except RPCError as exc:
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
         raise ApiError(409, f"reconciliation {run_id} is not running ({exc.status.name})") from exc
     return run_json(request, settings, run, [])
 
@@ -630,7 +641,7 @@ async def list_discrepancies(
     category: str | None = CategoryQuery,
     msisdn: str | None = None,
     usageType: Literal["data", "voice"] | None = None,
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     one_of("category", category, Category)

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -21,8 +21,9 @@ from temporalio.common import (
 from temporalio.service import RPCError
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from api.tmf641 import (
     CancelServiceOrderCreate,
     ServiceOrderCreate,
@@ -49,7 +50,7 @@ from workflows.service_activation import (
 )
 
 PREFIX = "/tmf-api/serviceOrdering/v4"
-router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"])
+router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"], route_class=CheckedRoute)
 READ = [Depends(require_scope(Scope.ORDERS_READ))]
 WRITE = [Depends(require_scope(Scope.ORDERS_WRITE))]
 
@@ -208,7 +209,7 @@ async def list_service_orders(
     settings: SettingsDep,
     state: str | None = Query(default=None, description="Only orders in this state"),
     externalId: str | None = Query(default=None, description="Only the order with this externalId"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("state", state, OrderState)
@@ -313,9 +314,11 @@ async def cancel_service_order(
             CancelRequest(reason=body.cancellationReason),
             rpc_timeout=timedelta(seconds=10),
         )
-    except (WorkflowUpdateFailedError, RPCError) as exc:
+    except (WorkflowUpdateFailedError, RPCError, RPCTimeoutOrCancelledError) as exc:
         await session.delete(cancel)
         await session.commit()
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
         cause = getattr(exc, "cause", None)
         reason = getattr(cause, "message", None) or str(exc)
         raise ApiError(409, f"the order cannot be cancelled: {reason}") from exc

@@ -687,7 +687,140 @@ async def test_decisions_and_cancels_answer_503_while_temporal_is_down(down: Api
     assert_tmf(await down.http.post("/reconciliations/rec-1/cancel"), 503, "Temporal")
 
 
+EMOJI = "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda body: body.update(externalId=EMOJI * 200), "externalId"),
+        (lambda body: body.update(externalId=EMOJI * 64), "externalId"),
+        (lambda body: body["relatedParty"][0].update(id=EMOJI * 64), "relatedParty[0].id"),
+    ],
+    ids=["external-200-emoji", "external-256-bytes", "customer-256-bytes"],
+)
+async def test_ids_temporal_cannot_index_are_a_400(down: Api, change: Any, field: str) -> None:
+    body = order(new_identity())
+    change(body)
+    assert_tmf(await down.http.post(ORDERS, json=body), 400, field, "255 bytes")
+
+
 # --- input that can never succeed is refused at the door ---------------------------------------
+
+
+def set_party(**values: str) -> Any:
+    return lambda body: body["relatedParty"][0].update(values)
+
+
+def set_item(**values: str) -> Any:
+    return lambda body: body["serviceOrderItem"][0].update(values)
+
+
+def set_characteristic(name: str, value: str) -> Any:
+    def change(body: dict[str, Any]) -> None:
+        for characteristic in body["serviceOrderItem"][0]["service"]["serviceCharacteristic"]:
+            if characteristic["name"] == name:
+                characteristic["value"] = value
+
+    return change
+
+
+DOOR = [
+    ("external-nul", lambda b: b.update(externalId="crm\x00-1"), "externalId"),
+    ("external-bell", lambda b: b.update(externalId="crm\x07-1"), "externalId"),
+    ("external-bidi", lambda b: b.update(externalId="crm\u202e1-"), "externalId"),
+    ("external-nonchar", lambda b: b.update(externalId="crm\ufffe"), "externalId"),
+    ("external-newline", lambda b: b.update(externalId="crm-1\n"), "externalId"),
+    ("customer-control", set_party(id="CUST\x01"), "relatedParty[0].id"),
+    ("customer-slash", set_party(id="CUST/../admin"), "relatedParty[0].id"),
+    ("customer-dotdot", set_party(id=".."), "relatedParty[0].id"),
+    ("customer-query", set_party(id="CUST?x=1"), "relatedParty[0].id"),
+    ("customer-space", set_party(id=" CUST-1"), "relatedParty[0].id"),
+    ("name-vertical-tab", set_party(name="ACME\x0bGmbH"), "relatedParty[0].name"),
+    ("name-ffff", set_party(name="ACME\uffff"), "relatedParty[0].name"),
+    ("name-escape", set_party(name="\x1b[31mACME"), "relatedParty[0].name"),
+    ("item-unicode", set_item(id="pos\u00e9"), "serviceOrderItem[0].id"),
+    ("item-space", set_item(id="item 1"), "serviceOrderItem[0].id"),
+    ("item-crlf", set_item(id="1\r\nX-Evil: 1"), "serviceOrderItem[0].id"),
+    ("imsi-fullwidth", set_characteristic("imsi", "\uff10" * 15), "imsi"),
+    ("msisdn-arabic", set_characteristic("msisdn", "+43\u0666\u0666\u0664123456"), "msisdn"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"), [(c, f) for _, c, f in DOOR], ids=[n for n, _, _ in DOOR]
+)
+async def test_input_no_system_can_take_is_refused_at_the_door(
+    live: Api, change: Any, field: str
+) -> None:
+    body = order(new_identity())
+    change(body)
+    response = await live.http.post(ORDERS, json=body)
+    assert_tmf(response, 400, field)
+    assert (await live.http.get(ORDERS)).headers["X-Total-Count"] == "0"
+
+
+async def test_what_every_system_can_take_is_accepted(live: Api) -> None:
+    identity = new_identity()
+    body = order(identity)
+    body["externalId"] = EMOJI * 63  # 252 bytes: as much as Temporal indexes everywhere
+    body["relatedParty"][0].update(id=f"{identity['customer']} Wien", name="Müller & Söhne <GmbH>")
+    body["serviceOrderItem"][0]["id"] = "pos-1/a"
+    response = await live.http.post(ORDERS, json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["externalId"] == EMOJI * 63
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/reconciliations",
+            {
+                "id": "rec\x00",
+                "periodStart": "2026-03-01T00:00:00Z",
+                "periodEnd": "2026-03-02T00:00:00Z",
+            },
+            "id",
+        ),
+        (
+            "/reconciliations",
+            {
+                "id": "rec 1",
+                "periodStart": "2026-03-01T00:00:00Z",
+                "periodEnd": "2026-03-02T00:00:00Z",
+            },
+            "id",
+        ),
+        (
+            "/exportSchedules",
+            {
+                "id": "nightly\n",
+                "dataset": "orders",
+                "format": "csv",
+                "destination": "/x",
+                "cron": "0 2 * * *",
+            },
+            "id",
+        ),
+        (
+            "/exportSchedules",
+            {
+                "id": "n\u00e9",
+                "dataset": "orders",
+                "format": "csv",
+                "destination": "/x",
+                "cron": "0 2 * * *",
+            },
+            "id",
+        ),
+    ],
+    ids=["recon-nul", "recon-space", "export-newline", "export-unicode"],
+)
+async def test_run_and_export_ids_are_refused_at_the_door(
+    down: Api, path: str, body: dict[str, Any], field: str
+) -> None:
+    assert_tmf(await down.http.post(path, json=body), 400, field)
 
 
 async def test_an_export_id_in_a_path_that_no_schedule_can_have_is_a_404_at_once(

@@ -1,10 +1,19 @@
-"""The API's dependencies, as ``Annotated`` aliases the routes declare."""
+"""The API's dependencies, as ``Annotated`` aliases the routes declare.
+
+Every route but ``/health`` and the docs declares ``Depends(require_scope(Scope.X))``: the
+caller is authenticated (:func:`authenticate`, a :class:`Principal`) and must hold that scope.
+A handler that needs to know who calls (a decider) takes the principal from the same call:
+``decider: Annotated[Principal, Depends(require_scope(Scope.DEADLETTERS_DECIDE))]``, declared
+before its other dependencies (FastAPI solves them in order: the 403 must come before a
+database session is opened or Temporal is asked).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ApiError
+from hub.permissions import PLAIN_KEY_GROUPS, PLAIN_KEY_SCOPES, WILDCARD, Scope, plain_key_name
 from hub.settings import Settings
 from hub.temporal import connect
 
@@ -53,24 +63,92 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> str:
-    """Accept ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; answer which key."""
-    challenge = {"WWW-Authenticate": 'Bearer realm="telecom-hub"'}
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling and what they may do: the answer of :func:`authenticate`."""
+
+    #: For audit records and deciders: ``api-key:<name>`` (later an OIDC subject).
+    subject: str
+    scopes: frozenset[str]
+    #: Candidate groups of human tasks (``ops``, ``wholesale``).
+    groups: frozenset[str] = frozenset()
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or WILDCARD in self.scopes
+
+    def member_of(self, group: str) -> bool:
+        return group in self.groups or WILDCARD in self.groups
+
+
+def _credentials(settings: Settings) -> list[tuple[bytes, Principal]]:
+    plain = [
+        (key, Principal(f"api-key:{plain_key_name(key)}", PLAIN_KEY_SCOPES, PLAIN_KEY_GROUPS))
+        for key in settings.api_key
+    ]
+    named = [
+        (
+            client.key.get_secret_value(),
+            Principal(f"api-key:{client.name}", frozenset(client.scopes), frozenset(client.groups)),
+        )
+        for client in settings.api_clients
+    ]
+    return [(key.encode(), principal) for key, principal in plain + named]
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="telecom-hub"'}
+
+
+def offered_key(request: Request) -> str | None:
+    """The key in ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, if any."""
     offered = request.headers.get("x-api-key") or None
     if offered is None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         offered = token.strip() if scheme.lower() == "bearer" else None
-    if not offered:
+    return offered or None
+
+
+def authenticate(request: Request, settings: SettingsDep) -> Principal:
+    """The caller whose API key the request carries; 401 without a known one."""
+    offered = offered_key(request)
+    if offered is None:
         raise ApiError(
-            401, "missing API key: send X-API-Key or Authorization: Bearer", headers=challenge
+            401, "missing API key: send X-API-Key or Authorization: Bearer", headers=_CHALLENGE
         )
-    if not settings.api_key:
-        raise ApiError(401, "the hub has no API key configured (HUB_API_KEY)", headers=challenge)
-    # Compare with every key in constant time, so timing does not tell how much matched.
-    matched = [hmac.compare_digest(offered.encode(), key.encode()) for key in settings.api_key]
-    if not any(matched):
-        raise ApiError(401, "invalid API key", headers=challenge)
-    return offered
+    credentials = _credentials(settings)
+    if not credentials:
+        raise ApiError(
+            401,
+            "the hub has no API key configured (HUB_API_KEY, HUB_API_CLIENTS)",
+            headers=_CHALLENGE,
+        )
+    # Compare with every key, in constant time, so timing tells neither how much of a key
+    # matched nor which one.
+    found = None
+    for key, principal in credentials:
+        if hmac.compare_digest(offered.encode(), key):
+            found = principal
+    if found is None:
+        raise ApiError(401, "invalid API key", headers=_CHALLENGE)
+    return found
 
 
-ApiKeyDep = Annotated[str, Depends(require_api_key)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def require_scope(
+    scope: Scope, *, caller: Callable[..., Principal] = authenticate
+) -> Callable[..., Principal]:
+    """A dependency answering the authenticated :class:`Principal` if it holds ``scope``, and
+    403 naming the scope if not. ``caller`` finds the principal (:func:`authenticate`)."""
+
+    def check(principal: Principal) -> Principal:
+        if not principal.allows(scope):
+            raise ApiError(403, f"{principal.subject} lacks the scope {scope.value!r}")
+        return principal
+
+    # Set here, not written in the signature: these annotations are strings, which FastAPI
+    # resolves in the module's globals, and ``caller`` is not one.
+    check.__annotations__["principal"] = Annotated[Principal, Depends(caller)]
+    check.__name__ = f"require_{scope.value.replace(':', '_')}"
+    check.scope = scope  # type: ignore[attr-defined]  # for the test that every route has one
+    return check

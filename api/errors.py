@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
+from temporalio.service import RPCError, RPCStatusCode
 
 from hub.errors import ValidationFailure
 
@@ -24,6 +26,28 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+
+#: What an RPC fails with when Temporal is down, overloaded or too slow, rather than refusing.
+TEMPORAL_UNREACHABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def temporal_unreachable(exc: BaseException) -> ApiError | None:
+    """A 503 when ``exc`` says Temporal could not be reached or did not answer in time; None
+    when Temporal answered (NOT_FOUND, FAILED_PRECONDITION...: the caller says what it means).
+    """
+    if isinstance(exc, RPCError) and exc.status in TEMPORAL_UNREACHABLE:
+        status = exc.status.name
+    elif isinstance(exc, RPCTimeoutOrCancelledError):
+        status = "no answer in time"
+    else:
+        return None
+    return ApiError(503, f"Temporal is not reachable ({status}); try again", headers=_RETRY_LATER)
+
+
+_RETRY_LATER = {"Retry-After": "5"}
 
 
 def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,6 +91,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return tmf_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
+        # A route that does not say what Temporal's answer means: unreachable is still a 503.
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            return tmf_error(503, unreachable.message, unreachable.headers)
+        return await _unexpected(request, exc)
+
+    app.add_exception_handler(RPCError, _rpc_error)
+    app.add_exception_handler(RPCTimeoutOrCancelledError, _rpc_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

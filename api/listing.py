@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Response
+from fastapi import Query, Response
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,6 +15,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.errors import ApiError
 
 Row = TypeVar("Row", bound=SQLModel)
+
+#: Offset paging past two billion rows is not what anyone means; and SQL's OFFSET, a signed
+#: 64-bit integer, fails (a 500) from 2**63 on.
+MAX_OFFSET = 2**31 - 1
+#: Every list route's ``offset``: a 400 outside ``0..MAX_OFFSET``.
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")]
 
 
 def one_of(field: str, value: str | None, choices: type[StrEnum]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from temporalio.client import Client
 
 from api import errors
 from api.deps import TemporalConnection
+from api.limits import BodyLimit
 from api.routes import codec, dead_letters, exports, health, reconciliations, service_orders
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
@@ -54,6 +56,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Added first, so CORS wraps it: a browser can read the 413 too.
+    app.add_middleware(
+        BodyLimit,
+        limit=(settings.max_body_bytes, "HUB_MAX_BODY_BYTES"),
+        by_prefix={
+            codec.router.prefix + "/": (settings.codec_max_body_bytes, "HUB_CODEC_MAX_BODY_BYTES")
+        },
+    )
     app.add_middleware(
         CORSMiddleware,
         # Only the Temporal Web UI calls the hub from a browser (the codec endpoint).
@@ -63,6 +73,7 @@ def create_app(
         allow_credentials=True,
     )
     errors.install(app)
+    _audit_to_stderr()
     app.include_router(health.router)
     app.include_router(service_orders.router)
     app.include_router(dead_letters.router)
@@ -70,3 +81,14 @@ def create_app(
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app
+
+
+def _audit_to_stderr() -> None:
+    """Audit events (``hub.audit``, INFO) must reach a log even where nothing configured
+    logging (uvicorn configures only its own loggers); where something did, they go there."""
+    audit = logging.getLogger("hub.audit")
+    audit.setLevel(logging.INFO)
+    if not audit.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        audit.addHandler(handler)

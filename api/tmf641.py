@@ -1,8 +1,11 @@
 """TMF641 Service Ordering: request/response models, and validation into the workflow's input.
 
 Only what the hub understands is accepted: the ``mobile-4g5g`` specification with its
-characteristics. Everything refused is refused with a :class:`ValidationFailure` that names
-the field, so the client learns exactly what to fix.
+characteristics. Everything refused is refused with a :class:`ValidationFailure` (or a
+pydantic error) that names the field, so the client learns exactly what to fix. That
+includes what would only fail later, at a system: ids and names that are not printable or
+that billing's XML cannot carry, an item id that cannot go into an HTTP header, a customer id
+that cannot be a segment of the CRM's URLs, values Temporal cannot index.
 
 Subscriber keys leave validation sealed (:mod:`hub.sealing`): the workflow, its history and the
 Temporal UI only ever hold tokens, which the HSS activity unseals. OP leaves as the OPc that
@@ -13,22 +16,25 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from adapters.hss import QosProfile
+from api.inbound import unfit_name
 from hub.errors import ValidationFailure
 from hub.milenage import derive_opc_hex
 from hub.sealing import Sealer
+from hub.search_attributes import KEYWORD_MAX_BYTES
 from workflows.service_activation import Customer, MobileService, ServiceItem
 
 MOBILE_SPEC = "mobile-4g5g"
 SECRET_CHARACTERISTICS = frozenset({"ki", "op", "opc"})
 REDACTED = "***"
 
-_IMSI = re.compile(r"\d{15}")
-_E164 = re.compile(r"\+?[1-9]\d{6,14}")
+# [0-9], not \d: \d takes any script's digits ("\uff10"), which no system downstream does.
+_IMSI = re.compile(r"[0-9]{15}")
+_E164 = re.compile(r"\+?[1-9][0-9]{6,14}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _PLAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -45,6 +51,51 @@ _OPTIONAL = {
     "modify": ("dataQuota", "arpPriority"),
     "delete": (),
 }
+
+
+def _printable(value: str) -> str:
+    if problem := unfit_name(value):
+        raise ValueError(problem)
+    return value
+
+
+def _indexable(value: str) -> str:
+    size = len(value.encode())
+    if size > KEYWORD_MAX_BYTES:
+        raise ValueError(
+            f"must be at most {KEYWORD_MAX_BYTES} bytes in UTF-8, not {size}: Temporal indexes it"
+        )
+    return value
+
+
+def _path_segment(value: str) -> str:
+    if value in (".", "..") or any(c in value for c in "/\\?#%"):
+        raise ValueError("must not contain / \\ ? # % nor be . or ..: the CRM's URLs carry it")
+    return value
+
+
+def _header_safe(value: str) -> str:
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError(
+            "must be ASCII letters, digits or punctuation, without spaces: it goes into the "
+            "Idempotency-Key header of every call"
+        )
+    return value
+
+
+# Ids and names every system can store, show, and carry in XML.
+PartyName = Annotated[str, Field(max_length=200), AfterValidator(_printable)]
+ExternalId = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(_printable), AfterValidator(_indexable)
+]
+PartyId = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_printable),
+    AfterValidator(_path_segment),
+    AfterValidator(_indexable),
+]
+ItemId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_header_safe)]
 
 
 class _TmfModel(BaseModel):
@@ -74,14 +125,14 @@ class ServiceRefOrValue(_TmfModel):
 
 
 class ServiceOrderItemCreate(_TmfModel):
-    id: str = Field(min_length=1, max_length=64)
+    id: ItemId
     action: Literal["add", "modify", "delete"]
     service: ServiceRefOrValue
 
 
 class RelatedParty(_TmfModel):
-    id: str = Field(min_length=1, max_length=200)
-    name: str | None = Field(default=None, max_length=200)
+    id: PartyId
+    name: PartyName | None = None
     role: str | None = None
     href: str | None = None
 
@@ -89,7 +140,7 @@ class RelatedParty(_TmfModel):
 class ServiceOrderCreate(_TmfModel):
     """The body of ``POST /serviceOrder``."""
 
-    externalId: str | None = Field(default=None, min_length=1, max_length=200)
+    externalId: ExternalId | None = None
     description: str | None = None
     category: str | None = None
     priority: str | None = None

@@ -19,6 +19,12 @@ HUB_STATUS = SearchAttributeKey.for_keyword("HubStatus")
 #: The human task a process waits on (``task-...``), while it waits.
 OPEN_TASK = SearchAttributeKey.for_keyword("OpenTask")
 
+#: The longest Keyword value every Temporal takes, in UTF-8 bytes. SQL visibility keeps a
+#: Keyword in a VARCHAR(255) column, and the frontend refuses a value whose JSON payload is
+#: over 2 KiB (``limit.searchAttributesSizeOfValue``): 200 emoji are 800 bytes, but 2402 in
+#: JSON (``\ud83d\ude00`` each). 255 bytes stay under both, whatever the characters.
+KEYWORD_MAX_BYTES = 255
+
 ALL: tuple[SearchAttributeKey[str], ...] = (
     ORDER_ID,
     EXTERNAL_ID,

@@ -6,6 +6,7 @@ Nested values use ``__``: ``HUB_RETRY__BILLING__MAXIMUM_ATTEMPTS=20``.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -22,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.permissions import ALL_SCOPES, WILDCARD, plain_key_name
 from hub.sealing import Sealer, Unsealer, public_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +67,53 @@ class RetrySettings(BaseModel):
     schedule_to_close: Duration | None = None
 
 
+#: A client's name, a group's name: what audit records and task inboxes show.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+#: Words that mark a key copied from an example rather than generated.
+_PLACEHOLDER_WORDS = ("change", "example", "placeholder", "replace", "secret", "dummy", "default")
+MIN_KEY_LENGTH = 24
+
+
+def weak_key(key: str) -> str | None:
+    """Why ``key`` is not fit for production, or None. Never says what the key is."""
+    if len(key) < MIN_KEY_LENGTH:
+        return f"must have at least {MIN_KEY_LENGTH} characters"
+    if any(word in key.lower() for word in _PLACEHOLDER_WORDS) or len(set(key)) < 8:
+        return "looks like a placeholder, not a generated key"
+    return None
+
+
+class ApiClient(BaseModel):
+    """One caller of the API (``HUB_API_CLIENTS``): its key, what it may do, its groups."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    name: str = Field(pattern=f"^{_NAME}$", description="shown as api-key:<name> in audit records")
+    key: SecretStr = Field(min_length=1)
+    scopes: list[str] = Field(default_factory=list)
+    #: Candidate groups of human tasks it belongs to (``ops``, ``wholesale``); ``*``: all.
+    groups: list[str] = Field(default_factory=list)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: list[str]) -> list[str]:
+        unknown = sorted(set(scopes) - ALL_SCOPES - {WILDCARD})
+        if unknown:
+            raise ValueError(
+                f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL_SCOPES))}"
+                f" or {WILDCARD}"
+            )
+        return scopes
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, groups: list[str]) -> list[str]:
+        for group in groups:
+            if group != WILDCARD and not re.fullmatch(_NAME, group):
+                raise ValueError(f"group {group!r}: letters, digits, '.', '_', '@', '-'")
+        return groups
+
+
 def _default_retry() -> dict[str, RetrySettings]:
     policies = {name: RetrySettings() for name in SYSTEMS}
     # The legacy billing system is slow and flaky: give it more room.
@@ -100,7 +150,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",
-        # Errors would quote the input, and settings hold keys and passwords.
+        # Errors must not print what was given: keys and passwords among it.
         hide_input_in_errors=True,
     )
 
@@ -113,8 +163,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "hub"
 
-    #: API keys accepted in ``X-API-Key`` or ``Authorization: Bearer``; comma-separated.
+    #: API keys accepted in ``X-API-Key`` or ``Authorization: Bearer``; comma-separated. Each
+    #: may do everything but decode payloads (``hub.permissions.PLAIN_KEY_SCOPES``).
     api_key: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Named callers with their own scopes and groups, as JSON:
+    #: ``[{"name": "noc", "key": "...", "scopes": ["orders:read"], "groups": ["ops"]}]``.
+    api_clients: list[ApiClient] = Field(default_factory=list)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     #: Public base URL used in ``href`` fields; empty means derived from the request.
@@ -126,8 +180,15 @@ class Settings(BaseSettings):
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
     )
-    #: Require an API key (``Authorization: Bearer``) on ``/codec`` too, beyond the origin check.
-    codec_requires_key: bool = False
+    #: Development only: let callers without a key use ``/codec`` (the dev server's Web UI
+    #: cannot send one). Refused in production.
+    codec_allow_anonymous: bool = False
+    #: Request bodies larger than this are refused (413), ``/codec`` having its own bound:
+    #: a payload may be 2 MB (Temporal's blob limit), 2.7 MB in base64.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    codec_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    #: Payloads one ``/codec`` request may carry.
+    codec_max_payloads: int = Field(default=1000, ge=1)
 
     #: Worker only: the private keys that unseal subscriber secrets (Ki, OPc) in the HSS
     #: activity, ``key-id:base64-32-bytes``, comma-separated; every one unseals (see
@@ -255,19 +316,39 @@ class Settings(BaseSettings):
         return {**_default_retry(), **value}
 
     @model_validator(mode="after")
+    def _one_caller_per_key(self) -> Settings:
+        # Messages name keys by position or client, never by their value.
+        names = [plain_key_name(key) for key in self.api_key]
+        names += [client.name for client in self.api_clients]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        keys = [*self.api_key, *(c.key.get_secret_value() for c in self.api_clients)]
+        if len(set(keys)) != len(keys):
+            raise ValueError("HUB_API_KEY / HUB_API_CLIENTS: the same key is given twice")
+        if twice:
+            raise ValueError(f"HUB_API_CLIENTS: client names must differ: {', '.join(twice)}")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
-        if self.environment == "production":
-            if not self.api_key:
-                raise ValueError("HUB_API_KEY must be set in production")
-            if any(len(key) < 24 for key in self.api_key):
-                raise ValueError("HUB_API_KEY: every key must have at least 24 characters")
-            if not self.payload_keys:
-                raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
-            if not self.seal_public_key:
-                raise ValueError(
-                    "HUB_SEAL_PUBLIC_KEY must be set in production: the API seals Ki and OPc "
-                    "with it (python -m hub.sealing makes a key pair)"
-                )
+        if self.environment != "production":
+            return self
+        if not self.api_key and not self.api_clients:
+            raise ValueError("HUB_API_KEY or HUB_API_CLIENTS must be set in production")
+        for position, key in enumerate(self.api_key, start=1):
+            if problem := weak_key(key):
+                raise ValueError(f"HUB_API_KEY: key #{position} {problem}")
+        for client in self.api_clients:
+            if problem := weak_key(client.key.get_secret_value()):
+                raise ValueError(f"HUB_API_CLIENTS: the key of {client.name!r} {problem}")
+        if self.codec_allow_anonymous:
+            raise ValueError("HUB_CODEC_ALLOW_ANONYMOUS must not be true in production")
+        if not self.payload_keys:
+            raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
+        if not self.seal_public_key:
+            raise ValueError(
+                "HUB_SEAL_PUBLIC_KEY must be set in production: the API seals Ki and OPc "
+                "with it (python -m hub.sealing makes a key pair)"
+            )
         return self
 
     @model_validator(mode="after")

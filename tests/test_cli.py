@@ -307,6 +307,18 @@ def test_children_get_the_stack_addresses_over_env_and_dot_env() -> None:
     assert env["HUB_BILLING_URL"] == "http://127.0.0.1:4/billing"
 
 
+def test_only_the_dev_api_lets_the_web_ui_decode_without_a_key() -> None:
+    # The dev server's UI sends no credentials to its codec endpoint: make run opts out, for
+    # its API only, unless told otherwise; a production configuration would refuse it.
+    env = {"HUB_API_KEY": "k"}
+    assert devstack.api_environment(env)["HUB_CODEC_ALLOW_ANONYMOUS"] == "true"
+    assert "HUB_CODEC_ALLOW_ANONYMOUS" not in env
+    chosen = {"HUB_CODEC_ALLOW_ANONYMOUS": "false"}
+    assert devstack.api_environment(chosen)["HUB_CODEC_ALLOW_ANONYMOUS"] == "false"
+    production = {"HUB_ENVIRONMENT": "production"}
+    assert "HUB_CODEC_ALLOW_ANONYMOUS" not in devstack.api_environment(production)
+
+
 # --- The dev stack: ports --------------------------------------------------------------------
 
 

@@ -12,10 +12,14 @@ import pytest
 
 from api.main import create_app
 from hub.codec import generate_key_spec
-from hub.settings import Settings
+from hub.settings import ApiClient, Settings
 
 UI = "http://127.0.0.1:8233"
 KEY = "codec-test-key-" + "z" * 20
+#: A client that may decode (HUB_API_KEY keys may not).
+OPERATOR = ApiClient(
+    name="operator", key="operator-key-" + "o" * 20, scopes=["codec:encode", "codec:decode"]
+)
 
 
 def b64(text: str) -> str:
@@ -32,6 +36,7 @@ async def client_for(tmp_path: Path, **overrides: object) -> AsyncIterator[httpx
         environment="test",
         database_url=f"sqlite:///{tmp_path / 'hub.db'}",
         api_key=[KEY],
+        api_clients=[OPERATOR],
         payload_keys=[generate_key_spec("ui-1")],
         **overrides,  # type: ignore[arg-type]
     )
@@ -39,7 +44,9 @@ async def client_for(tmp_path: Path, **overrides: object) -> AsyncIterator[httpx
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://hub.test",
+            headers={"Authorization": f"Bearer {OPERATOR.key.get_secret_value()}"},
         ) as client,
     ):
         yield client
@@ -90,11 +97,15 @@ async def test_garbage_and_unknown_keys_are_400(codec_api: httpx.AsyncClient) ->
     assert response.status_code == 400 and "other-key" in response.json()["message"]
 
 
-async def test_key_required_when_configured(tmp_path: Path) -> None:
-    async for client in client_for(tmp_path, codec_requires_key=True):
+async def test_a_key_is_required_by_default(tmp_path: Path) -> None:
+    async for client in client_for(tmp_path):
         body = {"payloads": [json_payload(1)]}
-        assert (await client.post("/codec/encode", json=body)).status_code == 401
-        ok = await client.post(
-            "/codec/encode", json=body, headers={"Authorization": f"Bearer {KEY}"}
-        )
-        assert ok.status_code == 200
+        for operation in ("encode", "decode"):
+            response = await client.post(
+                f"/codec/{operation}", json=body, headers={"Authorization": ""}
+            )
+            assert response.status_code == 401, operation
+        # A plain HUB_API_KEY key encodes, but does not decode.
+        plain = {"Authorization": f"Bearer {KEY}"}
+        assert (await client.post("/codec/encode", json=body, headers=plain)).status_code == 200
+        assert (await client.post("/codec/decode", json=body, headers=plain)).status_code == 403

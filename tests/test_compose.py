@@ -102,6 +102,15 @@ def test_hub_services_are_configured_for_production(services: dict[str, Any]) ->
     )
 
 
+def test_the_codec_is_never_open(services: dict[str, Any]) -> None:
+    for name in HUB_SERVICES:
+        env = environment_of(services[name])
+        assert env.get("HUB_CODEC_ALLOW_ANONYMOUS", "false").lower() == "false", name
+    # Production refuses it anyway; the named clients reach the API only.
+    assert "HUB_API_CLIENTS" in environment_of(services["hub-api"])
+    assert "HUB_API_CLIENTS" not in environment_of(services["hub-worker"])
+
+
 def test_hub_environment_names_are_real_settings(services: dict[str, Any]) -> None:
     # A typo (HUB_CRM_ULR) would be ignored silently by the hub: catch it here.
     known = {f"HUB_{name.upper()}" for name in Settings.model_fields}

@@ -2,38 +2,44 @@
 
 A decision goes to the parked workflow as a Temporal update, so the caller learns at once
 whether it was accepted; the workflow then records it (who, when, what) in the dead letter.
+Who decides is the authenticated caller (``api-key:<name>``), never a field of the body.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api.deps import ApiKeyDep, SessionDep, TemporalDep, require_api_key
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.deps import Principal, SessionDep, TemporalDep, require_scope
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
+from hub.permissions import Scope
 from workflows.runtime import DeadLetterDecision, ProcessWorkflow
 
-router = APIRouter(
-    prefix="/deadLetters", tags=["Dead letters"], dependencies=[Depends(require_api_key)]
+router = APIRouter(prefix="/deadLetters", tags=["Dead letters"], route_class=CheckedRoute)
+READ = [Depends(require_scope(Scope.DEADLETTERS_READ))]
+#: The caller who decides, once it is known to hold the scope for it.
+Decider = Annotated[Principal, Depends(require_scope(Scope.DEADLETTERS_DECIDE))]
+
+_DECIDED_BY_IGNORED = Field(
+    default=None,
+    max_length=200,
+    deprecated=True,
+    description="Ignored: the decider recorded is the authenticated caller",
 )
 
 
 class DecisionBody(BaseModel):
-    decidedBy: str | None = Field(
-        default=None,
-        max_length=200,
-        description="Who decides; defaults to the API key's fingerprint",
-    )
+    decidedBy: str | None = _DECIDED_BY_IGNORED
     reason: str | None = Field(default=None, max_length=1000)
     input: dict[str, Any] | None = Field(
         default=None, description="retry only: fields of the step's input to correct"
@@ -44,7 +50,7 @@ class BulkRetryBody(BaseModel):
     process: str | None = None
     system: str | None = None
     step: str | None = None
-    decidedBy: str | None = Field(default=None, max_length=200)
+    decidedBy: str | None = _DECIDED_BY_IGNORED
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -81,11 +87,7 @@ def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
-def _fingerprint(api_key: str) -> str:
-    return "api-key:" + hashlib.sha256(api_key.encode()).hexdigest()[:10]
-
-
-@router.get("", summary="List dead letters")
+@router.get("", summary="List dead letters", dependencies=READ)
 async def list_dead_letters(
     response: Response,
     session: SessionDep,
@@ -96,7 +98,7 @@ async def list_dead_letters(
     orderId: str | None = None,
     since: datetime | None = Query(default=None, description="parked at or after"),
     until: datetime | None = Query(default=None, description="parked before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("status", status, DeadLetterStatus)
@@ -134,7 +136,7 @@ async def _letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:
     return letter
 
 
-@router.get("/{letter_id}", summary="Read one dead letter")
+@router.get("/{letter_id}", summary="Read one dead letter", dependencies=READ)
 async def get_dead_letter(letter_id: str, session: SessionDep) -> dict[str, Any]:
     return dead_letter_json(await _letter_or_404(session, letter_id))
 
@@ -166,9 +168,12 @@ async def _decide(
     except WorkflowUpdateFailedError as exc:
         message = getattr(exc.cause, "message", None) or str(exc)
         raise ApiError(409, f"{action.value} refused: {message}") from exc
-    except RPCError as exc:
+    except (RPCError, RPCTimeoutOrCancelledError) as exc:
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
+        status = exc.status.name if isinstance(exc, RPCError) else type(exc).__name__
         raise ApiError(
-            409, f"{action.value} refused: the workflow is not running ({exc.status.name})"
+            409, f"{action.value} refused: the workflow is not running ({status})"
         ) from exc
     return {
         "accepted": True,
@@ -182,21 +187,14 @@ def _decision_route(action: DeadLetterAction):  # type: ignore[no-untyped-def]
     async def decide(
         letter_id: str,
         body: DecisionBody,
+        decider: Decider,  # before the others: who may decide is known before Temporal is asked
         session: SessionDep,
         temporal: TemporalDep,
-        api_key: ApiKeyDep,
     ) -> dict[str, Any]:
         if body.input and action != DeadLetterAction.RETRY:
             raise ApiError(400, "input: corrected input goes with retry only")
         letter = await _letter_or_404(session, letter_id)
-        return await _decide(
-            temporal,
-            letter,
-            action,
-            body.decidedBy or _fingerprint(api_key),
-            body.reason,
-            body.input,
-        )
+        return await _decide(temporal, letter, action, decider.subject, body.reason, body.input)
 
     decide.__name__ = f"{action.value}_dead_letter"
     return decide
@@ -217,7 +215,7 @@ for _action, _summary in (
 
 @router.post("/retry", summary="Retry every parked dead letter matching a filter")
 async def bulk_retry(
-    body: BulkRetryBody, session: SessionDep, temporal: TemporalDep, api_key: ApiKeyDep
+    body: BulkRetryBody, decider: Decider, session: SessionDep, temporal: TemporalDep
 ) -> dict[str, Any]:
     conditions = [DeadLetter.status == DeadLetterStatus.PARKED] + [
         column == value
@@ -233,14 +231,12 @@ async def bulk_retry(
     for letter in letters:
         try:
             await _decide(
-                temporal,
-                letter,
-                DeadLetterAction.RETRY,
-                body.decidedBy or _fingerprint(api_key),
-                body.reason,
-                None,
+                temporal, letter, DeadLetterAction.RETRY, decider.subject, body.reason, None
             )
             accepted.append(letter.id)
         except ApiError as exc:
+            if exc.status == 503:  # Temporal is away: the rest would fail the same way
+                done = f"{len(accepted)} of {len(letters)} were accepted before"
+                raise ApiError(503, f"{exc.message} ({done})", headers=exc.headers) from exc
             refused.append({"id": letter.id, "message": exc.message})
     return {"matched": len(letters), "accepted": accepted, "refused": refused}

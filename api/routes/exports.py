@@ -33,9 +33,10 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub import search_attributes as sa
 from hub.exports import (
     EXPORT_ID_PATTERN,
@@ -48,9 +49,12 @@ from hub.exports import (
 )
 from hub.models import ExportRun, ExportWatermark
 from hub.paths import LocationRefused
+from hub.permissions import Scope
 from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
 
-router = APIRouter(tags=["Exports"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["Exports"], route_class=CheckedRoute)
+READ = [Depends(require_scope(Scope.EXPORTS_READ))]
+WRITE = [Depends(require_scope(Scope.EXPORTS_WRITE))]
 
 SCHEDULES = "/exportSchedules"
 RUNS = "/exportRuns"
@@ -118,7 +122,7 @@ def _schedule_id(export_id: str) -> str:
 
 
 def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
-    if not EXPORT_ID_PATTERN.match(export_id):
+    if not EXPORT_ID_PATTERN.fullmatch(export_id):  # match() would let "id\n" through
         raise ApiError(404, f"no export schedule {export_id!r}")
     return temporal.get_schedule_handle(_schedule_id(export_id))
 
@@ -126,7 +130,9 @@ def _handle(temporal: Client, export_id: str) -> ScheduleHandle:
 def _refused(exc: RPCError, export_id: str) -> ApiError:
     if exc.status == RPCStatusCode.NOT_FOUND:
         return ApiError(404, f"no export schedule {export_id!r}")
-    return ApiError(503, f"Temporal refused the request ({exc.status.name}: {exc.message})")
+    return temporal_unreachable(exc) or ApiError(
+        503, f"Temporal refused the request ({exc.status.name}: {exc.message})"
+    )
 
 
 def _definition(memo: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +215,10 @@ def _spec(body: ExportScheduleCreate) -> ScheduleSpec:
 
 
 @router.post(
-    SCHEDULES, status_code=http_status.HTTP_201_CREATED, summary="Create an export schedule"
+    SCHEDULES,
+    status_code=http_status.HTTP_201_CREATED,
+    summary="Create an export schedule",
+    dependencies=WRITE,
 )
 async def create_export_schedule(
     body: ExportScheduleCreate,
@@ -284,7 +293,7 @@ async def create_export_schedule(
     return await _schedule_json(body.id, described, _iso(mark.watermark) if mark else None)
 
 
-@router.get(SCHEDULES, summary="List export schedules")
+@router.get(SCHEDULES, summary="List export schedules", dependencies=READ)
 async def list_export_schedules(response: Response, temporal: TemporalDep) -> list[dict[str, Any]]:
     # Temporal's schedule list is eventually consistent: a schedule created a moment ago may
     # not be listed yet (GET /exportSchedules/{id} sees it at once).
@@ -307,14 +316,16 @@ async def list_export_schedules(response: Response, temporal: TemporalDep) -> li
                 }
             )
     except RPCError as exc:
-        raise ApiError(503, f"Temporal refused the request ({exc.status.name})") from exc
+        raise temporal_unreachable(exc) or ApiError(
+            503, f"Temporal refused the request ({exc.status.name})"
+        ) from exc
     rows.sort(key=lambda row: row["id"])
     response.headers["X-Total-Count"] = str(len(rows))
     response.headers["X-Result-Count"] = str(len(rows))
     return rows
 
 
-@router.get(f"{SCHEDULES}/{{export_id}}", summary="Describe an export schedule")
+@router.get(f"{SCHEDULES}/{{export_id}}", summary="Describe an export schedule", dependencies=READ)
 async def get_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep
 ) -> dict[str, Any]:
@@ -337,7 +348,9 @@ async def _set_paused(temporal: Client, export_id: str, paused: bool, note: str 
         raise _refused(exc, export_id) from exc
 
 
-@router.post(f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule")
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule", dependencies=WRITE
+)
 async def pause_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
 ) -> dict[str, Any]:
@@ -345,7 +358,9 @@ async def pause_export_schedule(
     return await get_export_schedule(export_id, session, temporal)
 
 
-@router.post(f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule")
+@router.post(
+    f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule", dependencies=WRITE
+)
 async def unpause_export_schedule(
     export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
 ) -> dict[str, Any]:
@@ -357,6 +372,7 @@ async def unpause_export_schedule(
     f"{SCHEDULES}/{{export_id}}/trigger",
     status_code=http_status.HTTP_202_ACCEPTED,
     summary="Run an export now (also when paused)",
+    dependencies=WRITE,
 )
 async def trigger_export_schedule(export_id: str, temporal: TemporalDep) -> dict[str, Any]:
     handle = _handle(temporal, export_id)
@@ -372,6 +388,7 @@ async def trigger_export_schedule(export_id: str, temporal: TemporalDep) -> dict
     f"{SCHEDULES}/{{export_id}}/backfill",
     status_code=http_status.HTTP_202_ACCEPTED,
     summary="Run an export for each of its schedule times in a range",
+    dependencies=WRITE,
 )
 async def backfill_export_schedule(
     export_id: str, body: BackfillBody, temporal: TemporalDep
@@ -404,6 +421,7 @@ async def backfill_export_schedule(
     f"{SCHEDULES}/{{export_id}}",
     status_code=http_status.HTTP_204_NO_CONTENT,
     summary="Delete an export schedule (its runs and watermark are kept)",
+    dependencies=WRITE,
 )
 async def delete_export_schedule(export_id: str, temporal: TemporalDep) -> Response:
     handle = _handle(temporal, export_id)
@@ -414,7 +432,7 @@ async def delete_export_schedule(export_id: str, temporal: TemporalDep) -> Respo
     return Response(status_code=http_status.HTTP_204_NO_CONTENT)
 
 
-@router.get(RUNS, summary="List export runs, newest first")
+@router.get(RUNS, summary="List export runs, newest first", dependencies=READ)
 async def list_export_runs(
     response: Response,
     session: SessionDep,
@@ -422,7 +440,7 @@ async def list_export_runs(
     status: str | None = Query(default=None, description="running, completed or failed"),
     since: AwareDatetime | None = Query(default=None, description="started at or after"),
     until: AwareDatetime | None = Query(default=None, description="started before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("status", status, ExportRunStatus)
@@ -447,7 +465,7 @@ async def list_export_runs(
     return [run_json(run) for run in runs]
 
 
-@router.get(f"{RUNS}/{{run_id}}", summary="Read one export run")
+@router.get(f"{RUNS}/{{run_id}}", summary="Read one export run", dependencies=READ)
 async def get_export_run(run_id: str, session: SessionDep) -> dict[str, Any]:
     run = await session.get(ExportRun, run_id)
     if run is None:

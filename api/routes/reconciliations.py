@@ -48,12 +48,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.reconciliation import BILLING_SYSTEM, checked_source
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from hub import search_attributes as sa
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.paths import LocationRefused, parse_location
+from hub.permissions import Scope
 from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
@@ -66,10 +68,10 @@ from workflows.reconciliation import (
 )
 
 router = APIRouter(
-    prefix="/reconciliations",
-    tags=["Billing reconciliation"],
-    dependencies=[Depends(require_api_key)],
+    prefix="/reconciliations", tags=["Billing reconciliation"], route_class=CheckedRoute
 )
+READ = [Depends(require_scope(Scope.RECONCILIATIONS_READ))]
+WRITE = [Depends(require_scope(Scope.RECONCILIATIONS_WRITE))]
 
 SCHEDULE_ID = "billing-reconciliation-daily"
 #: How long a read waits for a running workflow to say how far it got.
@@ -285,7 +287,7 @@ def _search_attributes() -> TypedSearchAttributes:
 # --- runs ------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, summary="Reconcile a period")
+@router.post("", status_code=201, summary="Reconcile a period", dependencies=WRITE)
 async def start_reconciliation(
     body: ReconciliationCreate,
     request: Request,
@@ -378,7 +380,7 @@ async def _start(
         )
 
 
-@router.get("", summary="List reconciliations")
+@router.get("", summary="List reconciliations", dependencies=READ)
 async def list_reconciliations(
     request: Request,
     response: Response,
@@ -387,7 +389,7 @@ async def list_reconciliations(
     status: str | None = Query(default=None, description="running, completed, failed"),
     periodFrom: datetime | None = Query(default=None, description="period starts at or after"),
     periodTo: datetime | None = Query(default=None, description="period starts before"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[dict[str, Any]]:
     one_of("status", status, ReconciliationStatus)
@@ -410,12 +412,16 @@ async def list_reconciliations(
     return [run_json(request, settings, run, await _categories(session, run.id)) for run in runs]
 
 
-@router.get("/schedule", summary="The daily reconciliation schedule")
+@router.get("/schedule", summary="The daily reconciliation schedule", dependencies=READ)
 async def get_schedule(temporal: TemporalDep) -> dict[str, Any]:
     return await _describe_schedule(temporal)
 
 
-@router.put("/schedule", summary="Create or change the daily reconciliation schedule")
+@router.put(
+    "/schedule",
+    summary="Create or change the daily reconciliation schedule",
+    dependencies=WRITE,
+)
 async def put_schedule(
     body: ScheduleBody, temporal: TemporalDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -444,29 +450,45 @@ async def put_schedule(
     except RPCError as exc:
         if exc.status == RPCStatusCode.INVALID_ARGUMENT:
             raise ApiError(400, f"cron: {exc.message}") from exc
-        raise
+        raise _refused(exc) from exc
     return await _describe_schedule(temporal)
+
+
+def _refused(exc: RPCError) -> ApiError:
+    """Temporal's answer as the API's: 503 when it is away, as exports answer."""
+    unreachable = temporal_unreachable(exc)
+    return unreachable or ApiError(503, f"Temporal refused the request ({exc.status.name})")
 
 
 @contextmanager
 def _the_schedule() -> Iterator[None]:
-    """Calls on the schedule: one that does not exist is a 404."""
+    """Calls on the schedule: one that does not exist is a 404, Temporal away a 503."""
     try:
         yield
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, "there is no reconciliation schedule") from exc
-        raise
+        raise _refused(exc) from exc
 
 
-@router.post("/schedule/trigger", status_code=202, summary="Run the scheduled reconciliation now")
+@router.post(
+    "/schedule/trigger",
+    status_code=202,
+    summary="Run the scheduled reconciliation now",
+    dependencies=WRITE,
+)
 async def trigger_schedule(temporal: TemporalDep) -> dict[str, Any]:
     with _the_schedule():
         await temporal.get_schedule_handle(SCHEDULE_ID).trigger()
     return {"triggered": SCHEDULE_ID}
 
 
-@router.delete("/schedule", status_code=204, summary="Remove the daily reconciliation schedule")
+@router.delete(
+    "/schedule",
+    status_code=204,
+    summary="Remove the daily reconciliation schedule",
+    dependencies=WRITE,
+)
 async def delete_schedule(temporal: TemporalDep) -> Response:
     with _the_schedule():
         await temporal.get_schedule_handle(SCHEDULE_ID).delete()
@@ -521,7 +543,11 @@ async def _describe_schedule(temporal: Client) -> dict[str, Any]:
     }
 
 
-@router.get("/{run_id}", summary="A reconciliation: progress, summary, categories")
+@router.get(
+    "/{run_id}",
+    summary="A reconciliation: progress, summary, categories",
+    dependencies=READ,
+)
 async def get_reconciliation(
     run_id: str,
     request: Request,
@@ -556,7 +582,12 @@ async def get_reconciliation(
     return body
 
 
-@router.post("/{run_id}/cancel", status_code=202, summary="Stop a running reconciliation")
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    summary="Stop a running reconciliation",
+    dependencies=WRITE,
+)
 async def cancel_reconciliation(
     run_id: str,
     request: Request,
@@ -570,6 +601,8 @@ async def cancel_reconciliation(
     try:
         await temporal.get_workflow_handle(run.workflow_id).cancel()
     except RPCError as exc:
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
         raise ApiError(409, f"reconciliation {run_id} is not running ({exc.status.name})") from exc
     return run_json(request, settings, run, [])
 
@@ -597,7 +630,11 @@ def _filter(
 CategoryQuery = Query(default=None, description=", ".join(c.value for c in Category))
 
 
-@router.get("/{run_id}/discrepancies", summary="List a run's discrepancies, with filters")
+@router.get(
+    "/{run_id}/discrepancies",
+    summary="List a run's discrepancies, with filters",
+    dependencies=READ,
+)
 async def list_discrepancies(
     run_id: str,
     response: Response,
@@ -605,7 +642,7 @@ async def list_discrepancies(
     category: str | None = CategoryQuery,
     msisdn: str | None = None,
     usageType: Literal["data", "voice"] | None = None,
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     one_of("category", category, Category)
@@ -650,6 +687,7 @@ def _camel(row: dict[str, Any]) -> dict[str, Any]:
 @router.get(
     "/{run_id}/discrepancies/by-msisdn",
     summary="The subscribers with the most revenue at stake, from a run's discrepancies",
+    dependencies=READ,
 )
 async def discrepancies_by_msisdn(
     run_id: str,
@@ -689,6 +727,7 @@ def _by_msisdn(path: Path, expression: pc.Expression | None, limit: int) -> list
     "/{run_id}/discrepancies/download",
     summary="Download a run's discrepancies (Parquet, or CSV)",
     response_class=Response,
+    dependencies=READ,
 )
 async def download_discrepancies(
     run_id: str,

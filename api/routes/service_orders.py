@@ -11,12 +11,13 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_api_key
-from api.errors import ApiError
-from api.listing import one_of, page
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
+from api.errors import ApiError, temporal_unreachable
+from api.inbound import CheckedRoute
+from api.listing import Offset, one_of, page
 from api.tmf641 import (
     CancelServiceOrderCreate,
     ServiceOrderCreate,
@@ -31,6 +32,7 @@ from hub.models import (
     ServiceOrder,
     ServiceOrderItem,
 )
+from hub.permissions import Scope
 from workflows.service_activation import CONTRACT as ORDER_PROCESS
 from workflows.service_activation import (
     CancelRequest,
@@ -39,9 +41,9 @@ from workflows.service_activation import (
 )
 
 PREFIX = "/tmf-api/serviceOrdering/v4"
-router = APIRouter(
-    prefix=PREFIX, tags=["TMF641 Service Ordering"], dependencies=[Depends(require_api_key)]
-)
+router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"], route_class=CheckedRoute)
+READ = [Depends(require_scope(Scope.ORDERS_READ))]
+WRITE = [Depends(require_scope(Scope.ORDERS_WRITE))]
 
 
 def _base_url(request: Request, public_url: str) -> str:
@@ -107,6 +109,7 @@ async def _existing(session: AsyncSession, external_id: str) -> ServiceOrder | N
     "/serviceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Create a service order and start its workflow",
+    dependencies=WRITE,
 )
 async def create_service_order(
     body: ServiceOrderCreate,
@@ -158,17 +161,18 @@ async def create_service_order(
             # The API died after starting it, before committing: the row's retry finds it.
             use_existing=True,
         )
-    except RPCError as exc:
+    except (RPCError, RPCTimeoutOrCancelledError) as exc:
         await session.rollback()
-        raise ApiError(
-            503, f"the order was not accepted: Temporal refused it ({exc.status.name})"
+        refused = exc.status.name if isinstance(exc, RPCError) else type(exc).__name__
+        raise temporal_unreachable(exc) or ApiError(
+            503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
     response.headers["Location"] = f"{base}/serviceOrder/{order_id}"
     return _order_json(order, rows, base)
 
 
-@router.get("/serviceOrder", summary="List service orders")
+@router.get("/serviceOrder", summary="List service orders", dependencies=READ)
 async def list_service_orders(
     request: Request,
     response: Response,
@@ -176,7 +180,7 @@ async def list_service_orders(
     settings: SettingsDep,
     state: str | None = Query(default=None, description="Only orders in this state"),
     externalId: str | None = Query(default=None, description="Only the order with this externalId"),
-    offset: int = Query(default=0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("state", state, OrderState)
@@ -206,7 +210,7 @@ async def _order_or_404(session: AsyncSession, order_id: str) -> ServiceOrder:
     return order
 
 
-@router.get("/serviceOrder/{order_id}", summary="Read one service order")
+@router.get("/serviceOrder/{order_id}", summary="Read one service order", dependencies=READ)
 async def get_service_order(
     order_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -233,6 +237,7 @@ def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
     "/cancelServiceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Cancel a service order that has not completed",
+    dependencies=WRITE,
 )
 async def cancel_service_order(
     body: CancelServiceOrderCreate,
@@ -280,9 +285,11 @@ async def cancel_service_order(
             CancelRequest(reason=body.cancellationReason),
             rpc_timeout=timedelta(seconds=10),
         )
-    except (WorkflowUpdateFailedError, RPCError) as exc:
+    except (WorkflowUpdateFailedError, RPCError, RPCTimeoutOrCancelledError) as exc:
         await session.delete(cancel)
         await session.commit()
+        if (unreachable := temporal_unreachable(exc)) is not None:
+            raise unreachable from exc
         cause = getattr(exc, "cause", None)
         reason = getattr(cause, "message", None) or str(exc)
         raise ApiError(409, f"the order cannot be cancelled: {reason}") from exc
@@ -300,7 +307,9 @@ async def cancel_service_order(
     return _cancel_json(cancel, base)
 
 
-@router.get("/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request")
+@router.get(
+    "/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request", dependencies=READ
+)
 async def get_cancel_service_order(
     cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:

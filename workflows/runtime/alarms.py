@@ -32,10 +32,19 @@ ALARMS_PATCH = "saga-alarms"
 class Alarms:
     """The alarms one run raised and has not cleared, and their delivery."""
 
-    def __init__(self, *, process: str, reference: str | None, policies: ProcessPolicies) -> None:
+    def __init__(
+        self,
+        *,
+        process: str,
+        reference: str | None,
+        policies: ProcessPolicies,
+        reference_kind: str = "order",
+    ) -> None:
         self.process = process
         #: The business object alarms are about (an order id); None: the run itself.
         self.reference = reference
+        #: What kind of object ``reference`` names, first in the managed object (``order=``).
+        self.reference_kind = reference_kind
         self.policies = policies
         #: Alarms raised and not cleared, by kind: a clear repeats what it clears.
         self.active: dict[str, RaiseAlarmInput] = {}
@@ -45,7 +54,7 @@ class Alarms:
     def managed_object(self, step: str | None = None, system: str | None = None) -> str:
         """X.733 managed object: what the alarm is about, most specific last."""
         parts = [
-            f"order={self.reference}"
+            f"{self.reference_kind}={self.reference}"
             if self.reference
             else f"{self.process}={workflow.info().workflow_id}"
         ]

@@ -48,11 +48,17 @@ class Runtime:
         reference: str | None,
         policies: ProcessPolicies,
         stop_requested: Callable[[], bool] = lambda: False,
+        reference_kind: str = "order",
     ) -> None:
         self.process = process
         self.reference = reference
         self.policies = policies
-        self.alarms = Alarms(process=process, reference=reference, policies=policies)
+        self.alarms = Alarms(
+            process=process,
+            reference=reference,
+            policies=policies,
+            reference_kind=reference_kind,
+        )
         self.tasks = HumanTasks(process=process, alarms=self.alarms, record=self._record_task)
         self.parking = Parking(
             process=process,
@@ -155,12 +161,16 @@ class ProcessWorkflow:
         reference: str | None,
         policies: ProcessPolicies,
         stop_requested: Callable[[], bool] = lambda: False,
+        reference_kind: str = "order",
     ) -> Runtime:
+        """``reference``: the business object (an order id), named ``<reference_kind>=...``
+        in alarms; None: the run itself."""
         self._runtime = Runtime(
             process=process,
             reference=reference,
             policies=policies,
             stop_requested=stop_requested,
+            reference_kind=reference_kind,
         )
         return self._runtime
 

@@ -376,14 +376,19 @@ class HumanTasks:
 
     async def _sla(self, task: _Task) -> None:
         spec = task.spec
+        # Sorted by time alone: equal times keep this order (remind, escalate, expire); a tie
+        # compared as whole tuples would compare the bound methods, a TypeError.
         steps: list[tuple[float, Callable[[_Task], Awaitable[None]]]] = sorted(
-            (seconds, action)
-            for seconds, action in (
-                (spec.follow_up_after, self._remind),
-                (spec.escalate_after, self._escalate),
-                (spec.due_after, self._expire),
-            )
-            if seconds is not None
+            (
+                (seconds, action)
+                for seconds, action in (
+                    (spec.follow_up_after, self._remind),
+                    (spec.escalate_after, self._escalate),
+                    (spec.due_after, self._expire),
+                )
+                if seconds is not None
+            ),
+            key=lambda step: step[0],
         )
         for seconds, action in steps:
             moment = task.created_at + timedelta(seconds=seconds)

@@ -336,8 +336,13 @@ class HumanTasks:
         if decision.decision in spec.comment_required and not (decision.comment or "").strip():
             raise _refuse(f"decision {decision.decision!r} needs a comment", "BadDecision")
         fields = decision.fields or {}
-        if fields and spec.form_decisions and decision.decision not in spec.form_decisions:
-            raise _refuse(f"fields go with {', '.join(spec.form_decisions)} only", "BadDecision")
+        if spec.form_decisions and decision.decision not in spec.form_decisions:
+            # The form is not this decision's: none of its fields, required or not, apply.
+            if fields:
+                raise _refuse(
+                    f"fields go with {', '.join(spec.form_decisions)} only", "BadDecision"
+                )
+            return
         form = {f.name: f for f in spec.form}
         unknown = sorted(set(fields) - form.keys())
         if unknown:

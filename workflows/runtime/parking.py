@@ -308,6 +308,10 @@ class Parking:
             decisions.append(DeadLetterAction.SKIP.value)
         decisions.append(DeadLetterAction.ABORT.value)
         what = "compensation " if compensation else ""
+        assert self.parked is not None
+        # Due at the dead letter's deadline, which counts from the park, not from this task:
+        # recording the park (in the hub database) may have taken a while.
+        due_after = max(0.0, (self.parked.deadline - workflow.now()).total_seconds())
         task = await self.tasks.open(
             TaskSpec(
                 kind="dead-letter",
@@ -324,7 +328,7 @@ class Parking:
                 form=correctable_fields(arg),
                 form_decisions=[DeadLetterAction.RETRY.value],
                 priority=80 if compensation else 70,
-                due_after=self.policies.park_timeout,
+                due_after=due_after,
                 expiry_decision=DeadLetterAction.ABORT.value,
                 evidence={
                     "deadLetterId": letter_id,

@@ -432,8 +432,11 @@ class Parking:
                         f"input field {name!r} must be of type {allowed[name].type}",
                         type="BadDecision",
                     )
-        if parked.task_id is not None:
-            self.tasks.validate_decision(self._as_task_decision(decision, parked.task_id))
+        # The task exists before its record lands (and ``parked.task_id`` is set): a decision
+        # in between is checked against it all the same.
+        task_id = parked.task_id or self.tasks.task_of_dead_letter(parked.dead_letter_id)
+        if task_id is not None:
+            self.tasks.validate_decision(self._as_task_decision(decision, task_id))
 
     async def accept_decision(self, decision: DeadLetterDecision) -> DecisionResult:
         parked = self.parked

@@ -275,6 +275,17 @@ class HumanTasks:
 
     # --- updates --------------------------------------------------------------------------
 
+    def task_of_dead_letter(self, dead_letter_id: str) -> str | None:
+        """The open task of a parked step's dead letter, recorded or not yet."""
+        return next(
+            (
+                task.id
+                for task in self._tasks.values()
+                if task.spec.dead_letter_id == dead_letter_id and task.state.is_open
+            ),
+            None,
+        )
+
     def _open_task(self, task_id: str) -> _Task:
         task = self._tasks.get(task_id)
         if task is None:

@@ -23,7 +23,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.runtime import ProcessWorkflow, policy_options
+from workflows.runtime import ProcessContract, ProcessWorkflow, policy_options
 
 with workflow.unsafe.imports_passed_through():
     from activities.exports import (
@@ -185,3 +185,14 @@ class ExportWorkflow(ProcessWorkflow):
             after=begun.after,
             until=begun.until,
         )
+
+
+#: Export workflows are started by their schedules only: ``export-<export id>``, to which
+#: Temporal appends the schedule's time.
+CONTRACT: ProcessContract[ExportInput] = ProcessContract(
+    name=WORKFLOW_NAME,
+    kind=PROCESS_KIND,
+    run=ExportWorkflow.run,
+    workflow_id_prefix="export-",
+    summary=lambda data: f"export {data.export_id}: {data.dataset} as {data.format}",
+)

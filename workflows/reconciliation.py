@@ -34,6 +34,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.runtime import (
+    ProcessContract,
     ProcessWorkflow,
     StepAborted,
     activity_options,
@@ -511,3 +512,33 @@ class BillingReconciliation(ProcessWorkflow):
             summary=summary,
             start_to_close_timeout=timedelta(seconds=30),
         )
+
+
+# --- the process contract -------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _summary(data: ReconciliationInput) -> str:
+    if data.period_start and data.period_end:
+        return f"Billing reconciliation {data.period_start:%Y-%m-%d}..{data.period_end:%Y-%m-%d}"
+    return "Daily billing reconciliation (the day before)"
+
+
+def _memo(data: ReconciliationInput) -> dict[str, str]:
+    memo = {"run": data.run_id} if data.run_id else {}
+    if data.period_start and data.period_end:
+        memo["period"] = f"{_iso(data.period_start)}/{_iso(data.period_end)}"
+    return memo
+
+
+CONTRACT: ProcessContract[ReconciliationInput] = ProcessContract(
+    name=WORKFLOW_NAME,
+    kind=PROCESS_KIND,
+    run=BillingReconciliation.run,
+    workflow_id_prefix=WORKFLOW_ID_PREFIX,
+    memo=_memo,
+    summary=_summary,
+)

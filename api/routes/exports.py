@@ -19,7 +19,6 @@ from sqlmodel import col
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleBackfill,
     ScheduleDescription,
@@ -30,14 +29,12 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
-from hub import search_attributes as sa
 from hub.exports import (
     EXPORT_ID_PATTERN,
     SCHEDULE_PREFIX,
@@ -50,7 +47,8 @@ from hub.exports import (
 from hub.models import ExportRun, ExportWatermark
 from hub.paths import LocationRefused
 from hub.permissions import Scope
-from workflows.exports import PROCESS_KIND, ExportInput, ExportWorkflow
+from workflows.exports import CONTRACT as EXPORT_PROCESS
+from workflows.exports import ExportInput
 
 router = APIRouter(tags=["Exports"], route_class=CheckedRoute)
 READ = [Depends(require_scope(Scope.EXPORTS_READ))]
@@ -250,8 +248,7 @@ async def create_export_schedule(
         "cron": body.cron,
         "timezone": body.timezone,
     }
-    action = ScheduleActionStartWorkflow(
-        ExportWorkflow.run,
+    action = EXPORT_PROCESS.schedule_action(
         ExportInput(
             export_id=body.id,
             dataset=body.dataset.value,
@@ -259,15 +256,8 @@ async def create_export_schedule(
             destination=destination,
             start_from=body.startFrom,
         ),
-        id=_schedule_id(body.id),
+        body.id,
         task_queue=settings.task_queue,
-        typed_search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
-                SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
-            ]
-        ),
-        static_summary=f"export {body.id}: {body.dataset.value} as {body.format.value}",
     )
     schedule = Schedule(
         action=action,

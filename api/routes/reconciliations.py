@@ -29,7 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleSpec,
@@ -39,11 +38,6 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -52,19 +46,17 @@ from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
-from hub import search_attributes as sa
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.paths import LocationRefused, parse_location
 from hub.permissions import Scope
 from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
 from hub.settings import Settings
 from hub.usage import Category
+from workflows.reconciliation import CONTRACT as RECONCILIATION_PROCESS
 from workflows.reconciliation import (
-    PROCESS_KIND,
-    WORKFLOW_NAME,
+    BillingReconciliation,
     ReconciliationInput,
     ReconciliationProgress,
-    workflow_id_for,
 )
 
 router = APIRouter(
@@ -275,15 +267,6 @@ async def workflow_input(
     )
 
 
-def _search_attributes() -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.PROCESS_KIND, PROCESS_KIND),
-            SearchAttributePair(sa.HUB_STATUS, sa.HubStatus.RUNNING.value),
-        ]
-    )
-
-
 # --- runs ------------------------------------------------------------------------------------
 
 
@@ -310,7 +293,7 @@ async def start_reconciliation(
     parameters = body.model_dump(mode="json", exclude={"id", "periodStart", "periodEnd"})
     run = ReconciliationRun(
         id=run_id,
-        workflow_id=workflow_id_for(run_id),
+        workflow_id=RECONCILIATION_PROCESS.workflow_id(run_id),
         period_start=body.periodStart,
         period_end=body.periodEnd,
         parameters={
@@ -366,18 +349,7 @@ async def _start(
 ) -> None:
     """Start the run's workflow; one that was started already is left as it is."""
     with suppress(WorkflowAlreadyStartedError):
-        await temporal.start_workflow(
-            WORKFLOW_NAME,
-            data,
-            id=run.workflow_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_search_attributes(),
-            static_summary=(
-                f"Billing reconciliation {run.period_start:%Y-%m-%d}..{run.period_end:%Y-%m-%d}"
-            ),
-            memo={"run": run.id, "period": f"{_iso(run.period_start)}/{_iso(run.period_end)}"},
-        )
+        await RECONCILIATION_PROCESS.start(temporal, data, run.id, task_queue=settings.task_queue)
 
 
 @router.get("", summary="List reconciliations", dependencies=READ)
@@ -427,13 +399,8 @@ async def put_schedule(
 ) -> dict[str, Any]:
     data = await workflow_input(body, settings)
     schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            WORKFLOW_NAME,
-            data,
-            id=f"{workflow_id_for('daily')}",
-            task_queue=settings.task_queue,
-            typed_search_attributes=_search_attributes(),
-            static_summary="Daily billing reconciliation (the day before)",
+        action=RECONCILIATION_PROCESS.schedule_action(
+            data, "daily", task_queue=settings.task_queue
         ),
         spec=ScheduleSpec(cron_expressions=[body.cron]),
         state=ScheduleState(paused=body.paused, note=body.note),
@@ -563,8 +530,7 @@ async def get_reconciliation(
             progress: ReconciliationProgress = await temporal.get_workflow_handle(
                 run.workflow_id
             ).query(
-                "progress",
-                result_type=ReconciliationProgress,
+                BillingReconciliation.progress,
                 rpc_timeout=timedelta(seconds=QUERY_TIMEOUT_SECONDS),
             )
             body["progress"] = {

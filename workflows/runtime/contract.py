@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -84,6 +84,22 @@ class ProcessContract(Generic[I]):
                 else WorkflowIDConflictPolicy.FAIL
             ),
             search_attributes=self.typed_search_attributes(data),
+            memo=self.memo(data) if self.memo else None,
+            static_summary=self.summary(data) if self.summary else None,
+            static_details=self.details(data) if self.details else None,
+        )
+
+    def schedule_action(
+        self, data: I, business_id: str, *, task_queue: str
+    ) -> ScheduleActionStartWorkflow:
+        """What a Temporal Schedule runs to start the process (each run's id gets the
+        schedule's time appended by Temporal)."""
+        return ScheduleActionStartWorkflow(
+            self.run,
+            data,
+            id=self.workflow_id(business_id),
+            task_queue=task_queue,
+            typed_search_attributes=self.typed_search_attributes(data),
             memo=self.memo(data) if self.memo else None,
             static_summary=self.summary(data) if self.summary else None,
             static_details=self.details(data) if self.details else None,

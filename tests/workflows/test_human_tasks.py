@@ -215,6 +215,7 @@ async def test_the_due_time_ends_the_task_with_the_process_s_expiry_decision(
 @pytest.mark.parametrize(
     ("expiry_decision", "why"),
     [(None, "no expiry decision: never approve by default"), ("escalate", "one it does not offer")],
+    ids=["no-expiry-decision", "not-offered"],
 )
 async def test_a_due_time_needs_an_expiry_decision_the_task_offers(
     probe: ProbeHub, expiry_decision: str | None, why: str

@@ -21,6 +21,7 @@ from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import alarm_cause
 from workflows.runtime.options import activity_options
 from workflows.runtime.parking import DeadLetterDecision, DecisionResult, ParkedStep, Parking
+from workflows.runtime.status import set_hub_status
 from workflows.runtime.steps import Steps
 from workflows.runtime.tasks import (
     HumanTasks,
@@ -122,8 +123,13 @@ class Runtime:
     async def ask(
         self, spec: TaskSpec, *, waiting: sa.HubStatus = sa.HubStatus.AWAITING_APPROVAL
     ) -> TaskOutcome:
-        """Open a human task and wait for its outcome (see :meth:`HumanTasks.ask`)."""
-        return await self.tasks.ask(spec, waiting=waiting, stop=self.stop_requested)
+        """Open a human task and wait for its outcome (see :meth:`HumanTasks.ask`); the
+        process shows ``running`` again once it has it."""
+        outcome = await self.tasks.ask(spec, waiting=waiting, stop=self.stop_requested)
+        set_hub_status(
+            sa.HubStatus.COMPENSATING if self.steps.compensating else sa.HubStatus.RUNNING
+        )
+        return outcome
 
     # --- ending ---------------------------------------------------------------------------
 

@@ -229,6 +229,7 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
     ]
     described = await handle.describe()
     assert described.typed_search_attributes.get(sa.OPEN_TASK) is None
+    assert described.typed_search_attributes.get(sa.HUB_STATUS) == "running"  # decided
     closed = await hub.api.post(f"/tasks/{task_id}/claim", headers=as_("manager"))
     assert closed.status_code == 409
 

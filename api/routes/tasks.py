@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
@@ -29,7 +30,8 @@ from hub.permissions import WILDCARD, Scope
 from workflows.runtime import ProcessWorkflow, TaskClaim, TaskDecision
 
 router = APIRouter(prefix="/tasks", tags=["Tasks"], route_class=CheckedRoute)
-READ = [Depends(require_scope(Scope.TASKS_READ))]
+#: The caller who reads: tasks:read, and sees only the tasks its groups may act on.
+Reader = Annotated[Principal, Depends(require_scope(Scope.TASKS_READ))]
 #: The caller who claims or decides, once it is known to hold the scope for it.
 Decider = Annotated[Principal, Depends(require_scope(Scope.TASKS_DECIDE))]
 #: How long the API waits for a workflow to accept an update.
@@ -166,16 +168,48 @@ async def _groups_of(session: AsyncSession, task_ids: list[str]) -> dict[str, li
     return grouped
 
 
-async def _task_or_404(session: AsyncSession, task_id: str) -> HumanTask:
+def _visible_to(principal: Principal) -> list[Any]:
+    """Conditions: the tasks ``principal`` may see. A member of every group sees all; anyone
+    else the tasks of its groups, and those it claimed or decided (after an escalation too)."""
+    if WILDCARD in principal.groups:
+        return []
+    return [
+        or_(
+            col(HumanTask.id).in_(
+                select(HumanTaskCandidate.task_id).where(
+                    col(HumanTaskCandidate.group_name).in_(sorted(principal.groups))
+                )
+            ),
+            col(HumanTask.assignee) == principal.subject,
+            col(HumanTask.decided_by) == principal.subject,
+        )
+    ]
+
+
+async def _task_or_404(
+    session: AsyncSession, task_id: str, principal: Principal | None = None
+) -> HumanTask:
+    """The task, if it exists and ``principal`` may see it; another's task is a 404 too, so
+    its existence tells nothing."""
     task = await session.get(HumanTask, task_id)
+    if task is not None and principal is not None and WILDCARD not in principal.groups:
+        conditions = [HumanTask.id == task_id, *_visible_to(principal)]
+        if (await session.exec(select(HumanTask.id).where(*conditions))).first() is None:
+            task = None
     if task is None:
         raise ApiError(404, f"no task with id {task_id!r}")
     return task
 
 
-async def _answer(session: AsyncSession, task_id: str, *, history: bool = False) -> TaskPublic:
+async def _answer(
+    session: AsyncSession,
+    task_id: str,
+    principal: Principal | None = None,
+    *,
+    history: bool = False,
+) -> TaskPublic:
     session.expire_all()  # the workflow wrote the row after this session last read it
-    task = await _task_or_404(session, task_id)
+    task = await _task_or_404(session, task_id, principal)
     events = None
     if history:
         events = list(
@@ -188,10 +222,9 @@ async def _answer(session: AsyncSession, task_id: str, *, history: bool = False)
     return _public(task, (await _groups_of(session, [task_id]))[task_id], events)
 
 
-@router.get(
-    "", summary="List tasks (the inbox)", response_model=list[TaskPublic], dependencies=READ
-)
+@router.get("", summary="List tasks (the inbox)", response_model=list[TaskPublic])
 async def list_tasks(
+    reader: Reader,
     response: Response,
     session: SessionDep,
     state: str | None = Query(default=None, description="created, assigned, completed, ..."),
@@ -207,7 +240,7 @@ async def list_tasks(
 ) -> list[TaskPublic]:
     one_of("state", state, TaskState)
     open_states = [s.value for s in TaskState if s.is_open]
-    conditions: list[Any] = [
+    conditions: list[Any] = _visible_to(reader) + [
         column == value
         for column, value in (
             (HumanTask.state, state),
@@ -255,10 +288,9 @@ async def list_tasks(
     "/{task_id}",
     summary="Read one task, with its audit trail",
     response_model=TaskPublic,
-    dependencies=READ,
 )
-async def get_task(task_id: str, session: SessionDep) -> TaskPublic:
-    return await _answer(session, task_id, history=True)
+async def get_task(task_id: str, reader: Reader, session: SessionDep) -> TaskPublic:
+    return await _answer(session, task_id, reader, history=True)
 
 
 def _groups(principal: Principal) -> list[str]:
@@ -291,7 +323,7 @@ async def _update(temporal: Client, task: HumanTask, update: Any, argument: Any)
 async def claim_task(
     task_id: str, caller: Decider, session: SessionDep, temporal: TemporalDep
 ) -> TaskAction:
-    task = await _task_or_404(session, task_id)
+    task = await _task_or_404(session, task_id, caller)
     claim = TaskClaim(task_id=task_id, who=caller.subject, groups=_groups(caller))
     await _update(temporal, task, ProcessWorkflow.claim_task, claim)
     return TaskAction(accepted=True, task=await _answer(session, task_id))
@@ -301,7 +333,7 @@ async def claim_task(
 async def unclaim_task(
     task_id: str, caller: Decider, session: SessionDep, temporal: TemporalDep
 ) -> TaskAction:
-    task = await _task_or_404(session, task_id)
+    task = await _task_or_404(session, task_id, caller)
     claim = TaskClaim(task_id=task_id, who=caller.subject, groups=_groups(caller))
     await _update(temporal, task, ProcessWorkflow.unclaim_task, claim)
     return TaskAction(accepted=True, task=await _answer(session, task_id))
@@ -315,7 +347,7 @@ async def complete_task(
     session: SessionDep,
     temporal: TemporalDep,
 ) -> TaskAction:
-    task = await _task_or_404(session, task_id)
+    task = await _task_or_404(session, task_id, caller)
     decision = TaskDecision(
         task_id=task_id,
         decision=body.decision,

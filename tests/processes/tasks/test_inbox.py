@@ -158,9 +158,14 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
         headers=as_("preparer"),
     )
     assert refused.status_code == 403 and "four-eyes" in refused.json()["message"]
-    # Not a candidate.
+    # Not a candidate: another group's task is not even there for it.
     refused = await hub.api.post(f"/tasks/{task_id}/claim", headers=as_("outsider"))
-    assert refused.status_code == 403 and "none of the task's groups" in refused.json()["message"]
+    assert refused.status_code == 404
+    assert (await hub.api.get(f"/tasks/{task_id}", headers=as_("outsider"))).status_code == 404
+    theirs = await hub.api.get("/tasks", params={"reference": reference}, headers=as_("outsider"))
+    assert theirs.json() == [] and theirs.headers["X-Total-Count"] == "0"
+    mine = await hub.api.get("/tasks", params={"reference": reference}, headers=as_("approver"))
+    assert [t["id"] for t in mine.json()] == [task_id]
 
     claimed = await hub.api.post(f"/tasks/{task_id}/claim", headers=as_("approver"))
     assert claimed.status_code == 200, claimed.text
@@ -183,7 +188,7 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
         json={"decision": "approve", "fields": {"checked": True}},
         headers=as_("approver"),
     )
-    assert refused.status_code == 403
+    assert refused.status_code == 404  # no longer its group's, nor claimed by it
 
     # Validation: a decision not offered, a missing field, a rejection without a comment.
     for body, status, words in (

@@ -209,7 +209,7 @@ def settings(**values: object) -> Settings:
 
 PRODUCTION = {
     "environment": "production",
-    "api_key": ["k" * 32],
+    "api_key": ["Vf3kQ9xLp2Rz7Wm4Tn8Yb6Hs1Jd5Gc0A"],
     "payload_keys": ["p1:" + base64.b64encode(bytes(32)).decode()],
 }
 

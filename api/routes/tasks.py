@@ -317,26 +317,29 @@ async def _update(temporal: Client, task: HumanTask, update: Any, argument: Any)
         raise ApiError(409, f"task {task.id}: the process did not take it ({exc})") from exc
 
 
+async def _claim(
+    update: Any, task_id: str, caller: Principal, session: AsyncSession, temporal: Client
+) -> TaskAction:
+    task = await _task_or_404(session, task_id, caller)
+    claim = TaskClaim(task_id=task_id, who=caller.subject, groups=_groups(caller))
+    await _update(temporal, task, update, claim)
+    return TaskAction(accepted=True, task=await _answer(session, task_id))
+
+
 @router.post(
     "/{task_id}/claim", summary="Take a task (a candidate only)", response_model=TaskAction
 )
 async def claim_task(
     task_id: str, caller: Decider, session: SessionDep, temporal: TemporalDep
 ) -> TaskAction:
-    task = await _task_or_404(session, task_id, caller)
-    claim = TaskClaim(task_id=task_id, who=caller.subject, groups=_groups(caller))
-    await _update(temporal, task, ProcessWorkflow.claim_task, claim)
-    return TaskAction(accepted=True, task=await _answer(session, task_id))
+    return await _claim(ProcessWorkflow.claim_task, task_id, caller, session, temporal)
 
 
 @router.post("/{task_id}/unclaim", summary="Give a claimed task back", response_model=TaskAction)
 async def unclaim_task(
     task_id: str, caller: Decider, session: SessionDep, temporal: TemporalDep
 ) -> TaskAction:
-    task = await _task_or_404(session, task_id, caller)
-    claim = TaskClaim(task_id=task_id, who=caller.subject, groups=_groups(caller))
-    await _update(temporal, task, ProcessWorkflow.unclaim_task, claim)
-    return TaskAction(accepted=True, task=await _answer(session, task_id))
+    return await _claim(ProcessWorkflow.unclaim_task, task_id, caller, session, temporal)
 
 
 @router.post("/{task_id}/complete", summary="Decide a task", response_model=TaskAction)

@@ -116,6 +116,19 @@ async def test_health_lists_the_pollers_of_every_queue_the_worker_serves(hub: Hu
         assert all(poller["identity"] and poller["lastAccessTime"] for poller in entry["pollers"])
 
 
+async def test_the_worker_health_check_wants_this_hosts_pollers(hub: Hub) -> None:
+    from hub.tools.worker_health import idle_queues
+
+    async def polled() -> bool:
+        return await idle_queues(hub.client, hub.settings) == []
+
+    await eventually(polled, timeout=10)
+    # Workers of another host do not make this one healthy.
+    elsewhere = await idle_queues(hub.client, hub.settings, host="elsewhere")
+    assert f"{hub.settings.task_queue} (workflow)" in elsewhere
+    assert f"{hub.settings.task_queue}.hss (activity)" in elsewhere
+
+
 async def test_the_queues_asked_are_those_the_worker_serves(hub_settings: Settings) -> None:
     from contextlib import AsyncExitStack
 

@@ -68,9 +68,10 @@ _TYPES = {
 }
 
 
-async def _pollers(
+async def queue_pollers(
     client: Client, queue: str, kind: str, system: str, max_age: timedelta
 ) -> dict[str, Any]:
+    """One queue's pollers, each with whether it polled within ``max_age``."""
     described = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=client.namespace,
@@ -99,20 +100,27 @@ async def _pollers(
     }
 
 
-async def _workers(client: Client, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
-    try:
-        queues = await asyncio.gather(
+async def served_queue_pollers(client: Client, settings: Settings) -> list[dict[str, Any]]:
+    """:func:`queue_pollers` of every queue of :func:`served_queues`."""
+    return list(
+        await asyncio.gather(
             *(
-                _pollers(client, queue, kind, system, settings.health_poller_max_age)
+                queue_pollers(client, queue, kind, system, settings.health_poller_max_age)
                 for queue, kind, system in served_queues(settings)
             )
         )
+    )
+
+
+async def _workers(client: Client, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
+    try:
+        queues = await served_queue_pollers(client, settings)
     except Exception as exc:
         return f"unknown: {type(exc).__name__}", []
     idle = [f"{queue['name']} ({queue['type']})" for queue in queues if not queue["ok"]]
     if idle:
-        return "no worker polls " + ", ".join(idle), list(queues)
-    return "ok", list(queues)
+        return "no worker polls " + ", ".join(idle), queues
+    return "ok", queues
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 FastAPI's generated document says every route may answer 422 with its own validation body,
 which the hub never sends (:mod:`api.errors` answers 400 with the TMF error body), and says
-nothing of the errors that do happen. :func:`document` corrects that in one place for every
+nothing of the errors that do happen. :func:`correct` corrects that in one place for every
 route: no 422, and the TMF error body (:class:`api.errors.TmfError`) for each error status
 the hub answers. The security schemes come from the authentication dependency
 (:data:`api.deps.API_KEY_HEADER`, :data:`api.deps.BEARER`), so every route that needs a key
@@ -24,7 +24,6 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -56,18 +55,9 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-def document(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document of ``app``, as :meth:`FastAPI.openapi` answers it (cached)."""
-    if app.openapi_schema is not None:
-        return app.openapi_schema
-    spec = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-        tags=app.openapi_tags,
-        servers=app.servers,
-    )
+def correct(spec: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document of the API, corrected in place (and idempotent: FastAPI caches the
+    document, and this runs on every read of it)."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["TmfError"] = TmfError.model_json_schema(
         by_alias=True, ref_template="#/components/schemas/{model}"
@@ -90,14 +80,14 @@ def document(app: FastAPI) -> dict[str, Any]:
     # FastAPI's validation-error bodies, which no route answers.
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
-    app.openapi_schema = spec
     return spec
 
 
 def install(app: FastAPI) -> None:
     """Serve the corrected document and the docs pages with local assets. ``app`` is built
     with ``docs_url=None, redoc_url=None`` (FastAPI's own pages load from a CDN)."""
-    app.openapi = lambda: document(app)  # type: ignore[method-assign]
+    generated = app.openapi
+    app.openapi = lambda: correct(generated())  # type: ignore[method-assign]
     app.mount(
         ASSETS,
         StaticFiles(directory=str(files("fastapi_offline") / "static")),

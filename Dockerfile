@@ -31,9 +31,12 @@ COPY . .
 # migrations/ relative to the source tree (REPO_ROOT), which a regular install would move into
 # site-packages without them. Editable keeps the code in /app, next to those folders, and
 # still installs the `hub` command.
+# The volumes' mount points, owned by the user: a new named volume takes its owner from the
+# folder it is mounted on, so without them the volumes are root's and the hub cannot write.
 RUN pip install --no-deps -e . \
-    && mkdir -p /app/data/simulators \
-    && chown -R hub:hub /app/data
+    && mkdir -p /app/data/simulators /srv/hub/reconciliation /srv/hub/drop/network \
+        /srv/exports /srv/billing-export \
+    && chown -R hub:hub /app/data /srv/hub /srv/exports /srv/billing-export
 
 USER hub
 

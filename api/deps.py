@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -97,19 +98,30 @@ def _credentials(settings: Settings) -> list[tuple[bytes, Principal]]:
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="telecom-hub"'}
 
+#: The two ways to send a key, as OpenAPI security schemes: Swagger's Authorize button and
+#: generated clients send them. ``auto_error=False``: :func:`authenticate` answers the 401.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    description="An API key (HUB_API_KEY, HUB_API_CLIENTS)",
+    auto_error=False,
+)
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="`Authorization: Bearer <API key>`",
+    auto_error=False,
+)
+ApiKeyHeaderDep = Annotated[str | None, Security(API_KEY_HEADER)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
-def offered_key(request: Request) -> str | None:
-    """The key in ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, if any."""
-    offered = request.headers.get("x-api-key") or None
-    if offered is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        offered = token.strip() if scheme.lower() == "bearer" else None
-    return offered or None
+
+def offered_key(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    """The key in ``X-API-Key: <key>`` or else ``Authorization: Bearer <key>``, if any."""
+    return api_key or (bearer.credentials if bearer else None) or None
 
 
-def authenticate(request: Request, settings: SettingsDep) -> Principal:
-    """The caller whose API key the request carries; 401 without a known one."""
-    offered = offered_key(request)
+def principal_for(offered: str | None, settings: Settings) -> Principal:
+    """The caller whose API key is ``offered``; 401 without a known one."""
     if offered is None:
         raise ApiError(
             401, "missing API key: send X-API-Key or Authorization: Bearer", headers=_CHALLENGE
@@ -130,6 +142,11 @@ def authenticate(request: Request, settings: SettingsDep) -> Principal:
     if found is None:
         raise ApiError(401, "invalid API key", headers=_CHALLENGE)
     return found
+
+
+def authenticate(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep) -> Principal:
+    """The caller whose API key the request carries; 401 without a known one."""
+    return principal_for(offered_key(api_key, bearer), settings)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

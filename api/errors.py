@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
@@ -16,6 +17,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from hub.errors import ValidationFailure
 
 logger = logging.getLogger(__name__)
+
+
+class TmfError(BaseModel):
+    """The TMF630 error body every error answer has (documented in the OpenAPI)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: str = Field(default="Error", alias="@type", examples=["Error"])
+    code: str = Field(description="The HTTP status, as text", examples=["404"])
+    reason: str = Field(description="The status's phrase", examples=["Not Found"])
+    message: str = Field(
+        description="What is wrong, naming the field where one is at fault",
+        examples=["no service order with id 'x'"],
+    )
+    status: str = Field(description="The HTTP status, as text", examples=["404"])
 
 
 class ApiError(Exception):
@@ -51,14 +67,10 @@ _RETRY_LATER = {"Retry-After": "5"}
 
 
 def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {
-        "@type": "Error",
-        "code": str(status),
-        "reason": HTTPStatus(status).phrase,
-        "message": message,
-        "status": str(status),
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = TmfError(
+        code=str(status), reason=HTTPStatus(status).phrase, message=message, status=str(status)
+    )
+    return JSONResponse(body.model_dump(by_alias=True), status_code=status, headers=headers)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

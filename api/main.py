@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
-from api import errors
+from api import errors, openapi
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
 from api.routes import (
@@ -62,6 +62,9 @@ def create_app(
             "Authenticate with `X-API-Key` or `Authorization: Bearer`."
         ),
         lifespan=lifespan,
+        # Served by api.openapi with local assets: FastAPI's own pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Added first, so CORS wraps it: a browser can read the 413 too.
@@ -81,6 +84,7 @@ def create_app(
         allow_credentials=True,
     )
     errors.install(app)
+    openapi.install(app)
     _audit_to_stderr()
     app.include_router(health.router)
     app.include_router(service_orders.router)

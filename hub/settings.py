@@ -293,6 +293,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+    #: ``/health``: a task queue whose last poll is older than this has no live worker. An
+    #: idle worker polls again when Temporal ends its long poll, after a minute: keep it above.
+    health_poller_max_age: Duration = timedelta(seconds=90)
 
     @field_validator(
         "api_key",

@@ -77,11 +77,18 @@ def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
 
 
 def test_the_services_that_others_wait_for_have_healthchecks(services: dict[str, Any]) -> None:
-    for name in ("postgresql", "temporal", "simulators", "hub-api"):
+    for name in ("postgresql", "temporal", "temporal-ui", "simulators", "hub-worker", "hub-api"):
         test = services[name]["healthcheck"]["test"]
         assert test and test[0] in ("CMD", "CMD-SHELL"), name
     assert "pg_isready" in " ".join(services["postgresql"]["healthcheck"]["test"])
     assert "/health" in " ".join(services["hub-api"]["healthcheck"]["test"])
+    # The worker is healthy while it polls its queues (hub.tools.worker_health, which exists).
+    worker_check = services["hub-worker"]["healthcheck"]["test"]
+    assert worker_check[1:] == ["python", "-m", "hub.tools.worker_health"], worker_check
+    assert (ROOT / "hub" / "tools" / "worker_health.py").is_file()
+    # The UI image is Alpine: busybox wget, on the port the UI listens on inside.
+    ui_check = " ".join(services["temporal-ui"]["healthcheck"]["test"])
+    assert "wget" in ui_check and "127.0.0.1:8080" in ui_check
 
 
 def test_hub_services_are_configured_for_production(services: dict[str, Any]) -> None:
@@ -104,8 +111,11 @@ def test_hub_services_are_configured_for_production(services: dict[str, Any]) ->
 
 def test_the_codec_is_never_open(services: dict[str, Any]) -> None:
     for name in HUB_SERVICES:
-        env = environment_of(services[name])
-        assert env.get("HUB_CODEC_ALLOW_ANONYMOUS", "false").lower() == "false", name
+        # Not even "false": closed is the default, and the stack never names the opt-out.
+        assert "HUB_CODEC_ALLOW_ANONYMOUS" not in environment_of(services[name]), name
+    lines = (ROOT / "docker-compose.yml").read_text(encoding="utf-8").splitlines()
+    code = [line for line in lines if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "HUB_CODEC_ALLOW_ANONYMOUS" in line]
     # Production refuses it anyway; the named clients reach the API only.
     assert "HUB_API_CLIENTS" in environment_of(services["hub-api"])
     assert "HUB_API_CLIENTS" not in environment_of(services["hub-worker"])
@@ -195,3 +205,96 @@ def test_env_example_lists_every_setting() -> None:
         "POSTGRES_PASSWORD",
     ):
         assert re.search(rf"^{name}=$", text, re.MULTILINE), name
+
+
+# --- files: where they live, who may write them ----------------------------------------------
+
+
+def named_mounts(service: dict[str, Any], compose: dict[str, Any]) -> dict[str, str]:
+    """``{target: volume}`` of the service's named volumes (``name:/path``)."""
+    mounts = {}
+    for entry in service.get("volumes") or []:
+        source, _, target = str(entry).partition(":")
+        if source in (compose.get("volumes") or {}):
+            mounts[target.split(":")[0]] = source
+    return mounts
+
+
+def dockerfile_paths(command: str) -> set[str]:
+    """The absolute paths the Dockerfile's ``RUN`` lines give to ``command`` (mkdir -p, chown
+    -R hub:hub)."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    paths: set[str] = set()
+    for match in re.finditer(rf"{command}\s+((?:[^&\n])*)", text):
+        paths |= {word for word in match.group(1).split() if word.startswith("/")}
+    return paths
+
+
+def under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def test_hub_volumes_are_writable_by_the_images_user(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    # A new named volume takes the owner of the image's folder it is mounted on; a folder the
+    # image lacks makes a root-owned volume that the hub user cannot write.
+    created, owned = dockerfile_paths("mkdir -p"), dockerfile_paths("chown -R hub:hub")
+    assert created and owned
+    for name in HUB_SERVICES:
+        for target in named_mounts(services[name], compose):
+            assert any(under(path, target) for path in created), f"{name}: {target} not made"
+            assert any(under(target, path) for path in owned), f"{name}: {target} is root's"
+
+
+def test_the_reconciliation_source_is_allowed_and_on_the_volume(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    from activities.reconciliation import checked_source
+
+    env = environment_of(services["hub-worker"])
+    source = env["HUB_RECONCILIATION_NETWORK_SOURCE"]
+    roots = env.get("HUB_RECONCILIATION_SOURCE_ROOTS", "")  # empty: HUB_DATA_DIR only
+    # The check the worker makes, with the stack's settings (the folders need not exist here).
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=Path("/app/data"),
+        reconciliation_source_roots=roots,  # type: ignore[arg-type]  # as the env gives it
+    )
+    assert checked_source(source, settings) == f"file://{source}"
+    mounts = named_mounts(services["hub-worker"], compose)
+    for folder in (source, env["HUB_RECONCILIATION_DIR"]):
+        assert any(under(folder, target) for target in mounts), folder
+    # The API reads the results the worker writes: the same volume.
+    api_mounts = named_mounts(services["hub-api"], compose)
+    assert any(under(env["HUB_RECONCILIATION_DIR"], target) for target in api_mounts)
+
+
+def test_exports_are_written_to_a_volume(services: dict[str, Any], compose: dict[str, Any]) -> None:
+    env = environment_of(services["hub-worker"])
+    destinations = env["HUB_EXPORT_DESTINATIONS"].split(",")
+    mounts = named_mounts(services["hub-worker"], compose)
+    for destination in destinations:
+        assert any(under(destination, target) for target in mounts), destination
+    # The API checks destinations against the same setting.
+    assert environment_of(services["hub-api"])["HUB_EXPORT_DESTINATIONS"] == ",".join(destinations)
+
+
+LOCAL_HOSTS = re.compile(r"localhost|127\.0\.0\.1")
+
+
+def test_public_addresses_are_settings_not_fixed_to_localhost(services: dict[str, Any]) -> None:
+    # What a browser or a client uses (the API's public URL, the codec's CORS origin, the
+    # UI's codec endpoint) can be set in .env; localhost is only the default.
+    for name, service in services.items():
+        for variable, value in environment_of(service).items():
+            fixed = re.sub(r"\$\{[A-Z0-9_]+:-[^}]*\}", "", value)
+            assert not LOCAL_HOSTS.search(fixed), f"{name}: {variable}={value}"
+    hub_env = environment_of(services["hub-api"])
+    ui_env = environment_of(services["temporal-ui"])
+    assert hub_env["HUB_PUBLIC_URL"].startswith("${HUB_PUBLIC_URL:-")
+    assert ui_env["TEMPORAL_CODEC_ENDPOINT"].startswith("${HUB_PUBLIC_URL:-")
+    # The UI's origin is one setting: the codec admits what the UI is reached at.
+    ui_origin = "${TEMPORAL_UI_PUBLIC_URL:-http://localhost:8233}"
+    assert hub_env["HUB_CODEC_CORS_ORIGINS"] == ui_origin
+    assert ui_env["TEMPORAL_CORS_ORIGINS"] == ui_origin

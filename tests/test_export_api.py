@@ -96,9 +96,10 @@ async def test_schedule_lifecycle(hub: Hub) -> None:
     assert described["recentRuns"][0]["workflowId"] == run["workflowId"]
 
     # Pause.
-    paused = await hub.api.post(f"{SCHEDULES}/{export_id}/pause", json={"note": "maintenance"})
+    paused = await hub.api.post(f"{SCHEDULES}/{export_id}/pause", json={"reason": "maintenance"})
     assert paused.status_code == 200, paused.text
-    assert paused.json()["paused"] is True and paused.json()["note"] == "maintenance"
+    assert paused.json()["paused"] is True and paused.json()["pauseReason"] == "maintenance"
+    assert paused.json()["note"] == "nightly feed"
 
     # Backfill last New Year: it runs although paused, and finds nothing left to copy (the
     # watermark is past that time), so it records an empty window where the last one ended.
@@ -128,6 +129,45 @@ async def test_schedule_lifecycle(hub: Hub) -> None:
     assert gone.status_code == 404 and export_id in gone.json()["message"]
     kept = (await hub.api.get(RUNS, params={"exportId": export_id})).json()
     assert len(kept) == 2
+
+
+async def test_pause_and_unpause_keep_the_note_and_show_their_reason(hub: Hub) -> None:
+    export_id = new_id()
+    created = await hub.api.post(SCHEDULES, json=valid_body(hub, id=export_id, note="for finance"))
+    assert created.status_code == 201, created.text
+    assert created.json()["note"] == "for finance" and created.json()["paused"] is True
+    assert created.json()["pauseReason"]  # created paused: says so
+    path = f"{SCHEDULES}/{export_id}"
+
+    unpaused = await hub.api.post(f"{path}/unpause", json={"reason": "go live"})
+    assert unpaused.status_code == 200, unpaused.text
+    body = unpaused.json()
+    assert body["paused"] is False and body["note"] == "for finance"
+    assert body["pauseReason"] is None
+
+    paused = await hub.api.post(f"{path}/pause", json={"reason": "warehouse migration"})
+    assert paused.status_code == 200, paused.text
+    body = (await hub.api.get(path)).json()
+    assert body["paused"] is True and body["note"] == "for finance"
+    assert body["pauseReason"] == "warehouse migration"
+
+    async def listed() -> dict[str, Any] | None:
+        rows = (await hub.api.get(SCHEDULES)).json()
+        return next(
+            (r for r in rows if r["id"] == export_id and r["pauseReason"] == body["pauseReason"]),
+            None,
+        )
+
+    assert (await eventually(listed))["note"] == "for finance"
+
+    # No body, and the old clients' {"note": ...}, still pause; the creator's note stays.
+    assert (await hub.api.post(f"{path}/unpause")).json()["note"] == "for finance"
+    older = (await hub.api.post(f"{path}/pause", json={"note": "old client"})).json()
+    assert older["pauseReason"] == "old client" and older["note"] == "for finance"
+    for refused in ({"reason": "x" * 501}, {"why": "unknown field"}):
+        response = await hub.api.post(f"{path}/pause", json=refused)
+        assert response.status_code == 400, response.text
+    assert (await hub.api.delete(path)).status_code == 204
 
 
 async def test_backfill_fills_past_days_one_run_and_partition_each(hub: Hub) -> None:

@@ -27,7 +27,15 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from api.deps import Principal, SettingsDep, authenticate, offered_key, require_scope
+from api.deps import (
+    ApiKeyHeaderDep,
+    BearerDep,
+    Principal,
+    SettingsDep,
+    offered_key,
+    principal_for,
+    require_scope,
+)
 from api.errors import ApiError
 from api.inbound import CheckedRoute, parse_json
 from hub.codec import EncryptionCodec, PayloadEncryptionError
@@ -41,12 +49,13 @@ router = APIRouter(prefix="/codec", tags=["Temporal codec"], route_class=Checked
 ANONYMOUS = Principal("anonymous", frozenset({Scope.CODEC_ENCODE, Scope.CODEC_DECODE}))
 
 
-def codec_caller(request: Request, settings: SettingsDep) -> Principal:
+def codec_caller(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep) -> Principal:
     """The authenticated caller; without a key, :data:`ANONYMOUS` where allowed. A key that
     is given must be valid, allowed or not."""
-    if settings.codec_allow_anonymous and offered_key(request) is None:
+    offered = offered_key(api_key, bearer)
+    if settings.codec_allow_anonymous and offered is None:
         return ANONYMOUS
-    return authenticate(request, settings)
+    return principal_for(offered, settings)
 
 
 Encoder = Annotated[Principal, Depends(require_scope(Scope.CODEC_ENCODE, caller=codec_caller))]

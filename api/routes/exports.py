@@ -1,9 +1,11 @@
 """Scheduled exports: Temporal Schedules that run the ``Export`` workflow, and their runs.
 
 A schedule is Temporal's (``export-<id>``): it keeps the timing, pause state and history of
-actions; its memo keeps the export's definition as it was given, for reading back. Every run
-is recorded in the hub database, where ``/exportRuns`` reads it. Deleting a schedule keeps its
-runs and its watermark: a new schedule with the same id goes on from where it stopped.
+actions; its memo keeps the export's definition as it was given, for reading back, the
+creator's ``note`` included. Temporal's own schedule note is the reason of the last pause or
+unpause (shown as ``pauseReason`` while paused): pausing never overwrites the creator's note.
+Every run is recorded in the hub database, where ``/exportRuns`` reads it. Deleting a schedule
+keeps its runs and its watermark: a new schedule with the same id goes on from where it stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from temporalio.client import (
     ScheduleDescription,
     ScheduleHandle,
     ScheduleIntervalSpec,
+    ScheduleListState,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -93,13 +96,28 @@ class ExportScheduleCreate(BaseModel):
         default=None, description="The first run copies rows changed after this; default: all"
     )
     paused: bool = False
-    note: str | None = Field(default=None, max_length=500)
+    note: str | None = Field(
+        default=None, max_length=500, description="What the export is for; pausing keeps it"
+    )
 
 
-class NoteBody(BaseModel):
+class PauseBody(BaseModel):
+    """Why a schedule is paused or unpaused: Temporal's schedule note, also in its Web UI."""
+
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500)
+    note: str | None = Field(
+        default=None,
+        max_length=500,
+        # Marked in the schema only: pydantic's deprecated=True warns on every read.
+        json_schema_extra={"deprecated": True},
+        description="The reason, as older clients send it; use reason",
+    )
+
+    @property
+    def why(self) -> str | None:
+        return self.reason if self.reason is not None else self.note
 
 
 class BackfillBody(BaseModel):
@@ -138,6 +156,14 @@ def _definition(memo: dict[str, Any]) -> dict[str, Any]:
     return {key: memo.get(key) for key in keys}
 
 
+def _notes(memo: dict[str, Any], state: ScheduleState | ScheduleListState | None) -> dict[str, Any]:
+    """The creator's note (in the memo) and, while paused, why (Temporal's schedule note)."""
+    # Schedules created before the note moved to the memo kept it in Temporal's note only.
+    note = memo.get("note", state.note if state else None)
+    paused = state is not None and state.paused
+    return {"note": note, "pauseReason": (state.note or None) if state and paused else None}
+
+
 def run_json(run: ExportRun) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -169,11 +195,12 @@ async def _schedule_json(
     export_id: str, described: ScheduleDescription, watermark: str | None
 ) -> dict[str, Any]:
     info, state = described.info, described.schedule.state
+    memo = dict(await described.memo())
     return {
         "id": export_id,
-        **_definition(dict(await described.memo())),
+        **_definition(memo),
         "paused": state.paused,
-        "note": state.note,
+        **_notes(memo, state),
         "watermark": watermark,
         "createdAt": _iso(info.created_at),
         "actions": info.num_actions,
@@ -247,6 +274,7 @@ async def create_export_schedule(
         "interval": _DURATION.dump_python(body.interval, mode="json") if body.interval else None,
         "cron": body.cron,
         "timezone": body.timezone,
+        "note": body.note,
     }
     action = EXPORT_PROCESS.schedule_action(
         ExportInput(
@@ -265,7 +293,9 @@ async def create_export_schedule(
         # A run copies everything since the last one, so a missed or overlapping time needs
         # no run of its own: skip it.
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(paused=body.paused, note=body.note),
+        state=ScheduleState(
+            paused=body.paused, note="created paused through the hub API" if body.paused else None
+        ),
     )
     try:
         handle = await temporal.create_schedule(
@@ -293,12 +323,13 @@ async def list_export_schedules(response: Response, temporal: TemporalDep) -> li
             if not entry.id.startswith(SCHEDULE_PREFIX):
                 continue
             state = entry.schedule.state if entry.schedule else None
+            memo = dict(await entry.memo())
             rows.append(
                 {
                     "id": entry.id.removeprefix(SCHEDULE_PREFIX),
-                    **_definition(dict(await entry.memo())),
+                    **_definition(memo),
                     "paused": state.paused if state else None,
-                    "note": state.note if state else None,
+                    **_notes(memo, state),
                     "nextRunTimes": [
                         _iso(moment)
                         for moment in (entry.info.next_action_times[:5] if entry.info else [])
@@ -327,13 +358,15 @@ async def get_export_schedule(
     return await _schedule_json(export_id, described, await _watermark(session, export_id))
 
 
-async def _set_paused(temporal: Client, export_id: str, paused: bool, note: str | None) -> None:
+async def _set_paused(temporal: Client, export_id: str, paused: bool, reason: str | None) -> None:
     handle = _handle(temporal, export_id)
     try:
         if paused:
-            await handle.pause(note=note or "paused through the hub API", rpc_timeout=RPC_TIMEOUT)
+            await handle.pause(note=reason or "paused through the hub API", rpc_timeout=RPC_TIMEOUT)
         else:
-            await handle.unpause(note=note or "", rpc_timeout=RPC_TIMEOUT)
+            await handle.unpause(
+                note=reason or "unpaused through the hub API", rpc_timeout=RPC_TIMEOUT
+            )
     except RPCError as exc:
         raise _refused(exc, export_id) from exc
 
@@ -342,9 +375,9 @@ async def _set_paused(temporal: Client, export_id: str, paused: bool, note: str 
     f"{SCHEDULES}/{{export_id}}/pause", summary="Pause an export schedule", dependencies=WRITE
 )
 async def pause_export_schedule(
-    export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
+    export_id: str, session: SessionDep, temporal: TemporalDep, body: PauseBody | None = None
 ) -> dict[str, Any]:
-    await _set_paused(temporal, export_id, True, body.note if body else None)
+    await _set_paused(temporal, export_id, True, body.why if body else None)
     return await get_export_schedule(export_id, session, temporal)
 
 
@@ -352,9 +385,9 @@ async def pause_export_schedule(
     f"{SCHEDULES}/{{export_id}}/unpause", summary="Unpause an export schedule", dependencies=WRITE
 )
 async def unpause_export_schedule(
-    export_id: str, session: SessionDep, temporal: TemporalDep, body: NoteBody | None = None
+    export_id: str, session: SessionDep, temporal: TemporalDep, body: PauseBody | None = None
 ) -> dict[str, Any]:
-    await _set_paused(temporal, export_id, False, body.note if body else None)
+    await _set_paused(temporal, export_id, False, body.why if body else None)
     return await get_export_schedule(export_id, session, temporal)
 
 

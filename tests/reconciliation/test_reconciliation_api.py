@@ -248,7 +248,14 @@ async def test_a_running_reconciliation_can_be_cancelled(
     assert run["status"] == "cancelled" and run["discrepancies"] is None
     workspace = hub.settings.resolved_reconciliation_dir / run_id
     assert not (workspace / "work").exists()
-    described = await hub.client.get_workflow_handle(run["workflowId"]).describe()
+    handle = hub.client.get_workflow_handle(run["workflowId"])
+
+    async def closed() -> Any:
+        # The run records itself cancelled, then its workflow ends: the row can be first.
+        described = await handle.describe()
+        return described if described.status != WorkflowExecutionStatus.RUNNING else None
+
+    described = await eventually(closed, timeout=30)
     assert described.status == WorkflowExecutionStatus.CANCELED
     assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "cancelled"
     again = await hub.api.post(f"{RUNS}/{run_id}/cancel")

@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from hub import search_attributes
 from tests.conftest import Hub, Simulators, eventually
 from tests.factories import new_identity, order
 from tests.test_dead_letters import letter, parked_letter
@@ -100,6 +101,13 @@ async def test_an_order_cancelled_through_temporal_is_undone_and_ends_canceled(
     handle = hub.client.get_workflow_handle(f"service-order-{created['id']}")
     parked = await parked_letter(hub, created["id"])
 
+    async def waiting_for_a_person() -> bool:
+        # The park's task is recorded and the run waits for its decision (a cancel that lands
+        # while the task is still being recorded is not this test's case).
+        attributes = (await handle.describe()).typed_search_attributes
+        return bool(attributes.get(search_attributes.OPEN_TASK))
+
+    await eventually(waiting_for_a_person)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()

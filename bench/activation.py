@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from bench import history
 from bench.profile import Profiler, summarise
@@ -44,7 +45,12 @@ from bench.stack import (
     wait_until_quiet,
 )
 from hub.settings import REPO_ROOT
-from workflows.service_activation import ServiceActivationResult, workflow_id_for
+from workflows.service_activation import (
+    ORDER_CANCELLED,
+    ORDER_FAILED,
+    ServiceActivationResult,
+    workflow_id_for,
+)
 
 logger = logging.getLogger("bench.activation")
 
@@ -195,7 +201,19 @@ class Driver:
         except TimeoutError:
             outcome.error = "workflow not closed before the deadline"
             return
-        except Exception as exc:  # the workflow itself failed (a bug, not an order failure)
+        except WorkflowFailureError as exc:
+            outcome.observed = time.time()
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type in (
+                ORDER_FAILED,
+                ORDER_CANCELLED,
+            ):
+                # A failed or cancelled order fails its workflow; the result is its detail.
+                outcome.state = str(cause.details[0]["state"])
+            else:  # the workflow itself failed (a bug, not an order failure)
+                outcome.error = f"workflow failed: {type(cause).__name__}: {cause}"
+            return
+        except Exception as exc:  # not even a workflow failure
             outcome.error = f"workflow failed: {type(exc).__name__}: {exc}"
             outcome.observed = time.time()
             return

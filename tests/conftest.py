@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from hub import search_attributes
@@ -62,6 +63,20 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def process_failure(handle: WorkflowHandle[Any, Any], kind: str) -> Any:
+    """A process that ended failed (or cancelled through the hub) fails its workflow with a
+    non-retryable ``ApplicationError`` of type ``kind``: answers the result it carries."""
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        assert isinstance(cause, ApplicationError), cause
+        assert (cause.type, cause.non_retryable) == (kind, True), cause
+        [carried] = cause.details
+        return carried
+    raise AssertionError(f"{handle.id} completed ({result!r}), expected it to fail as {kind}")
 
 
 # --- Temporal --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from adapters.snmp import (
 from hub.alarms import EventType, PerceivedSeverity, ProbableCause, notification_id
 from hub.errors import ValidationFailure
 from hub.settings import RetrySettings, Settings
-from tests.conftest import Hub, Simulators, eventually
+from tests.conftest import Hub, Simulators, eventually, process_failure
 from tests.factories import new_identity, order
 from tests.snmp_fixtures import Notification, TrapReceiver, free_udp_port, start_trap_receiver
 from worker import build_notifier
@@ -198,7 +198,8 @@ async def test_a_failed_order_raises_a_major_alarm_naming_the_step(
     text = alarm.value(ADDITIONAL_TEXT_OID)
     assert text.startswith("service-activation failed: 1/crm.activate_service:")
     # Every compensation ran: nothing critical, and no Ki or OPc in what the NMS got.
-    await hub.client.get_workflow_handle(f"service-order-{order_id}").result()
+    handle = hub.client.get_workflow_handle(f"service-order-{order_id}")
+    await process_failure(handle, "OrderFailed")
     assert [n.value(SEVERITY_OID) for n in of_order(nms, order_id)] == ["4"]
     assert "465b5ce8b199b49faa5f0a2ee238a6bc" not in nms.daemon.output()
     await replays(hub, order_id)
@@ -281,7 +282,8 @@ async def test_an_aborted_park_clears_and_the_failed_order_raises(
     # Sent in the order they were raised: the park's clear before the order's failure.
     ids = [n.value(NOTIFICATION_ID_OID) for n in of_order(nms, order_id)]
     assert ids == [str(alarm_id(order_id, k)) for k in (parked_kind, parked_kind, "failed")]
-    await hub.client.get_workflow_handle(f"service-order-{order_id}").result()
+    handle = hub.client.get_workflow_handle(f"service-order-{order_id}")
+    await process_failure(handle, "OrderFailed")
     await replays(hub, order_id)
 
 
@@ -332,7 +334,9 @@ async def test_a_parked_compensation_is_critical_until_retried(
     _, clear = await received(nms, alarm_id(order_id, kind), count=2)
     assert clear.trap_oid == ALARM_CLEAR_OID
     assert clear.value(ADDITIONAL_TEXT_OID) == f"{step} retried successfully"
-    await hub.client.get_workflow_handle(f"service-order-{order_id}").result()
+    await process_failure(
+        hub.client.get_workflow_handle(f"service-order-{order_id}"), "OrderFailed"
+    )
     await replays(hub, order_id)
 
 
@@ -349,9 +353,9 @@ async def test_an_nms_that_does_not_answer_holds_up_no_order(
     order_id = await submit(hub, order(identity))
     assert (await final_state(hub, order_id))["state"] == "failed"
     handle = hub.client.get_workflow_handle(f"service-order-{order_id}")
-    result = await handle.result()
+    result = await process_failure(handle, "OrderFailed")
     closed_after = time.monotonic() - started
-    assert result["state"] == "failed"  # the workflow completed: the alarm failed nothing
+    assert result["state"] == "failed"  # the order's own failure: the alarm failed nothing
 
     history = await handle.fetch_history()
     alarm_events = {

@@ -14,7 +14,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle
 
 from hub import search_attributes as sa
-from tests.conftest import Hub, Simulators, eventually
+from tests.conftest import Hub, Simulators, eventually, process_failure
 from tests.factories import TS35208_K, TS35208_OPC, new_identity, order
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
@@ -99,7 +99,7 @@ async def test_a_parked_order_says_where_and_why(hub: Hub, sims: Simulators) -> 
     assert letter["id"] in details
 
     assert (await hub.api.post(f"{LETTERS}/{letter['id']}/abort", json={})).status_code == 200
-    assert (await handle.result())["state"] == "failed"
+    assert (await process_failure(handle, "OrderFailed"))["state"] == "failed"
     # The README's query for all failed activations of a customer finds it (visibility lags).
     query = (
         f'ProcessKind="service-activation" AND CustomerId="{identity["customer"]}" '

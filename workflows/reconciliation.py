@@ -18,6 +18,12 @@ are in the history and are not run again.
 
 A run started by a schedule, without a period, reconciles the UTC day before its scheduled
 time.
+
+A run that fails ends its workflow execution failed (once it is recorded, cleaned up and its
+alarms settled): the non-retryable ``ApplicationError`` type ``ReconciliationFailed``, whose
+first detail is the :class:`ReconciliationResult`, so the Temporal UI's failure views find it;
+runs recorded before (``workflow.patched(ENDS_AS_FAILED)``) still return. A cancelled run is a
+Temporal cancellation (the API cancels it so) and ends canceled.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.runtime import (
+    ENDS_AS_FAILED,
     ProcessContract,
     ProcessWorkflow,
     StepAborted,
     activity_options,
     describe,
+    process_failure,
     set_hub_status,
     system_options,
 )
@@ -73,6 +81,8 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "BillingReconciliation"
 PROCESS_KIND = "billing-reconciliation"
 WORKFLOW_ID_PREFIX = "reconciliation-"
+#: The ``ApplicationError.type`` a failed run fails its workflow with.
+RECONCILIATION_FAILED = "ReconciliationFailed"
 #: Set by Temporal on every workflow a schedule starts: the schedule's time for the run.
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
@@ -236,7 +246,12 @@ class BillingReconciliation(ProcessWorkflow):
         await self._record()
         if self._runtime is not None:
             await self._runtime.settle()
-        return ReconciliationResult(run_id, "failed", start, end, error_message=message)
+        result = ReconciliationResult(run_id, "failed", start, end, error_message=message)
+        if workflow.patched(ENDS_AS_FAILED):
+            raise process_failure(
+                RECONCILIATION_FAILED, f"reconciliation {run_id} failed: {message}", result
+            )
+        return result
 
     async def _clean_up(self, run_id: str, keep_work: bool) -> None:
         """The intermediate files of a run that did not finish; failing to is not a failure."""

@@ -17,6 +17,19 @@ undo it exactly), then the stack runs and the order ends ``cancelled``.
 Every side-effecting call carries the idempotency key ``<workflow id>/<item>/<step>``, so a
 retried activity never creates a second record.
 
+How the workflow execution ends, as the Temporal UI shows it: a completed order returns its
+:class:`ServiceActivationResult`; a failed one, once its state is recorded, its alarms settled
+and its compensation done, fails the execution with the non-retryable ``ApplicationError``
+type ``OrderFailed`` (message: the error; first detail: the result), so the UI's failure views
+and ``ExecutionStatus="Failed"`` find it. An order cancelled through the hub
+(``cancelServiceOrder``, the ``cancel`` update) fails it with type ``OrderCancelled``: Temporal
+ends an execution as *canceled* only when a Temporal cancellation was requested (raising
+``CancelledError`` without one fails the execution all the same, as an unnamed
+``CancelledError``), and the hub's cancel cannot be one, since a Temporal cancellation
+interrupts the step in flight whose result the undo needs. An order cancelled through
+Temporal (the UI's or the CLI's cancel) is rolled back like a hub cancel and ends *canceled*.
+Runs recorded before this ending (behind ``workflow.patched(ENDS_AS_FAILED)``) still return.
+
 A failed order raises a ``major`` alarm at the NMS naming the step and system it failed at;
 parks and failing compensations raise theirs through the runtime (see ``docs/alarms.md``).
 The steps, parking, alarms and the ``decide`` update are the shared process runtime's
@@ -25,19 +38,22 @@ The steps, parking, alarms and the ``decide`` update are the shared process runt
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.runtime import (
+    ENDS_AS_FAILED,
     ProcessCancelled,
     ProcessContract,
     ProcessWorkflow,
     StepAborted,
     describe,
+    process_failure,
     set_hub_status,
 )
 
@@ -78,6 +94,9 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "ServiceActivation"
 PROCESS_KIND = "service-activation"
 WORKFLOW_ID_PREFIX = "service-order-"
+#: The ``ApplicationError.type`` a failed / hub-cancelled order fails its workflow with.
+ORDER_FAILED = "OrderFailed"
+ORDER_CANCELLED = "OrderCancelled"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -180,6 +199,7 @@ class ServiceActivation(ProcessWorkflow):
         #: Set once a step that cannot be undone has run (an HSS delete).
         self._past_point_of_no_return = False
         self._current_item: str | None = None
+        self._cancelled_by_temporal = False
 
     # --- messages -------------------------------------------------------------------------
 
@@ -262,18 +282,19 @@ class ServiceActivation(ProcessWorkflow):
                 raise ProcessCancelled()
         except ProcessCancelled:
             await self._roll_back(OrderState.CANCELLED, ItemState.CANCELLED)
+        except asyncio.CancelledError:
+            if not workflow.patched(ENDS_AS_FAILED):
+                raise
+            await self._cancelled_through_temporal()
         except (ActivityError, StepAborted) as err:
-            step = self.runtime.current_step
-            message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
-            self._error = message
-            workflow.logger.warning("order step failed", extra={"step": step})
-            # A failure in an item's step fails that item; one in an order-level step (credit,
-            # customer) fails every item, none of which could start.
-            failed = [self._current_item] if self._current_item else list(self._items)
-            for item_id in failed:
-                self._items[item_id] = ItemState.FAILED.value
-            self.runtime.alarm_failed(err, message)
-            await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
+            if (
+                isinstance(err, ActivityError)
+                and is_cancelled_exception(err)
+                and workflow.patched(ENDS_AS_FAILED)
+            ):
+                await self._cancelled_through_temporal()
+            else:
+                await self._failed(err)
         else:
             self._state = OrderState.COMPLETED
             self.runtime.current_step = None
@@ -282,12 +303,46 @@ class ServiceActivation(ProcessWorkflow):
             await self._record(reason="all items completed")
         # The order's state is recorded already; only the workflow's close waits for alarms.
         await self.runtime.settle()
-        return ServiceActivationResult(
+        result = ServiceActivationResult(
             order_id=order.order_id,
             state=self._state.value,
             items=dict(self._items),
             error_message=self._error,
         )
+        if self._state == OrderState.COMPLETED or not workflow.patched(ENDS_AS_FAILED):
+            return result
+        if self._cancelled_by_temporal:
+            raise asyncio.CancelledError(self._error or "cancelled")
+        if self._state == OrderState.CANCELLED:
+            reason = self._cancel.reason if self._cancel else None
+            raise process_failure(
+                ORDER_CANCELLED,
+                f"order {order.order_id} cancelled" + (f": {reason}" if reason else ""),
+                result,
+            )
+        raise process_failure(ORDER_FAILED, f"order {order.order_id} failed: {self._error}", result)
+
+    async def _failed(self, err: ActivityError | StepAborted) -> None:
+        step = self.runtime.current_step
+        message = str(err) if isinstance(err, StepAborted) else f"{step}: {describe(err)}"
+        self._error = message
+        workflow.logger.warning("order step failed", extra={"step": step})
+        # A failure in an item's step fails that item; one in an order-level step (credit,
+        # customer) fails every item, none of which could start.
+        failed = [self._current_item] if self._current_item else list(self._items)
+        for item_id in failed:
+            self._items[item_id] = ItemState.FAILED.value
+        self.runtime.alarm_failed(err, message)
+        await self._roll_back(OrderState.FAILED, ItemState.CANCELLED)
+
+    async def _cancelled_through_temporal(self) -> None:
+        """A Temporal cancellation (the UI's, ``temporal workflow cancel``): undone and recorded
+        like the hub's cancel; the execution then ends canceled. The cancellation reached the
+        step in flight only, so the compensations run."""
+        self._cancelled_by_temporal = True
+        if self._cancel is None:
+            self._cancel = CancelRequest(reason="cancelled through Temporal")
+        await self._roll_back(OrderState.CANCELLED, ItemState.CANCELLED)
 
     async def _prepare(self, order: ServiceActivationInput) -> None:
         """Order-level steps: price and credit-check the new lines, upsert the customer."""

@@ -10,9 +10,13 @@
     hub order get|list|cancel|wait
     hub usage generate DIR        write a period of CDRs and rated usage with known discrepancies
     hub recon start|get|wait|list billing reconciliation, with a progress bar
+    hub tasks list|show|claim|...  the task inbox (hub/tools/tasks_cli.py)
+    hub deadletters list|show|retry|skip|abort   parked steps (hub/tools/deadletters_cli.py)
+    hub exports list|create|trigger|pause|unpause|runs   scheduled exports (exports_cli.py)
 
-The ``order`` commands talk to the API at ``--api-url`` (or ``HUB_API_URL``) with the key
-``--api-key`` (or ``HUB_API_KEY`` from the environment or ``.env``).
+The ``order``, ``recon``, ``tasks``, ``deadletters`` and ``exports`` commands talk to the API
+at ``--api-url`` (or ``HUB_API_URL``) with the key ``--api-key`` (or ``HUB_API_KEY`` from the
+environment or ``.env``).
 """
 
 from __future__ import annotations
@@ -625,6 +629,10 @@ def recon_list(
 # --- Commands in modules of their own --------------------------------------------------------
 # Imported last: they use the helpers above (the API client, the options, the console).
 
+from hub.tools.deadletters_cli import deadletters_app  # noqa: E402
+from hub.tools.exports_cli import exports_app  # noqa: E402
 from hub.tools.tasks_cli import tasks_app  # noqa: E402
 
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(exports_app, name="exports")

@@ -20,9 +20,9 @@ from temporalio.worker import Replayer
 from hub import search_attributes
 from hub.models import ReconciliationRun
 from hub.settings import Settings
-from tests.conftest import Hub, Simulators, eventually
+from tests.conftest import Hub, Simulators, eventually, process_failure
 from tests.reconciliation.runs import END, RUNS, START, finished, make_data, start, truth
-from workflows.reconciliation import BillingReconciliation, ReconciliationResult
+from workflows.reconciliation import BillingReconciliation
 
 
 async def test_a_period_from_billings_export_is_reconciled_exactly(
@@ -209,12 +209,18 @@ async def test_the_daily_schedule_reconciles_the_day_before(
         ]
 
     started = await eventually(run_started)
-    handle = temporal_client.get_workflow_handle(started[0].id, result_type=ReconciliationResult)
-    result = await handle.result()
+    handle = temporal_client.get_workflow_handle(started[0].id)
+    result = await process_failure(handle, "ReconciliationFailed")
     # No CDR files in the folder: the run fails, and says so, for yesterday (UTC).
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    assert (result.period_start, result.period_end) == (today - timedelta(days=1), today)
-    assert result.status == "failed" and "no usage files" in (result.error_message or "")
+    period = (
+        datetime.fromisoformat(result["period_start"]),
+        datetime.fromisoformat(result["period_end"]),
+    )
+    assert period == (today - timedelta(days=1), today)
+    assert result["status"] == "failed" and "no usage files" in result["error_message"]
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.FAILED
     assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 204
     assert (await hub.api.delete(f"{RUNS}/schedule")).status_code == 404
 

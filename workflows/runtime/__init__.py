@@ -15,7 +15,13 @@
 from __future__ import annotations
 
 from workflows.runtime.contract import ProcessContract
-from workflows.runtime.failures import ProcessCancelled, StepAborted, describe
+from workflows.runtime.failures import (
+    ENDS_AS_FAILED,
+    ProcessCancelled,
+    StepAborted,
+    describe,
+    process_failure,
+)
 from workflows.runtime.options import activity_options, policy_options, system_options
 from workflows.runtime.parking import DeadLetterDecision, DecisionResult, ParkedStep
 from workflows.runtime.process import ProcessWorkflow, Runtime
@@ -30,6 +36,7 @@ from workflows.runtime.tasks import (
 )
 
 __all__ = [
+    "ENDS_AS_FAILED",
     "DeadLetterDecision",
     "DecisionResult",
     "FormField",
@@ -47,6 +54,7 @@ __all__ = [
     "activity_options",
     "describe",
     "policy_options",
+    "process_failure",
     "set_details",
     "set_hub_status",
     "set_open_task",

@@ -5,9 +5,14 @@ outside_call` sends the class name as ``ApplicationError.type``. Here the name i
 to the class and the class decides: retries exhausted, or a class that ``parks`` (refused
 credentials), waits for a person; any other permanent error, business rejections among them,
 fails the step at once.
+
+A process that ends failed ends its workflow execution failed too (:func:`process_failure`),
+so the Temporal UI's failure views and ``ExecutionStatus="Failed"`` find it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState
@@ -15,6 +20,18 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 with workflow.unsafe.imports_passed_through():
     from hub.alarms import EventType, ProbableCause
     from hub.errors import AuthenticationError, error_class
+
+
+#: The ``workflow.patched`` id behind which a failed process fails its workflow execution
+#: instead of returning a result that says ``failed``: histories recorded before still replay.
+ENDS_AS_FAILED = "ends-as-failed"
+
+
+def process_failure(kind: str, message: str, result: Any) -> ApplicationError:
+    """What a process raises last, once its end is recorded, alarms settled and compensation
+    done: non-retryable (a process is never run again by Temporal), ``type`` says how it
+    ended, the first detail is the result it would have returned."""
+    return ApplicationError(message, result, type=kind, non_retryable=True)
 
 
 class ProcessCancelled(Exception):

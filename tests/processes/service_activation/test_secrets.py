@@ -29,7 +29,14 @@ from hub.codec import EncryptionCodec
 from hub.db import session_scope
 from hub.models import ServiceOrder, ServiceOrderItem
 from hub.sealing import Sealer, Unsealer, generate_seal_key, public_spec
-from tests.conftest import PAYLOAD_KEYS, SEAL_KEY, Hub, Simulators, eventually
+from tests.conftest import (
+    PAYLOAD_KEYS,
+    SEAL_KEY,
+    Hub,
+    Simulators,
+    eventually,
+    process_failure,
+)
 from tests.factories import TS35208_K, TS35208_OP, TS35208_OPC, add_item, new_identity, order
 from tests.test_dead_letters import parked_letter
 from tests.test_service_orders import final_state, run_order, submit, subscriber
@@ -227,10 +234,10 @@ async def test_a_key_moved_to_another_subscriber_fails_the_order(
     moved = sealer.seal("ki", TS35208_K, context=victim["imsi"])
     items[0].service.ki = moved
 
-    result = await (await start_recorded(hub, body, items)).result()
-    assert result.state == "failed"
-    assert "ki: the token under key id 'seal-1' does not open" in (result.error_message or "")
-    assert moved.rsplit(":", 1)[1][:16] not in (result.error_message or "")
+    result = await process_failure(await start_recorded(hub, body, items), "OrderFailed")
+    assert result["state"] == "failed"
+    assert "ki: the token under key id 'seal-1' does not open" in result["error_message"]
+    assert moved.rsplit(":", 1)[1][:16] not in result["error_message"]
     assert subscriber(await sims.state("hss"), identity["imsi"]) is None
 
 

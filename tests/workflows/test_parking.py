@@ -271,3 +271,36 @@ async def test_a_decision_while_the_park_task_is_being_recorded_is_checked_as_th
     result = await handle.result()
     assert result.result is not None
     assert probe.records(handle, task.task_id)[-1].decided_by == "olga"
+
+
+async def test_a_temporal_cancel_while_the_park_task_is_being_recorded_cancels_both(
+    probe: ProbeHub,
+) -> None:
+    """Cancelled through Temporal before the park's task record has landed: the task is
+    recorded cancelled all the same, and the dead letter aborted."""
+    handle = await probe.start_park()
+    release = probe.hub.held[handle.id] = asyncio.Event()
+
+    async def holding() -> bool:
+        return handle.id in probe.hub.holding
+
+    await eventually(holding, timeout=15)
+    [park] = probe.hub.parks[handle.id]
+    try:
+        await handle.cancel()
+
+        async def letter_aborted() -> bool:
+            return any(u.status == "aborted" for u in probe.hub.letter_updates[handle.id])
+
+        await eventually(letter_aborted, timeout=15)
+    finally:
+        release.set()
+    [update] = [u for u in probe.hub.letter_updates[handle.id] if u.status == "aborted"]
+    assert (update.id, update.decided_by) == (park.id, "cancel request")
+
+    async def task_cancelled() -> bool:
+        return any(r.state == "cancelled" for r in probe.hub.task_records[handle.id])
+
+    await eventually(task_cancelled, timeout=15)
+    cancelled = next(r for r in probe.hub.task_records[handle.id] if r.state == "cancelled")
+    assert cancelled.dead_letter_id == park.id and cancelled.action == "cancelled"

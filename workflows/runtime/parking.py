@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import ProcessCancelled, alarm_cause, application_cause, describe
@@ -312,40 +312,37 @@ class Parking:
         # Due at the dead letter's deadline, which counts from the park, not from this task:
         # recording the park (in the hub database) may have taken a while.
         due_after = max(0.0, (self.parked.deadline - workflow.now()).total_seconds())
-        task = await self.tasks.open(
-            TaskSpec(
-                kind="dead-letter",
-                title=f"Repair {what}{step} ({system})",
-                description=(
-                    f"The {what}step {step} of {self.process} cannot go on alone: {error}. "
-                    "Retry it (correcting its input if that is what is wrong), "
-                    + ("skip it if it was done by hand, " if skippable else "")
-                    + "or abort the process."
-                ),
-                decisions=decisions,
-                candidate_groups=list(self.policies.operator_groups or [OPERATORS_GROUP]),
-                reference=self.reference or workflow.info().workflow_id,
-                form=correctable_fields(arg),
-                form_decisions=[DeadLetterAction.RETRY.value],
-                priority=80 if compensation else 70,
-                due_after=due_after,
-                expiry_decision=DeadLetterAction.ABORT.value,
-                evidence={
-                    "deadLetterId": letter_id,
-                    "step": step,
-                    "system": system,
-                    "compensation": compensation,
-                    "error": error,
-                    "input": step_input,
-                },
-                dead_letter_id=letter_id,
+        spec = TaskSpec(
+            kind="dead-letter",
+            title=f"Repair {what}{step} ({system})",
+            description=(
+                f"The {what}step {step} of {self.process} cannot go on alone: {error}. "
+                "Retry it (correcting its input if that is what is wrong), "
+                + ("skip it if it was done by hand, " if skippable else "")
+                + "or abort the process."
             ),
-            waiting=sa.HubStatus.PARKED,
-            details=details,
+            decisions=decisions,
+            candidate_groups=list(self.policies.operator_groups or [OPERATORS_GROUP]),
+            reference=self.reference or workflow.info().workflow_id,
+            form=correctable_fields(arg),
+            form_decisions=[DeadLetterAction.RETRY.value],
+            priority=80 if compensation else 70,
+            due_after=due_after,
+            expiry_decision=DeadLetterAction.ABORT.value,
+            evidence={
+                "deadLetterId": letter_id,
+                "step": step,
+                "system": system,
+                "compensation": compensation,
+                "error": error,
+                "input": step_input,
+            },
+            dead_letter_id=letter_id,
         )
-        assert self.parked is not None
-        self.parked.task_id = task.id
         try:
+            task = await self.tasks.open(spec, waiting=sa.HubStatus.PARKED, details=details)
+            assert self.parked is not None
+            self.parked.task_id = task.id
             outcome = await self.tasks.outcome(task.id, stop=stopping)
         except ProcessCancelled:
             return (
@@ -353,9 +350,14 @@ class Parking:
                 DeadLetterStatus.ABORTED,
                 True,
             )
-        except asyncio.CancelledError:
-            # Cancelled through Temporal: the inbox and the dead letter must say so too.
-            await self.tasks.cancel(task.id, "the process was cancelled")
+        except (asyncio.CancelledError, ActivityError) as err:
+            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
+                raise
+            # Cancelled through Temporal (while the task was being recorded, the cancelled
+            # record is an ActivityError): the inbox and the dead letter must say so too.
+            task_id = self.tasks.task_of_dead_letter(letter_id)
+            if task_id is not None:
+                await self.tasks.cancel(task_id, "the process was cancelled")
             await self._record(
                 DeadLetterStore.update,
                 DeadLetterUpdate(

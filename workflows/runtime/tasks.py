@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import ProcessCancelled
@@ -210,11 +210,16 @@ class HumanTasks:
 
         ``stop`` is the process's cancel request: when it turns true the task is cancelled
         and :class:`ProcessCancelled` raised. A Temporal cancellation cancels it too."""
-        task = await self.open(spec, waiting=waiting)
+        before = set(self._tasks)
         try:
+            task = await self.open(spec, waiting=waiting)
             return await self.outcome(task.id, stop=stop)
-        except asyncio.CancelledError:
-            await self.cancel(task.id, "the process was cancelled")
+        except (asyncio.CancelledError, ActivityError) as err:
+            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
+                raise
+            # Cancelled, even while its record was being written (a cancelled activity).
+            for task_id in set(self._tasks) - before:
+                await self.cancel(task_id, "the process was cancelled")
             raise
 
     async def open(
@@ -482,7 +487,9 @@ class HumanTasks:
 
         async def write() -> None:
             if previous is not None:
-                await previous
+                # In order, whatever became of the one before: a record cancelled with the
+                # process must not stop the record that says the task was cancelled.
+                await workflow.wait([previous])
             await self._record_activity(record)
             task.recorded = max(task.recorded, record.version)
 

@@ -57,6 +57,14 @@ def crm_customer(state: dict[str, Any], customer_id: str) -> dict[str, Any] | No
     return next((c for c in state["customers"] if c["id"] == customer_id), None)
 
 
+def crm_service(state: dict[str, Any], identity: dict[str, str]) -> dict[str, Any]:
+    customer = crm_customer(state, identity["customer"])
+    assert customer is not None, f"no customer {identity['customer']} in the CRM"
+    service = next((s for s in customer["services"] if s["id"] == f"svc-{identity['imsi']}"), None)
+    assert service is not None, f"no service of {identity['imsi']} in the CRM"
+    return service
+
+
 async def assert_no_trace(
     sims: Simulators, identity: dict[str, str], systems: tuple[str, ...]
 ) -> None:
@@ -108,7 +116,7 @@ async def test_opc_is_derived_from_op_with_milenage(hub: Hub, sims: Simulators) 
     assert hss is not None and hss["security"]["opc"] == TS35208_OPC
 
 
-async def test_modify_changes_the_plan_in_hss_and_billing(hub: Hub, sims: Simulators) -> None:
+async def test_modify_changes_the_plan_in_every_system(hub: Hub, sims: Simulators) -> None:
     identity = new_identity()
     assert (await run_order(hub, order(identity)))["state"] == "completed"
     modify = item(
@@ -128,6 +136,33 @@ async def test_modify_changes_the_plan_in_hss_and_billing(hub: Hub, sims: Simula
     assert hss["ambr"]["downlink"]["value"] == 1_000_000_000
     billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
     assert billing is not None and billing["planCode"] == "UNLIMITED-5G"
+    assert crm_service(await sims.state("crm"), identity)["plan"] == "UNLIMITED-5G"
+
+
+async def test_a_failed_crm_plan_change_restores_billing_and_the_hss(
+    hub: Hub, sims: Simulators
+) -> None:
+    identity = new_identity()
+    assert (await run_order(hub, order(identity)))["state"] == "completed"
+    await sims.fault(
+        "crm", operation="upsertService", match="UNLIMITED-5G", kind="permanent", times=1
+    )
+    modify = item(
+        identity,
+        "modify",
+        plan="UNLIMITED-5G",
+        qci=8,
+        ambrDownlink=1_000_000_000,
+        ambrUplink=100_000_000,
+    )
+    done = await run_order(hub, order(identity, modify))
+    assert done["state"] == "failed"
+    assert "1/crm.change_plan" in done["errorMessage"][0]["message"]
+    hss = subscriber(await sims.state("hss"), identity["imsi"])
+    assert hss is not None and hss["slice"][0]["session"][0]["qos"]["index"] == 9
+    billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
+    assert billing is not None and billing["planCode"] == "STANDARD-5G"
+    assert crm_service(await sims.state("crm"), identity)["plan"] == "STANDARD-5G"
 
 
 async def test_delete_removes_the_service_everywhere(hub: Hub, sims: Simulators) -> None:

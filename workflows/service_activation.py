@@ -4,7 +4,7 @@ For each order the workflow prices the plans (billing), checks credit, upserts t
 the CRM, then per item:
 
 - ``add``: subscriber in the HSS, account and subscription in billing, service active in CRM;
-- ``modify``: the plan's QoS in the HSS, the plan in billing;
+- ``modify``: the plan's QoS in the HSS, the plan in billing, the plan in the CRM;
 - ``delete``: service pending termination in CRM, subscription terminated in billing,
   subscriber deleted from the HSS (the point of no return: its keys are gone), service
   removed from the CRM.
@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.credit import CreditActivities, CreditCheckInput, ReleaseCreditInput
     from activities.crm import (
+        ChangeServicePlanInput,
+        ChangeServicePlanResult,
         CrmActivities,
         DeleteCustomerInput,
         DeleteServiceInput,
@@ -78,6 +80,9 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "ServiceActivation"
 PROCESS_KIND = "service-activation"
 WORKFLOW_ID_PREFIX = "service-order-"
+#: ``workflow.patched`` id: a modify changes the CRM's plan too. Modifies that passed the
+#: billing step before it replay without the CRM step.
+MODIFY_CRM_PLAN_PATCH = "modify-crm-plan"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -447,6 +452,32 @@ class ServiceActivation(ProcessWorkflow):
             BillingActivities.change_plan,
             ChangePlanInput(
                 service.msisdn, change.previous_plan, self._key(f"{item.id}/billing.restore_plan")
+            ),
+        )
+        if not workflow.patched(MODIFY_CRM_PLAN_PATCH):
+            return
+        customer_id = self._order.customer.id
+        crm = await self.runtime.call(
+            f"{item.id}/crm.change_plan",
+            CrmActivities.change_service_plan,
+            ChangeServicePlanInput(
+                customer_id,
+                service.service_id,
+                service.plan,
+                self._key(f"{item.id}/crm.change_plan"),
+            ),
+            skippable=True,
+            skip_result=ChangeServicePlanResult(previous_plan=None),
+        )
+        # Skipped (done by hand), or a service without a plan: back to billing's old plan.
+        self.runtime.push(
+            f"{item.id}/crm.restore_plan",
+            CrmActivities.change_service_plan,
+            ChangeServicePlanInput(
+                customer_id,
+                service.service_id,
+                crm.previous_plan or change.previous_plan,
+                self._key(f"{item.id}/crm.restore_plan"),
             ),
         )
 

@@ -202,6 +202,23 @@ async def test_a_failed_modify_restores_the_previous_plan(hub: Hub, sims: Simula
 # --- failures and compensation ---------------------------------------------------------------
 
 
+async def test_a_delete_of_a_service_the_customer_never_had_leaves_no_trace(
+    hub: Hub, sims: Simulators
+) -> None:
+    held = new_identity()
+    assert (await run_order(hub, order(held)))["state"] == "completed"
+    never = {**new_identity(), "customer": held["customer"]}
+    done = await run_order(hub, order(never, item(never, "delete")))
+    assert done["state"] == "failed"
+    assert "1/crm.mark_terminating" in done["errorMessage"][0]["message"]
+    customer = crm_customer(await sims.state("crm"), held["customer"])
+    assert customer is not None
+    assert [s["imsi"] for s in customer["services"]] == [held["imsi"]]
+    assert [s["status"] for s in customer["services"]] == ["active"]
+    for needle in (never["imsi"], never["msisdn"].lstrip("+")):
+        assert not any((await sims.mentions(needle)).values()), needle
+
+
 async def test_credit_declined_fails_the_order_and_provisions_nothing(
     hub: Hub, sims: Simulators
 ) -> None:

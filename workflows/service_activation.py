@@ -5,7 +5,8 @@ the CRM, then per item:
 
 - ``add``: subscriber in the HSS, account and subscription in billing, service active in CRM;
 - ``modify``: the plan's QoS in the HSS, the plan in billing, the plan in the CRM;
-- ``delete``: service pending termination in CRM, subscription terminated in billing,
+- ``delete``: service pending termination in CRM (one the customer has: a delete never
+  creates a service), subscription terminated in billing,
   subscriber deleted from the HSS (the point of no return: its keys are gone), service
   removed from the CRM.
 
@@ -493,6 +494,9 @@ class ServiceActivation(ProcessWorkflow):
                 status="pendingTermination",
                 order_id=self._order.order_id,
                 idempotency_key=self._key(f"{item.id}/crm.mark_terminating"),
+                # A service the customer does not have fails the order here, before anything
+                # changed: created now, its compensation would leave it behind.
+                must_exist=True,
             ),
             skippable=True,
             skip_result=ServiceStatusResult(previous_status=None),

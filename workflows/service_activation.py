@@ -26,8 +26,10 @@ The steps, parking, alarms and the ``decide`` update are the shared process runt
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair
@@ -176,6 +178,25 @@ class CancelRequest:
     reason: str | None = None
 
 
+#: The fields that carry a line's values (the subscriber, its number, its plan, the service
+#: and customer they belong to) in the steps' inputs.
+LINE_FIELDS = ("imsi", "msisdn", "plan", "service_id", "customer_id")
+#: The fields that carry the customer's values in the order-level steps' inputs.
+CUSTOMER_FIELDS = ("customer_id", "customer_name", "name", "currency")
+
+
+def _line(*others: Callable[..., Awaitable[Any]]) -> dict[str, Sequence[Callable[..., Any]]]:
+    """A line step's shared fields: each of the line's values is held by the systems of the
+    line's other steps (``others``) too, so a parked step may not correct one alone (see
+    :func:`workflows.runtime.parking.held_elsewhere`)."""
+    return {name: others for name in LINE_FIELDS}
+
+
+def _customer(*others: Callable[..., Awaitable[Any]]) -> dict[str, Sequence[Callable[..., Any]]]:
+    """An order-level step's shared fields: the customer's values, held by ``others`` too."""
+    return {name: others for name in CUSTOMER_FIELDS}
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class ServiceActivation(ProcessWorkflow):
     def __init__(self) -> None:
@@ -316,6 +337,7 @@ class ServiceActivation(ProcessWorkflow):
                 currency=order.currency,
                 idempotency_key=self._key("credit.check"),
             ),
+            shared_fields=_customer(CrmActivities.upsert_customer, BillingActivities.open_account),
         )
         self.runtime.push(
             "credit.release",
@@ -334,6 +356,7 @@ class ServiceActivation(ProcessWorkflow):
             ),
             skippable=True,
             skip_result=UpsertCustomerResult(created=False),
+            shared_fields=_customer(BillingActivities.open_account),
         )
         if customer.created:
             self.runtime.push(
@@ -358,6 +381,9 @@ class ServiceActivation(ProcessWorkflow):
                 opc=service.opc,
                 op=service.op,
                 idempotency_key=self._key(f"{item.id}/hss.create_subscriber"),
+            ),
+            shared_fields=_line(
+                BillingActivities.create_subscription, CrmActivities.set_service_status
             ),
         )
         self.runtime.push(
@@ -393,6 +419,7 @@ class ServiceActivation(ProcessWorkflow):
                 plan=service.plan,
                 idempotency_key=self._key(f"{item.id}/billing.create_subscription"),
             ),
+            shared_fields=_line(HssActivities.create_subscriber, CrmActivities.set_service_status),
         )
         self.runtime.push(
             f"{item.id}/billing.void_subscription",
@@ -415,6 +442,9 @@ class ServiceActivation(ProcessWorkflow):
                 idempotency_key=self._key(f"{item.id}/crm.activate_service"),
             ),
             skippable=True,
+            shared_fields=_line(
+                HssActivities.create_subscriber, BillingActivities.create_subscription
+            ),
         )
         self.runtime.push(
             f"{item.id}/crm.delete_service",
@@ -429,12 +459,16 @@ class ServiceActivation(ProcessWorkflow):
         assert service.qos and service.plan  # validated by the API
         self._current_item = item.id
         previous_qos: QosProfile = await self.runtime.call(
-            f"{item.id}/hss.read_qos", HssActivities.read_qos, ReadQosInput(service.imsi)
+            f"{item.id}/hss.read_qos",
+            HssActivities.read_qos,
+            ReadQosInput(service.imsi),
+            shared_fields=_line(HssActivities.update_qos, BillingActivities.change_plan),
         )
         await self.runtime.call(
             f"{item.id}/hss.update_qos",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, service.qos, self._key(f"{item.id}/hss.update_qos")),
+            shared_fields=_line(BillingActivities.change_plan, CrmActivities.change_service_plan),
         )
         self.runtime.push(
             f"{item.id}/hss.restore_qos",
@@ -447,6 +481,7 @@ class ServiceActivation(ProcessWorkflow):
             ChangePlanInput(
                 service.msisdn, service.plan, self._key(f"{item.id}/billing.change_plan")
             ),
+            shared_fields=_line(HssActivities.update_qos, CrmActivities.change_service_plan),
         )
         self.runtime.push(
             f"{item.id}/billing.restore_plan",
@@ -469,6 +504,7 @@ class ServiceActivation(ProcessWorkflow):
             ),
             skippable=True,
             skip_result=ChangeServicePlanResult(previous_plan=None),
+            shared_fields=_line(HssActivities.update_qos, BillingActivities.change_plan),
         )
         # Skipped (done by hand), or a service without a plan: back to billing's old plan.
         self.runtime.push(
@@ -500,6 +536,9 @@ class ServiceActivation(ProcessWorkflow):
             ),
             skippable=True,
             skip_result=ServiceStatusResult(previous_status=None),
+            shared_fields=_line(
+                BillingActivities.terminate_subscription, HssActivities.delete_subscriber
+            ),
         )
         self.runtime.push(
             f"{item.id}/crm.restore_status",
@@ -517,6 +556,7 @@ class ServiceActivation(ProcessWorkflow):
             SubscriptionInput(
                 service.msisdn, self._key(f"{item.id}/billing.terminate_subscription")
             ),
+            shared_fields=_line(CrmActivities.set_service_status, HssActivities.delete_subscriber),
         )
         self.runtime.push(
             f"{item.id}/billing.reactivate_subscription",
@@ -535,6 +575,9 @@ class ServiceActivation(ProcessWorkflow):
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
             cancellable=False,
+            shared_fields=_line(
+                CrmActivities.set_service_status, BillingActivities.terminate_subscription
+            ),
         )
         self.runtime.steps.forget_compensations()
         await self.runtime.call(
@@ -545,6 +588,9 @@ class ServiceActivation(ProcessWorkflow):
             ),
             cancellable=False,
             skippable=True,
+            shared_fields=_line(
+                BillingActivities.terminate_subscription, HssActivities.delete_subscriber
+            ),
         )
 
     # --- bookkeeping ----------------------------------------------------------------------

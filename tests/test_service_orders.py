@@ -137,6 +137,15 @@ async def test_modify_changes_the_plan_in_every_system(hub: Hub, sims: Simulator
     billing = subscription(await sims.state("billing"), identity["msisdn"].lstrip("+"))
     assert billing is not None and billing["planCode"] == "UNLIMITED-5G"
     assert crm_service(await sims.state("crm"), identity)["plan"] == "UNLIMITED-5G"
+    # The CRM step is behind a patch: a modify of today replays (those recorded before it
+    # replay without the step, tests/workflows/test_replay.py).
+    from temporalio.worker import Replayer
+
+    from workflows.service_activation import ServiceActivation
+
+    history = await hub.client.get_workflow_handle(f"service-order-{done['id']}").fetch_history()
+    replayer = Replayer(workflows=[ServiceActivation], data_converter=hub.client.data_converter)
+    await replayer.replay_workflow(history)
 
 
 async def test_a_failed_crm_plan_change_restores_billing_and_the_hss(

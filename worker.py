@@ -111,6 +111,7 @@ async def build_activities(
             crm_acts.upsert_customer,
             crm_acts.delete_customer,
             crm_acts.set_service_status,
+            crm_acts.change_service_plan,
             crm_acts.delete_service,
             crm_acts.open_case,
             hss_acts.create_subscriber,

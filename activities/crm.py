@@ -42,11 +42,27 @@ class ServiceStatusInput:
     msisdn: str | None = None
     plan: str | None = None
     order_id: str | None = None
+    #: Only change a service the customer has; never create one (a delete's first step).
+    must_exist: bool = False
 
 
 @dataclass
 class ServiceStatusResult:
     previous_status: str | None
+
+
+@dataclass
+class ChangeServicePlanInput:
+    customer_id: str
+    service_id: str
+    plan: str
+    idempotency_key: str
+
+
+@dataclass
+class ChangeServicePlanResult:
+    #: None: the service had no plan in the CRM (or the step was skipped).
+    previous_plan: str | None
 
 
 @dataclass
@@ -110,8 +126,21 @@ class CrmActivities:
                 msisdn=data.msisdn,
                 plan=data.plan,
                 order_id=data.order_id,
+                must_exist=data.must_exist,
             )
         return ServiceStatusResult(previous_status=previous)
+
+    @defn("crm.change_service_plan")
+    async def change_service_plan(self, data: ChangeServicePlanInput) -> ChangeServicePlanResult:
+        """Move a service the customer has to another plan (a modify, or its undo)."""
+        with outside_call():
+            previous = await self.client.change_service_plan(
+                data.customer_id,
+                data.service_id,
+                plan=data.plan,
+                idempotency_key=data.idempotency_key,
+            )
+        return ChangeServicePlanResult(previous_plan=previous)
 
     @defn("crm.delete_service")
     async def delete_service(self, data: DeleteServiceInput) -> None:

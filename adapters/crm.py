@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.rest import RestClient
+from hub.errors import NotFoundError
+
+#: ``If-Match: *`` (RFC 9110): update a service that exists; never create one.
+_EXISTING = {"If-Match": "*"}
 
 
 class CrmClient(RestClient):
@@ -48,18 +52,56 @@ class CrmClient(RestClient):
         msisdn: str | None = None,
         plan: str | None = None,
         order_id: str | None = None,
+        must_exist: bool = False,
     ) -> str | None:
-        """Create or update a customer's service; returns its status before this call."""
+        """Create or update a customer's service; returns its status before this call.
+
+        ``must_exist``: update only; a service the customer does not have raises
+        :class:`NotFoundError` and is not created."""
         payload: dict[str, Any] = {"status": status, "orderId": order_id}
         payload |= {k: v for k, v in (("imsi", imsi), ("msisdn", msisdn), ("plan", plan)) if v}
+        body = await self._put_service(
+            customer_id, service_id, payload, idempotency_key, must_exist=must_exist
+        )
+        previous = body.get("previousStatus")
+        return str(previous) if previous else None
+
+    async def change_service_plan(
+        self, customer_id: str, service_id: str, *, plan: str, idempotency_key: str
+    ) -> str | None:
+        """Move an existing service to another plan, its status unchanged; returns the plan it
+        had (None: none). A service the customer does not have raises :class:`NotFoundError`."""
+        body = await self._put_service(
+            customer_id, service_id, {"plan": plan}, idempotency_key, must_exist=True
+        )
+        previous = body.get("previousPlan")
+        return str(previous) if previous else None
+
+    async def _put_service(
+        self,
+        customer_id: str,
+        service_id: str,
+        payload: dict[str, Any],
+        idempotency_key: str,
+        *,
+        must_exist: bool,
+    ) -> dict[str, Any]:
+        path = f"/customers/{customer_id}/services/{service_id}"
         response = await self.request(
             "PUT",
-            f"/customers/{customer_id}/services/{service_id}",
+            path,
             json=payload,
             idempotency_key=idempotency_key,
+            headers=_EXISTING if must_exist else None,
+            ok_statuses=frozenset({412}) if must_exist else frozenset(),
         )
-        previous = self.body(response).get("previousStatus")
-        return str(previous) if previous else None
+        if response.status_code == 412:
+            raise NotFoundError(
+                f"HTTP 412 on PUT {path}: customer {customer_id} has no service {service_id}",
+                system=self.system,
+                status=412,
+            )
+        return self.body(response)
 
     async def delete_service(
         self, customer_id: str, service_id: str, *, idempotency_key: str

@@ -133,15 +133,18 @@ class RestClient:
         json: Any = None,
         idempotency_key: str | None = None,
         ok_statuses: frozenset[int] = frozenset(),
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request; return the reply if 2xx (or listed in ``ok_statuses``).
 
         Raises :class:`TransientError` for network failures, 5xx, 408 and 429, and a
         :class:`PermanentError` subclass for the other 4xx.
         """
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        sent = dict(headers or {})
+        if idempotency_key:
+            sent["Idempotency-Key"] = idempotency_key
         try:
-            response = await self._http.request(method, path, json=json, headers=headers)
+            response = await self._http.request(method, path, json=json, headers=sent or None)
         except httpx.TimeoutException as exc:
             raise TransientError(f"timeout on {method} {path}", system=self.system) from exc
         except httpx.TransportError as exc:

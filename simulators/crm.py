@@ -2,7 +2,10 @@
 
 Both are upserted with ``PUT`` under ids the caller chooses, so a retried call converges on
 the same record. A service upsert only overwrites the fields present in its body: moving a
-service from ``pendingActivation`` to ``active`` needs only ``{"status": "active"}``.
+service from ``pendingActivation`` to ``active`` needs only ``{"status": "active"}``, a plan
+change only ``{"plan": ...}``. ``If-Match: *`` makes the upsert an update only (RFC 9110): a
+service that does not exist answers ``412`` and is not created. The answer carries the
+service's ``previousStatus`` and ``previousPlan``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ class CustomerUpsert(BaseModel):
 class ServiceUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: ServiceStatus
+    #: Required to create a service; an update may leave it as it is.
+    status: ServiceStatus | None = None
     imsi: str | None = None
     msisdn: str | None = None
     plan: str | None = None
@@ -123,12 +127,19 @@ class CrmSimulator(Simulator):
 
     # -- services ---------------------------------------------------------------------------
 
-    def upsert_service(self, customer_id: str, service_id: str, raw: bytes) -> Reply:
+    def upsert_service(
+        self, customer_id: str, service_id: str, raw: bytes, *, must_exist: bool = False
+    ) -> Reply:
         customer = self._customer(customer_id)
         body = parse_body(ServiceUpsert, raw)
         service = customer["services"].get(service_id)
         created = service is None
+        if service is None and must_exist:
+            raise BusinessError(412, f"service {service_id} not found")
+        if service is None and body.status is None:
+            raise BusinessError(400, "a new service needs a status")
         previous_status = None if service is None else service["status"]
+        previous_plan = None if service is None else service["plan"]
         if service is None:
             service = {
                 "id": service_id,
@@ -142,6 +153,7 @@ class CrmSimulator(Simulator):
         # Only the fields the caller sent: a status change must not wipe the IMSI.
         service.update(body.model_dump(include=body.model_fields_set))
         service["previousStatus"] = previous_status
+        service["previousPlan"] = previous_plan
         return Reply.json(201 if created else 200, service)
 
     def get_service(self, customer_id: str, service_id: str) -> Reply:
@@ -214,7 +226,12 @@ def create_app(state_file: Path | None = None) -> FastAPI:
         return await sim.call(
             request,
             "upsertService",
-            lambda raw: sim.upsert_service(customer_id, service_id, raw),
+            lambda raw: sim.upsert_service(
+                customer_id,
+                service_id,
+                raw,
+                must_exist=request.headers.get("if-match", "").strip() == "*",
+            ),
             idempotency_key=key,
         )
 

@@ -137,24 +137,74 @@ async def test_skip_where_allowed_and_refused_where_not(hub: Hub, sims: Simulato
     assert (await order_state(hub, other_id))["state"] == "failed"
 
 
-async def test_retry_with_corrected_input(hub: Hub, sims: Simulators) -> None:
+async def test_a_correction_other_systems_hold_is_refused_naming_them(
+    hub: Hub, sims: Simulators
+) -> None:
+    """A corrected MSISDN or plan would reach billing alone: the HSS holds the MSISDN already
+    and the CRM gets both from the order. Refused, on both ways in; the old values stay."""
     identity = new_identity()
-    # Billing keeps refusing the STANDARD-5G subscription of this IMSI; BASIC-4G goes through.
-    await sims.fault(
-        "billing", operation="CreateSubscription", match="STANDARD-5G", kind="transient"
+    rule = await sims.fault(
+        "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
     )
     order_id = await submit(hub, order(identity))
     parked = await parked_letter(hub, order_id)
+    assert parked["step"] == "1/billing.create_subscription"
     bad = await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={"input": {"ki": "00"}})
     assert bad.status_code == 409 and "cannot be corrected" in bad.json()["message"]
-    fixed = await hub.api.post(
+    msisdn = await hub.api.post(
+        f"{LETTERS}/{parked['id']}/retry", json={"input": {"msisdn": "+436640000001"}}
+    )
+    assert msisdn.status_code == 409, msisdn.text
+    message = msisdn.json()["message"]
+    assert "'msisdn'" in message and "hss (1/hss.create_subscriber)" in message
+    assert "crm" in message
+    plan = await hub.api.post(
         f"{LETTERS}/{parked['id']}/retry", json={"input": {"plan": "BASIC-4G"}}
+    )
+    assert plan.status_code == 409 and "crm" in plan.json()["message"], plan.text
+    tasks = (
+        await hub.api.get("/tasks", params={"reference": order_id, "kind": "dead-letter"})
+    ).json()
+    (task,) = [t for t in tasks if t["deadLetterId"] == parked["id"]]
+    assert "msisdn" not in {f["name"] for f in task["form"]}, "the form offers what it refuses"
+    completed = await hub.api.post(
+        f"/tasks/{task['id']}/complete",
+        json={"decision": "retry", "fields": {"msisdn": "+436640000001"}},
+    )
+    assert completed.status_code == 409, completed.text
+    assert "hss (1/hss.create_subscriber)" in completed.json()["message"]
+
+    await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{rule['id']}")
+    retried = await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})
+    assert retried.status_code == 200, retried.text
+    assert (await order_state(hub, order_id))["state"] == "completed"
+    number = identity["msisdn"].lstrip("+")
+    assert {s["msisdn"] for s in (await sims.state("billing"))["subscriptions"]} >= {number}
+    held = await sims.mentions(number)
+    assert held["hss"] and held["billing"] and held["crm"], held
+    assert not any((await sims.mentions("436640000001")).values())
+
+
+async def test_retry_with_a_correction_no_other_system_holds(hub: Hub, sims: Simulators) -> None:
+    """The order's own reference on the CRM's service is the CRM's alone: corrected, it
+    reaches the only system that holds it."""
+    identity = new_identity()
+    rule = await sims.fault(
+        "crm", operation="upsertService", match=identity["imsi"], kind="transient"
+    )
+    order_id = await submit(hub, order(identity))
+    parked = await parked_letter(hub, order_id)
+    assert parked["step"] == "1/crm.activate_service"
+    await sims.http.delete(f"{sims.urls['crm']}/_sim/faults/{rule['id']}")
+    fixed = await hub.api.post(
+        f"{LETTERS}/{parked['id']}/retry", json={"input": {"order_id": "corrected-ref"}}
     )
     assert fixed.status_code == 200, fixed.text
     assert (await order_state(hub, order_id))["state"] == "completed"
-    state = await sims.state("billing")
-    plans = [s["planCode"] for s in state["subscriptions"] if s["imsi"] == identity["imsi"]]
-    assert plans == ["BASIC-4G"]
+    customer = next(
+        c for c in (await sims.state("crm"))["customers"] if c["id"] == identity["customer"]
+    )
+    assert [s["orderId"] for s in customer["services"]] == ["corrected-ref"]
 
 
 async def test_bulk_retry_releases_every_order_parked_on_billing(

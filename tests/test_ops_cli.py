@@ -249,17 +249,19 @@ def test_exports_trigger_and_pause(fake_api: Callable[..., FakeApi]) -> None:  #
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/trigger"):
             return httpx.Response(202, json={"accepted": True, "id": "nightly"})
-        return httpx.Response(200, json={**SCHEDULE, "paused": True, "note": "warehouse down"})
+        return httpx.Response(
+            200, json={**SCHEDULE, "paused": True, "pauseReason": "warehouse down"}
+        )
 
     api = fake_api(answer)
     code, out = invoke("exports", "trigger", "nightly")
     assert code == 0 and "a run is queued" in out
-    code, out = invoke("exports", "pause", "nightly", "--note", "warehouse down")
+    code, out = invoke("exports", "pause", "nightly", "--reason", "warehouse down")
     assert code == 0 and "paused" in out and "warehouse down" in out
     trigger, pause = api.requests
     assert (trigger.method, trigger.url.path) == ("POST", "/exportSchedules/nightly/trigger")
     assert pause.url.path == "/exportSchedules/nightly/pause"
-    assert body_of(pause) == {"note": "warehouse down"}
+    assert body_of(pause) == {"reason": "warehouse down"}
 
 
 def test_exports_runs_sends_the_filters_and_prints_a_table(

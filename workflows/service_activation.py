@@ -4,8 +4,9 @@ For each order the workflow prices the plans (billing), checks credit, upserts t
 the CRM, then per item:
 
 - ``add``: subscriber in the HSS, account and subscription in billing, service active in CRM;
-- ``modify``: the plan's QoS in the HSS, the plan in billing;
-- ``delete``: service pending termination in CRM, subscription terminated in billing,
+- ``modify``: the plan's QoS in the HSS, the plan in billing, the plan in the CRM;
+- ``delete``: service pending termination in CRM (one the customer has: a delete never
+  creates a service), subscription terminated in billing,
   subscriber deleted from the HSS (the point of no return: its keys are gone), service
   removed from the CRM.
 
@@ -39,8 +40,10 @@ The steps, parking, alarms and the ``decide`` update are the shared process runt
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair
@@ -70,6 +73,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.credit import CreditActivities, CreditCheckInput, ReleaseCreditInput
     from activities.crm import (
+        ChangeServicePlanInput,
+        ChangeServicePlanResult,
         CrmActivities,
         DeleteCustomerInput,
         DeleteServiceInput,
@@ -97,6 +102,9 @@ WORKFLOW_ID_PREFIX = "service-order-"
 #: The ``ApplicationError.type`` a failed / hub-cancelled order fails its workflow with.
 ORDER_FAILED = "OrderFailed"
 ORDER_CANCELLED = "OrderCancelled"
+#: ``workflow.patched`` id: a modify changes the CRM's plan too. Modifies that passed the
+#: billing step before it replay without the CRM step.
+MODIFY_CRM_PLAN_PATCH = "modify-crm-plan"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -187,6 +195,25 @@ class OrderStatus:
 @dataclass
 class CancelRequest:
     reason: str | None = None
+
+
+#: The fields that carry a line's values (the subscriber, its number, its plan, the service
+#: and customer they belong to) in the steps' inputs.
+LINE_FIELDS = ("imsi", "msisdn", "plan", "service_id", "customer_id")
+#: The fields that carry the customer's values in the order-level steps' inputs.
+CUSTOMER_FIELDS = ("customer_id", "customer_name", "name", "currency")
+
+
+def _line(*others: Callable[..., Awaitable[Any]]) -> dict[str, Sequence[Callable[..., Any]]]:
+    """A line step's shared fields: each of the line's values is held by the systems of the
+    line's other steps (``others``) too, so a parked step may not correct one alone (see
+    :func:`workflows.runtime.parking.held_elsewhere`)."""
+    return {name: others for name in LINE_FIELDS}
+
+
+def _customer(*others: Callable[..., Awaitable[Any]]) -> dict[str, Sequence[Callable[..., Any]]]:
+    """An order-level step's shared fields: the customer's values, held by ``others`` too."""
+    return {name: others for name in CUSTOMER_FIELDS}
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -365,6 +392,7 @@ class ServiceActivation(ProcessWorkflow):
                 currency=order.currency,
                 idempotency_key=self._key("credit.check"),
             ),
+            shared_fields=_customer(CrmActivities.upsert_customer, BillingActivities.open_account),
         )
         self.runtime.push(
             "credit.release",
@@ -383,6 +411,7 @@ class ServiceActivation(ProcessWorkflow):
             ),
             skippable=True,
             skip_result=UpsertCustomerResult(created=False),
+            shared_fields=_customer(BillingActivities.open_account),
         )
         if customer.created:
             self.runtime.push(
@@ -407,6 +436,9 @@ class ServiceActivation(ProcessWorkflow):
                 opc=service.opc,
                 op=service.op,
                 idempotency_key=self._key(f"{item.id}/hss.create_subscriber"),
+            ),
+            shared_fields=_line(
+                BillingActivities.create_subscription, CrmActivities.set_service_status
             ),
         )
         self.runtime.push(
@@ -442,6 +474,7 @@ class ServiceActivation(ProcessWorkflow):
                 plan=service.plan,
                 idempotency_key=self._key(f"{item.id}/billing.create_subscription"),
             ),
+            shared_fields=_line(HssActivities.create_subscriber, CrmActivities.set_service_status),
         )
         self.runtime.push(
             f"{item.id}/billing.void_subscription",
@@ -464,6 +497,9 @@ class ServiceActivation(ProcessWorkflow):
                 idempotency_key=self._key(f"{item.id}/crm.activate_service"),
             ),
             skippable=True,
+            shared_fields=_line(
+                HssActivities.create_subscriber, BillingActivities.create_subscription
+            ),
         )
         self.runtime.push(
             f"{item.id}/crm.delete_service",
@@ -478,12 +514,16 @@ class ServiceActivation(ProcessWorkflow):
         assert service.qos and service.plan  # validated by the API
         self._current_item = item.id
         previous_qos: QosProfile = await self.runtime.call(
-            f"{item.id}/hss.read_qos", HssActivities.read_qos, ReadQosInput(service.imsi)
+            f"{item.id}/hss.read_qos",
+            HssActivities.read_qos,
+            ReadQosInput(service.imsi),
+            shared_fields=_line(HssActivities.update_qos, BillingActivities.change_plan),
         )
         await self.runtime.call(
             f"{item.id}/hss.update_qos",
             HssActivities.update_qos,
             UpdateQosInput(service.imsi, service.qos, self._key(f"{item.id}/hss.update_qos")),
+            shared_fields=_line(BillingActivities.change_plan, CrmActivities.change_service_plan),
         )
         self.runtime.push(
             f"{item.id}/hss.restore_qos",
@@ -496,12 +536,40 @@ class ServiceActivation(ProcessWorkflow):
             ChangePlanInput(
                 service.msisdn, service.plan, self._key(f"{item.id}/billing.change_plan")
             ),
+            shared_fields=_line(HssActivities.update_qos, CrmActivities.change_service_plan),
         )
         self.runtime.push(
             f"{item.id}/billing.restore_plan",
             BillingActivities.change_plan,
             ChangePlanInput(
                 service.msisdn, change.previous_plan, self._key(f"{item.id}/billing.restore_plan")
+            ),
+        )
+        if not workflow.patched(MODIFY_CRM_PLAN_PATCH):
+            return
+        customer_id = self._order.customer.id
+        crm = await self.runtime.call(
+            f"{item.id}/crm.change_plan",
+            CrmActivities.change_service_plan,
+            ChangeServicePlanInput(
+                customer_id,
+                service.service_id,
+                service.plan,
+                self._key(f"{item.id}/crm.change_plan"),
+            ),
+            skippable=True,
+            skip_result=ChangeServicePlanResult(previous_plan=None),
+            shared_fields=_line(HssActivities.update_qos, BillingActivities.change_plan),
+        )
+        # Skipped (done by hand), or a service without a plan: back to billing's old plan.
+        self.runtime.push(
+            f"{item.id}/crm.restore_plan",
+            CrmActivities.change_service_plan,
+            ChangeServicePlanInput(
+                customer_id,
+                service.service_id,
+                crm.previous_plan or change.previous_plan,
+                self._key(f"{item.id}/crm.restore_plan"),
             ),
         )
 
@@ -517,9 +585,15 @@ class ServiceActivation(ProcessWorkflow):
                 status="pendingTermination",
                 order_id=self._order.order_id,
                 idempotency_key=self._key(f"{item.id}/crm.mark_terminating"),
+                # A service the customer does not have fails the order here, before anything
+                # changed: created now, its compensation would leave it behind.
+                must_exist=True,
             ),
             skippable=True,
             skip_result=ServiceStatusResult(previous_status=None),
+            shared_fields=_line(
+                BillingActivities.terminate_subscription, HssActivities.delete_subscriber
+            ),
         )
         self.runtime.push(
             f"{item.id}/crm.restore_status",
@@ -537,6 +611,7 @@ class ServiceActivation(ProcessWorkflow):
             SubscriptionInput(
                 service.msisdn, self._key(f"{item.id}/billing.terminate_subscription")
             ),
+            shared_fields=_line(CrmActivities.set_service_status, HssActivities.delete_subscriber),
         )
         self.runtime.push(
             f"{item.id}/billing.reactivate_subscription",
@@ -555,6 +630,9 @@ class ServiceActivation(ProcessWorkflow):
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
             cancellable=False,
+            shared_fields=_line(
+                CrmActivities.set_service_status, BillingActivities.terminate_subscription
+            ),
         )
         self.runtime.steps.forget_compensations()
         await self.runtime.call(
@@ -565,6 +643,9 @@ class ServiceActivation(ProcessWorkflow):
             ),
             cancellable=False,
             skippable=True,
+            shared_fields=_line(
+                BillingActivities.terminate_subscription, HssActivities.delete_subscriber
+            ),
         )
 
     # --- bookkeeping ----------------------------------------------------------------------

@@ -47,6 +47,7 @@ REFUSALS = {
     "TaskClosed": 409,
     "NotParked": 409,
     "NotSkippable": 409,
+    "HeldElsewhere": 409,
 }
 
 

@@ -54,6 +54,7 @@ def _print_schedule(schedule: dict[str, Any]) -> None:
         ("runs", _timing(schedule)),
         ("paused", schedule.get("paused")),
         ("note", schedule.get("note")),
+        ("pause reason", schedule.get("pauseReason")),
         ("watermark", schedule.get("watermark")),
         ("next runs", ", ".join(map(_when, schedule.get("nextRunTimes") or []))),
     ]
@@ -155,10 +156,15 @@ def exports_trigger(
     console.print(f"follow it with: hub exports runs --export {escape(export_id)}")
 
 
+Reason = Annotated[
+    str | None, typer.Option("--reason", "-r", help="Why it is paused or resumed; shown on it.")
+]
+
+
 def _set_paused(
-    api_url: str, api_key: str | None, export_id: str, action: str, note: str | None
+    api_url: str, api_key: str | None, export_id: str, action: str, reason: str | None
 ) -> None:
-    body = {"note": note} if note is not None else None
+    body = {"reason": reason} if reason is not None else None
     with _api(api_url, api_key) as client:
         schedule = _json(_call(client, "POST", f"{SCHEDULES}/{export_id}/{action}", json=body))
     state = "paused" if schedule.get("paused") else "running on schedule"
@@ -169,23 +175,23 @@ def _set_paused(
 @exports_app.command("pause")
 def exports_pause(
     export_id: ExportId,
-    note: Note = None,
+    reason: Reason = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Pause a schedule (a trigger still runs it)."""
-    _set_paused(api_url, api_key, export_id, "pause", note)
+    _set_paused(api_url, api_key, export_id, "pause", reason)
 
 
 @exports_app.command("unpause")
 def exports_unpause(
     export_id: ExportId,
-    note: Note = None,
+    reason: Reason = None,
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Let a paused schedule run at its times again."""
-    _set_paused(api_url, api_key, export_id, "unpause", note)
+    _set_paused(api_url, api_key, export_id, "unpause", reason)
 
 
 @exports_app.command("runs")

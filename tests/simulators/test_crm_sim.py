@@ -85,6 +85,32 @@ async def test_service_lifecycle_tracks_previous_status(client: httpx.AsyncClien
     assert customer.json()["services"] == [activated.json()]
 
 
+async def test_if_match_star_updates_a_service_and_never_creates_one(
+    client: httpx.AsyncClient,
+) -> None:
+    await put_customer(client)
+    update_only = {"If-Match": "*"}
+    absent = await client.put(
+        "/customers/c1/services/s1", json={"status": "pendingTermination"}, headers=update_only
+    )
+    assert absent.status_code == 412
+    assert (await client.get("/customers/c1/services/s1")).status_code == 404
+    await put_service(client, status="active", plan="BASIC-4G")
+    moved = await client.put(
+        "/customers/c1/services/s1", json={"plan": "UNLIMITED-5G"}, headers=update_only
+    )
+    assert moved.status_code == 200
+    assert moved.json()["plan"] == "UNLIMITED-5G" and moved.json()["status"] == "active"
+    assert moved.json()["previousPlan"] == "BASIC-4G"
+
+
+async def test_a_new_service_needs_a_status(client: httpx.AsyncClient) -> None:
+    await put_customer(client)
+    response = await put_service(client, plan="BASIC-4G")
+    assert response.status_code == 400
+    assert (await client.get("/customers/c1/services/s1")).status_code == 404
+
+
 async def test_invalid_service_status_is_refused(client: httpx.AsyncClient) -> None:
     await put_customer(client)
     response = await put_service(client, status="sleeping")

@@ -5,7 +5,10 @@ technical reason a person must repair (credentials refused), it *parks*: a dead 
 written, the process shows ``parked``, a ``major`` alarm is raised (``critical`` for a
 compensation), and a human task offers the operator the decisions:
 
-- ``retry``: run the step again, possibly with corrected input fields (the task's form);
+- ``retry``: run the step again, possibly with corrected input fields (the task's form),
+  except a field whose value other systems hold too (:func:`held_elsewhere`): corrected, it
+  would reach this step's system alone and leave the systems disagreeing, so it is refused,
+  naming them;
 - ``skip``: treat the step as done by hand (only where the step allows it);
 - ``abort``: give up; the process compensates and fails.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,6 +94,17 @@ class ParkedStep:
     #: The park is a human task (every park since the tasks patch); its id once it exists.
     as_task: bool = False
     task_id: str | None = None
+    #: Fields a retry may not correct because other systems hold them, with the reason.
+    held_elsewhere: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DoneStep:
+    """A step that has run (or was skipped: done by hand): its system holds its input."""
+
+    step: str
+    system: str
+    arg: Any
 
 
 def park_alarm_kind(step: str, compensation: bool) -> str:
@@ -113,6 +127,39 @@ def correctable_fields(arg: Any) -> list[FormField]:
         if kind is not None:
             fields.append(FormField(item.name, kind))
     return fields
+
+
+def held_elsewhere(
+    step: str,
+    system: str,
+    arg: Any,
+    done: Sequence[DoneStep],
+    shared: Mapping[str, Sequence[Callable[..., Any]]],
+) -> dict[str, str]:
+    """The correctable fields of a parked step's input that other systems hold too, each with
+    the refusal an operator reads: a field an earlier step (``done``) had with the same value,
+    or one the process declares shared (``shared``: field -> the activities of the other steps
+    whose systems hold its value, earlier or later)."""
+    refused = {}
+    for item in correctable_fields(arg):
+        value = getattr(arg, item.name)
+        holders: dict[str, str] = {}
+        # A flag says how to call, not what a system holds; an empty value holds nothing.
+        if value is not None and value != "" and not isinstance(value, bool):
+            for earlier in done:
+                if earlier.step != step and getattr(earlier.arg, item.name, None) == value:
+                    holders.setdefault(earlier.system, f"{earlier.system} ({earlier.step})")
+        for activity in shared.get(item.name, ()):
+            other = system_of(activity)
+            holders.setdefault(other, f"{other} ({name_of(activity)})")
+        if holders:
+            refused[item.name] = (
+                f"input field {item.name!r} cannot be corrected here: "
+                f"{', '.join(holders.values())} hold(s) its value too, and a correction would "
+                f"reach {system} alone and leave the systems disagreeing. Retry without it, or "
+                "abort and start again with the corrected value"
+            )
+    return refused
 
 
 _VALUE_KINDS = {str: "string", bool: "boolean", int: "integer", float: "number"}
@@ -156,8 +203,12 @@ class Parking:
         cancellable: bool,
         stop_requested: Callable[[], bool],
         resume_status: sa.HubStatus,
+        refused_fields: dict[str, str] | None = None,
     ) -> DeadLetterDecision:
-        """Write the dead letter, raise the alarm, wait for the decision, record it."""
+        """Write the dead letter, raise the alarm, wait for the decision, record it.
+
+        ``refused_fields``: fields a retry may not correct (:func:`held_elsewhere`)."""
+        refused_fields = dict(refused_fields or {})
         info = workflow.info()
         system = system_of(activity)
         letter_id = self.letters.setdefault(step, f"dl-{workflow.uuid4().hex}")
@@ -201,7 +252,16 @@ class Parking:
         )
         as_task = workflow.patched(PARK_TASKS_PATCH)
         self.parked = ParkedStep(
-            letter_id, step, system, skippable, compensation, error, deadline, arg, as_task=as_task
+            letter_id,
+            step,
+            system,
+            skippable,
+            compensation,
+            error,
+            deadline,
+            arg,
+            as_task=as_task,
+            held_elsewhere=refused_fields,
         )
         set_hub_status(sa.HubStatus.PARKED)
         details = f"**parked** at `{step}` ({letter_id}): {error}"
@@ -236,6 +296,7 @@ class Parking:
                 compensation,
                 stopping,
                 details,
+                refused_fields,
             )
         else:  # parked before parks were tasks: the decide update and the deadline alone
             try:
@@ -301,6 +362,7 @@ class Parking:
         compensation: bool,
         stopping: Callable[[], bool],
         details: str,
+        refused_fields: dict[str, str],
     ) -> tuple[DeadLetterDecision, DeadLetterStatus, bool]:
         """The park as a human task in the operators' inbox; ``decide`` completes it too."""
         decisions = [DeadLetterAction.RETRY.value]
@@ -324,7 +386,7 @@ class Parking:
             decisions=decisions,
             candidate_groups=list(self.policies.operator_groups or [OPERATORS_GROUP]),
             reference=self.reference or workflow.info().workflow_id,
-            form=correctable_fields(arg),
+            form=[f for f in correctable_fields(arg) if f.name not in refused_fields],
             form_decisions=[DeadLetterAction.RETRY.value],
             priority=80 if compensation else 70,
             due_after=due_after,
@@ -336,8 +398,10 @@ class Parking:
                 "compensation": compensation,
                 "error": error,
                 "input": step_input,
+                "heldElsewhere": sorted(refused_fields),
             },
             dead_letter_id=letter_id,
+            refused_fields=refused_fields,
         )
         try:
             task = await self.tasks.open(spec, waiting=sa.HubStatus.PARKED, details=details)
@@ -415,6 +479,9 @@ class Parking:
         if decision.input:
             if decision.action != DeadLetterAction.RETRY:
                 raise ApplicationError("corrected input goes with retry only", type="BadDecision")
+            held = sorted(decision.input.keys() & parked.held_elsewhere.keys())
+            if held:
+                raise ApplicationError(parked.held_elsewhere[held[0]], type="HeldElsewhere")
             allowed = {f.name: f for f in correctable_fields(parked.arg)}
             for name, value in decision.input.items():
                 if name not in allowed:

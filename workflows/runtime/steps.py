@@ -11,7 +11,7 @@ cancelled: nothing stops them but an operator's abort.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import ProcessCancelled, StepAborted, describe, parkable
 from workflows.runtime.options import activity_options
-from workflows.runtime.parking import Parking, park_alarm_kind
+from workflows.runtime.parking import DoneStep, Parking, held_elsewhere, park_alarm_kind
 
 with workflow.unsafe.imports_passed_through():
     from activities.definitions import system_of
@@ -57,6 +57,8 @@ class Steps:
         self.current_system: str | None = None
         self.compensating = False
         self._compensations: list[_Compensation] = []
+        #: The steps that have run, so a parked step knows which of its fields they hold.
+        self.done: list[DoneStep] = []
 
     @property
     def compensations_pending(self) -> int:
@@ -72,11 +74,15 @@ class Steps:
         skippable: bool = False,
         skip_result: Any = None,
         compensation: bool = False,
+        shared_fields: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
         **options: Any,
     ) -> Any:
         """Run one step; park it when it cannot go on alone. Raises ``ActivityError`` for a
         failure that does not park, :class:`StepAborted`, or :class:`ProcessCancelled`.
 
+        ``shared_fields``: fields of ``arg`` whose value other systems hold too, each with the
+        activities of the steps (earlier or later) that put it there; a parked step refuses a
+        correction of them, as of any field an earlier step had with the same value.
         ``options`` override the system's activity options (a longer timeout, a heartbeat)."""
         system = system_of(activity)
         first_attempt = workflow.now()
@@ -112,12 +118,17 @@ class Steps:
                     resume_status=(
                         sa.HubStatus.COMPENSATING if self.compensating else sa.HubStatus.RUNNING
                     ),
+                    refused_fields=held_elsewhere(
+                        step, system, arg, self.done, shared_fields or {}
+                    ),
                 )
                 if decision.action == DeadLetterAction.RETRY:
                     if decision.input:
                         arg = dataclasses.replace(arg, **decision.input)
                     continue
                 if decision.action == DeadLetterAction.SKIP:
+                    if not compensation:
+                        self.done.append(DoneStep(step, system, arg))
                     return skip_result
                 raise StepAborted(step, describe(err), decision.decided_by) from err
             if step in self.parking.letters:
@@ -125,6 +136,8 @@ class Steps:
                 self.alarms.clear_alarm(
                     park_alarm_kind(step, compensation), f"{step} retried successfully"
                 )
+            if not compensation:
+                self.done.append(DoneStep(step, system, arg))
             return result
 
     def push(self, step: str, activity: Callable[..., Awaitable[Any]], arg: Any) -> None:

@@ -9,7 +9,8 @@ refused claim or decision is an immediate error to the caller and never a change
 - **claim / unclaim**: a candidate (a member of a candidate group) takes the task, or gives it
   back; only the assignee may decide a claimed task;
 - **complete**: a decision the task offers, the form's required fields present and typed, a
-  comment where the decision needs one, and never by an identity the task excludes.
+  comment where the decision needs one, no field the task refuses (``refused_fields``), and
+  never by an identity the task excludes.
 
 The SLA runs on durable timers, so it survives worker crashes and restarts: at the follow-up
 time a ``warning`` alarm reminds; at the escalation time the task moves to the escalation groups
@@ -93,6 +94,9 @@ class TaskSpec:
     #: What the decider sees: figures, findings, the parked step's error and input.
     evidence: dict[str, Any] = field(default_factory=dict)
     dead_letter_id: str | None = None
+    #: Fields the form leaves out on purpose, each with the reason a decision that sets it
+    #: is refused (a parked step's field other systems hold too).
+    refused_fields: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -359,6 +363,9 @@ class HumanTasks:
                     f"fields go with {', '.join(spec.form_decisions)} only", "BadDecision"
                 )
             return
+        refused = sorted(fields.keys() & spec.refused_fields.keys())
+        if refused:
+            raise _refuse(spec.refused_fields[refused[0]], "HeldElsewhere")
         form = {f.name: f for f in spec.form}
         unknown = sorted(set(fields) - form.keys())
         if unknown:

@@ -71,15 +71,13 @@ async def test_a_parked_order_is_repaired_from_the_cli(
     assert code == 1 and "409" in out and "Traceback" not in out, out  # not skippable
 
     await sims.http.delete(f"{sims.urls['hss']}/_sim/faults/{fault['id']}")
+    # A correction of what other systems hold too would leave them disagreeing: refused.
     code, out = await hub_cli(
-        api_url,
-        "deadletters",
-        "retry",
-        letter["id"],
-        "--input",
-        f"msisdn={identity['msisdn']}",
-        "--reason",
-        "HSS is back",
+        api_url, "deadletters", "retry", letter["id"], "--input", f"msisdn={identity['msisdn']}"
+    )
+    assert code == 1 and "409" in out and "billing" in out, out
+    code, out = await hub_cli(
+        api_url, "deadletters", "retry", letter["id"], "--reason", "HSS is back"
     )
     assert code == 0 and "retry accepted" in out, out
     done = await final_state(hub, created["id"])
@@ -114,7 +112,7 @@ async def test_an_export_is_created_triggered_and_paused_from_the_cli(
 
     out = await eventually(run_done, timeout=60)
     assert "1 of 1 runs" in out and "_manifests" in out, out
-    code, out = await hub_cli(api_url, "exports", "pause", export_id, "--note", "maintenance")
+    code, out = await hub_cli(api_url, "exports", "pause", export_id, "--reason", "maintenance")
     assert code == 0 and "paused" in out and "maintenance" in out, out
 
     async def listed() -> str | None:  # Temporal's schedule list is eventually consistent

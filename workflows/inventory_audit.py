@@ -161,8 +161,9 @@ class InventoryAudit(ProcessWorkflow):
         self._record_input.status = InventoryAuditStatus.COMPLETED
         self._record_input.summary = summary
         self._record_input.differences_uri = compared.uri
-        await self._record()
+        # Cleaned up before the row says completed: whoever reads it sees the final workspace.
         await self._discard(audit_id, data.keep_work)
+        await self._record()
         self._progress.phase = "completed"
         workflow.set_current_details(
             f"completed: {summary.differences} differences, "

@@ -35,8 +35,10 @@ MSISDNs are compared as digits (billing and the HSS store them without ``+``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -147,128 +149,150 @@ def _digits(values: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.utf8_ltrim(values, characters="+")
 
 
-def _prefixed(table: pa.Table, prefix: str) -> pa.Table:
-    return table.rename_columns([c if c == "imsi" else f"{prefix}{c}" for c in table.column_names])
+Column: TypeAlias = pa.ChunkedArray | pa.Array
 
 
-def _first_per_imsi(table: pa.Table) -> pa.Table:
-    """One row per IMSI (the first), rows without an IMSI dropped."""
-    table = table.filter(pc.is_valid(table["imsi"]))
-    if table.num_rows == 0:
-        return table
-    index = pa.array(range(table.num_rows), pa.int64())
-    firsts = (
-        table.select(["imsi"])
-        .append_column("_row", index)
-        .group_by("imsi", use_threads=False)
-        .aggregate([("_row", "min")])
+def _aligned(
+    universe: pa.Array, keys: Column, table: pa.Table, prefix: str, flag: str
+) -> dict[str, Column]:
+    """``table``'s columns lined up with ``universe`` (the first row of each IMSI, nulls where
+    it has none), and ``flag``: whether it has the IMSI. A hash lookup, not a join: no payload
+    column is copied more than once."""
+    rows = pc.index_in(universe, value_set=pa.chunked_array(keys).combine_chunks())
+    columns: dict[str, Column] = {flag: pc.is_valid(rows)}
+    for name in table.column_names:
+        if name != "imsi":
+            values = _digits(table[name]) if name == "msisdn" else table[name]
+            columns[f"{prefix}{name}"] = values.take(rows)
+    return columns
+
+
+IMSI_DIGITS = 15
+
+
+def _keys(imsis: list[pa.ChunkedArray]) -> tuple[list[Column], bool]:
+    """The IMSIs as the lookups' keys: 64-bit integers when every one is 15 digits (hashing a
+    number is several times faster than hashing its text), else the text itself."""
+    numeric = all(
+        pc.all(
+            pc.fill_null(
+                pc.and_(pc.equal(pc.utf8_length(column), IMSI_DIGITS), pc.utf8_is_digit(column)),
+                True,
+            )
+        ).as_py()
+        is not False
+        for column in imsis
     )
-    rows = firsts["_row_min"]
-    return table.take(pc.take(rows, pc.sort_indices(rows)))
+    if not numeric:
+        return list(imsis), False
+    return [pc.cast(column, pa.int64()) for column in imsis], True
 
 
-def _side(table: pa.Table, prefix: str, flag: str) -> pa.Table:
-    table = _prefixed(_first_per_imsi(table), prefix)
-    return table.append_column(flag, pa.array([True] * table.num_rows, pa.bool_()))
+def _fee(catalogue: pa.Table, plans: Column) -> Column:
+    """The monthly fee of each plan (null for a plan the catalogue does not have)."""
+    return catalogue["monthly_fee"].take(pc.index_in(plans, value_set=catalogue["plan"]))
 
 
 def _wide(
     hub: pa.Table, hss: pa.Table, billing: pa.Table, crm: pa.Table, catalogue: pa.Table
 ) -> pa.Table:
     """Every IMSI any side knows, with each side's columns (``hub_``, ``hss_``, ``bill_``,
-    ``crm_``) and the fees of the hub's and billing's plans."""
-    hub = hub.set_column(hub.schema.get_field_index("msisdn"), "msisdn", _digits(hub["msisdn"]))
-    hss = hss.set_column(hss.schema.get_field_index("msisdn"), "msisdn", _digits(hss["msisdn"]))
+    ``crm_``, nulls where it has none) and the fees of the hub's and the CRM's plans."""
     active = billing.filter(pc.equal(billing["status"], "active"))
-    active = active.set_column(
-        active.schema.get_field_index("msisdn"), "msisdn", _digits(active["msisdn"])
-    )
-    crm = crm.set_column(crm.schema.get_field_index("msisdn"), "msisdn", _digits(crm["msisdn"]))
     sides = [
-        _side(hub, "hub_", "in_hub"),
-        _side(hss, "hss_", "in_hss"),
-        _side(active, "bill_", "in_billing"),
-        _side(crm, "crm_", "in_crm"),
+        (hub, "hub_", "in_hub"),
+        (hss, "hss_", "in_hss"),
+        (active, "bill_", "in_billing"),
+        (crm, "crm_", "in_crm"),
     ]
-    wide = sides[0]
-    for side in sides[1:]:
-        wide = wide.join(side, "imsi", join_type="full outer", coalesce_keys=True)
-    for flag in ("in_hub", "in_hss", "in_billing", "in_crm"):
-        wide = wide.set_column(
-            wide.schema.get_field_index(flag), flag, pc.fill_null(wide[flag], False)
-        )
-    fees = catalogue.select(["plan", "monthly_fee"])
-    wide = wide.join(
-        fees.rename_columns(["hub_plan", "hub_fee"]), "hub_plan", join_type="left outer"
+    keys, numeric = _keys([table["imsi"] for table, _, _ in sides])
+    kind = pa.int64() if numeric else pa.string()
+    everything = pa.chunked_array(
+        [chunk for column in keys for chunk in pa.chunked_array(column).chunks], kind
     )
-    wide = wide.join(
-        fees.rename_columns(["crm_plan", "crm_fee"]), "crm_plan", join_type="left outer"
-    )
-    # The plan whose QoS the HSS grants: a leak's price when neither the hub nor the CRM knows.
-    by_qos = catalogue.select(["qci", "ambr_downlink", "ambr_uplink", "monthly_fee"])
-    by_qos = _first_qos(by_qos).rename_columns(
-        ["hss_qci", "hss_ambr_downlink", "hss_ambr_uplink", "qos_fee"]
-    )
-    wide = wide.join(
-        by_qos, ["hss_qci", "hss_ambr_downlink", "hss_ambr_uplink"], join_type="left outer"
-    )
-    return wide.combine_chunks()
+    universe = pc.drop_null(pc.unique(everything))
+    imsi = pc.utf8_lpad(pc.cast(universe, pa.string()), IMSI_DIGITS, "0") if numeric else universe
+    columns: dict[str, Column] = {"imsi": imsi}
+    for (table, prefix, flag), key in zip(sides, keys, strict=True):
+        columns |= _aligned(universe, key, table, prefix, flag)
+    columns["hub_fee"] = _fee(catalogue, columns["hub_plan"])
+    columns["crm_fee"] = _fee(catalogue, columns["crm_plan"])
+    return pa.table(columns)
 
 
-def _first_qos(table: pa.Table) -> pa.Table:
-    """One catalogue row per QoS (several plans can grant the same)."""
-    if table.num_rows == 0:
-        return table
-    return table.group_by(["qci", "ambr_downlink", "ambr_uplink"], use_threads=False).aggregate(
-        [("monthly_fee", "first")]
+def _qos_fee(part: pa.Table, catalogue: pa.Table) -> pa.ChunkedArray:
+    """The fee of the catalogue plan whose QoS the HSS grants (the cheapest of several):
+    a leak's price where neither the hub nor the CRM names a plan. Only for ``part``'s rows."""
+    keys = ["qci", "ambr_downlink", "ambr_uplink"]
+    by_qos = (
+        catalogue.group_by(keys, use_threads=False)
+        .aggregate([("monthly_fee", "min")])
+        .rename_columns([*(f"hss_{k}" for k in keys), "qos_fee"])
     )
+    numbered = part.select([f"hss_{k}" for k in keys]).append_column(
+        "_row", pa.array(range(part.num_rows), pa.int64())
+    )
+    joined = numbered.join(by_qos, [f"hss_{k}" for k in keys], join_type="left outer")
+    return joined.sort_by("_row")["qos_fee"]
 
 
-def _text(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+def _text(values: Column) -> Column:
     return pc.cast(values, pa.string())
 
 
-def _qos_text(wide: pa.Table, prefix: str) -> pa.ChunkedArray:
+def _qos_text(part: pa.Table, prefix: str) -> Column:
     return pc.binary_join_element_wise(
-        pc.binary_join_element_wise("qci ", _text(wide[f"{prefix}qci"]), ""),
+        pc.binary_join_element_wise("qci ", _text(part[f"{prefix}qci"]), ""),
         pc.binary_join_element_wise(
-            _text(wide[f"{prefix}ambr_downlink"]), _text(wide[f"{prefix}ambr_uplink"]), "/"
+            _text(part[f"{prefix}ambr_downlink"]), _text(part[f"{prefix}ambr_uplink"]), "/"
         ),
         " ambr ",
     )
 
 
+Derived: TypeAlias = Callable[[pa.Table], Column | str | None]
+
+
+def _value(part: pa.Table, derive: Derived | str | None, kind: pa.DataType) -> Column:
+    value = derive(part) if callable(derive) else derive
+    if value is None:
+        return pa.nulls(part.num_rows, kind)
+    if isinstance(value, str):
+        return pa.array([value] * part.num_rows, kind)
+    return value
+
+
 def _rows(
     wide: pa.Table,
-    mask: pa.ChunkedArray | pa.Array,
+    mask: Column,
     category: Category,
-    system: str | pa.ChunkedArray,
+    system: Derived | str,
     *,
-    plan: pa.ChunkedArray | None = None,
-    expected: pa.ChunkedArray | None = None,
-    observed: pa.ChunkedArray | None = None,
-    revenue: pa.ChunkedArray | None = None,
+    plan: Derived | None = None,
+    expected: Derived | str | None = None,
+    observed: Derived | str | None = None,
+    revenue: Derived | None = None,
 ) -> pa.Table:
-    mask = pc.fill_null(mask, False)
-    n = wide.num_rows
+    """The differences of one category: ``wide``'s rows under ``mask``, each value derived
+    from those rows only (a category is a small part of an inventory)."""
+    part = wide.filter(pc.fill_null(mask, False))
     columns = {
-        "imsi": wide["imsi"],
+        "imsi": part["imsi"],
         "msisdn": pc.coalesce(
-            wide["hub_msisdn"], wide["hss_msisdn"], wide["bill_msisdn"], wide["crm_msisdn"]
+            part["hub_msisdn"], part["hss_msisdn"], part["bill_msisdn"], part["crm_msisdn"]
         ),
-        "customer_id": pc.coalesce(wide["hub_customer_id"], wide["crm_customer_id"]),
-        "category": pa.array([category.value] * n, pa.string()),
-        "system": system if not isinstance(system, str) else pa.array([system] * n, pa.string()),
-        "hub_status": wide["hub_status"],
-        "plan": plan if plan is not None else wide["hub_plan"],
-        "expected": expected if expected is not None else pa.nulls(n, pa.string()),
-        "observed": observed if observed is not None else pa.nulls(n, pa.string()),
+        "customer_id": pc.coalesce(part["hub_customer_id"], part["crm_customer_id"]),
+        "category": _value(part, category.value, pa.string()),
+        "system": _value(part, system, pa.string()),
+        "hub_status": part["hub_status"],
+        "plan": _value(part, plan or (lambda p: p["hub_plan"]), pa.string()),
+        "expected": _value(part, expected, pa.string()),
+        "observed": _value(part, observed, pa.string()),
         "revenue_at_stake": pc.round(
-            pc.fill_null(revenue if revenue is not None else pa.array([0.0] * n), 0.0), 4
+            pc.fill_null(pc.cast(_value(part, revenue, pa.float64()), pa.float64()), 0.0), 4
         ),
     }
-    table = pa.table(columns).filter(mask)
-    return table.cast(DIFFERENCE_SCHEMA)
+    return pa.table(columns).cast(DIFFERENCE_SCHEMA)
 
 
 def compare(
@@ -278,54 +302,50 @@ def compare(
     hub, hss, crm = hub.cast(HUB_SCHEMA), hss.cast(HSS_SCHEMA), crm.cast(CRM_SCHEMA)
     billing, catalogue = billing.cast(BILLING_SCHEMA), catalogue.cast(CATALOGUE_SCHEMA)
     wide = _wide(hub, hss, billing, crm, catalogue)
-    if wide.num_rows == 0:
-        return DIFFERENCE_SCHEMA.empty_table(), _summary(
-            DIFFERENCE_SCHEMA.empty_table(), hub, hss, billing, crm
-        )
     in_hub, in_hss = wide["in_hub"], wide["in_hss"]
     in_billing, in_crm = wide["in_billing"], wide["in_crm"]
     hub_active = pc.and_(in_hub, pc.equal(wide["hub_status"], "active"))
     hub_gone = pc.and_(in_hub, pc.not_equal(wide["hub_status"], "active"))
+    barred = pc.fill_null(wide["hss_barred"], False)
     neq = _differs
 
-    leak_plan = pc.coalesce(wide["hub_plan"], wide["crm_plan"])
     parts = [
         _rows(
             wide,
             pc.and_(in_hss, pc.invert(in_billing)),
             Category.IN_HSS_NOT_BILLED,
             "billing",
-            plan=leak_plan,
-            expected=pa.array(["active subscription"] * wide.num_rows),
-            observed=pa.array(["none"] * wide.num_rows),
-            revenue=pc.coalesce(wide["hub_fee"], wide["crm_fee"], wide["qos_fee"]),
+            plan=lambda p: pc.coalesce(p["hub_plan"], p["crm_plan"]),
+            expected="active subscription",
+            observed="none",
+            revenue=lambda p: pc.coalesce(p["hub_fee"], p["crm_fee"], _qos_fee(p, catalogue)),
         ),
         _rows(
             wide,
             pc.and_(in_billing, pc.invert(in_hss)),
             Category.BILLED_NOT_IN_HSS,
             "hss",
-            plan=wide["bill_plan"],
-            expected=pa.array(["subscriber"] * wide.num_rows),
-            observed=pa.array(["none"] * wide.num_rows),
-            revenue=wide["bill_monthly_fee"],
+            plan=lambda p: p["bill_plan"],
+            expected="subscriber",
+            observed="none",
+            revenue=lambda p: p["bill_monthly_fee"],
         ),
         _rows(
             wide,
             pc.and_(hub_active, pc.and_(pc.invert(in_hss), pc.invert(in_billing))),
             Category.NOT_PROVISIONED,
             "hss,billing",
-            expected=pa.array(["active"] * wide.num_rows),
-            observed=pa.array(["none"] * wide.num_rows),
-            revenue=wide["hub_fee"],
+            expected="active",
+            observed="none",
+            revenue=lambda p: p["hub_fee"],
         ),
         _rows(
             wide,
             pc.and_(hub_active, pc.invert(in_crm)),
             Category.MISSING_IN_CRM,
             "crm",
-            expected=pa.array(["service"] * wide.num_rows),
-            observed=pa.array(["none"] * wide.num_rows),
+            expected="service",
+            observed="none",
         ),
         # Plans and QoS, where both sides have the subscriber.
         _rows(
@@ -342,17 +362,17 @@ def compare(
             ),
             Category.PLAN_OR_QOS_MISMATCH,
             "hss",
-            expected=_qos_text(wide, "hub_"),
-            observed=_qos_text(wide, "hss_"),
+            expected=lambda p: _qos_text(p, "hub_"),
+            observed=lambda p: _qos_text(p, "hss_"),
         ),
         _rows(
             wide,
             pc.and_(pc.and_(hub_active, in_billing), neq(wide["hub_plan"], wide["bill_plan"])),
             Category.PLAN_OR_QOS_MISMATCH,
             "billing",
-            expected=wide["hub_plan"],
-            observed=wide["bill_plan"],
-            revenue=pc.abs(pc.subtract(wide["hub_fee"], wide["bill_monthly_fee"])),
+            expected=lambda p: p["hub_plan"],
+            observed=lambda p: p["bill_plan"],
+            revenue=lambda p: pc.abs(pc.subtract(p["hub_fee"], p["bill_monthly_fee"])),
         ),
         _rows(
             wide,
@@ -362,30 +382,29 @@ def compare(
             ),
             Category.PLAN_OR_QOS_MISMATCH,
             "crm",
-            expected=wide["hub_plan"],
-            observed=wide["crm_plan"],
+            expected=lambda p: p["hub_plan"],
+            observed=lambda p: p["crm_plan"],
         ),
         # Statuses: terminated in the hub's record but still live, or active but not served.
         _rows(
             wide,
-            pc.or_(
-                pc.and_(hub_gone, in_hss),
-                pc.and_(pc.and_(hub_active, in_hss), pc.fill_null(wide["hss_barred"], False)),
-            ),
+            pc.or_(pc.and_(hub_gone, in_hss), pc.and_(pc.and_(hub_active, in_hss), barred)),
             Category.STATUS_MISMATCH,
             "hss",
-            expected=wide["hub_status"],
-            observed=pc.if_else(pc.fill_null(wide["hss_barred"], False), "barred", "subscriber"),
+            expected=lambda p: p["hub_status"],
+            observed=lambda p: pc.if_else(
+                pc.fill_null(p["hss_barred"], False), "barred", "subscriber"
+            ),
         ),
         _rows(
             wide,
             pc.and_(hub_gone, in_billing),
             Category.STATUS_MISMATCH,
             "billing",
-            plan=wide["bill_plan"],
-            expected=wide["hub_status"],
-            observed=pa.array(["active"] * wide.num_rows),
-            revenue=wide["bill_monthly_fee"],
+            plan=lambda p: p["bill_plan"],
+            expected=lambda p: p["hub_status"],
+            observed="active",
+            revenue=lambda p: p["bill_monthly_fee"],
         ),
         _rows(
             wide,
@@ -395,30 +414,30 @@ def compare(
             ),
             Category.STATUS_MISMATCH,
             "crm",
-            expected=wide["hub_status"],
-            observed=wide["crm_status"],
+            expected=lambda p: p["hub_status"],
+            observed=lambda p: p["crm_status"],
         ),
         _rows(
             wide,
             pc.and_(pc.invert(in_hub), pc.or_(in_hss, pc.or_(in_billing, in_crm))),
             Category.UNKNOWN_TO_HUB,
-            _where(wide),
-            plan=pc.coalesce(wide["bill_plan"], wide["crm_plan"]),
-            observed=pa.array(["present"] * wide.num_rows),
+            _where,
+            plan=lambda p: pc.coalesce(p["bill_plan"], p["crm_plan"]),
+            observed="present",
         ),
     ]
     found = pa.concat_tables(parts).sort_by([("category", "ascending"), ("imsi", "ascending")])
     return found, _summary(found, hub, hss, billing, crm)
 
 
-def _differs(left: pa.ChunkedArray, right: pa.ChunkedArray | pa.Scalar) -> pa.ChunkedArray:
+def _differs(left: Column, right: Column | pa.Scalar) -> Column:
     """``left != right``, a null on one side only counting as different."""
     return pc.fill_null(pc.not_equal(left, right), True)
 
 
-def _where(wide: pa.Table) -> pa.ChunkedArray:
+def _where(part: pa.Table) -> Column:
     """``billing,crm,hss``: the systems that have the IMSI."""
-    names = [("billing", wide["in_billing"]), ("crm", wide["in_crm"]), ("hss", wide["in_hss"])]
+    names = [("billing", part["in_billing"]), ("crm", part["in_crm"]), ("hss", part["in_hss"])]
     pieces = [pc.if_else(flag, f"{name},", "") for name, flag in names]
     return pc.utf8_rtrim(pc.binary_join_element_wise(*pieces, ""), characters=",")
 

@@ -287,3 +287,9 @@ def test_the_latest_change_of_each_imsi_is_the_record() -> None:
     assert set(record) == {imsi(1), imsi(2)}
     assert record[imsi(1)]["plan"] == "B"
     assert record[imsi(2)]["status"] == "terminated"
+
+
+def test_imsis_that_are_not_15_digits_are_compared_as_text() -> None:
+    odd = {**crm_row(12), "imsi": "12345"}
+    rows, _ = run([hub_row(12)], [hss_row(12)], [bill_row(12)], [crm_row(12), odd])
+    assert keyed(rows) == {("12345", Category.UNKNOWN_TO_HUB, "crm")}

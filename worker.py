@@ -138,6 +138,7 @@ async def build_activities(
             inventory.read_hub,
             inventory.compare,
             inventory.discard,
+            inventory.remove_unknown,
             InventoryAuditStore(sessions).record,
         ]
     )

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import delete
@@ -82,6 +83,23 @@ class CompareInput:
 class CompareResult:
     uri: str
     summary: AuditSummary
+    #: Differences with an obvious repair: subscribers in the HSS no completed order names.
+    unknown_in_hss: int = 0
+
+
+@dataclass
+class RemoveUnknownInput:
+    """Remove from the HSS the subscribers an audit found unknown to the hub."""
+
+    audit_id: str
+    #: Each removal's idempotency key is ``<prefix>/<imsi>``.
+    idempotency_prefix: str
+
+
+@dataclass
+class RemoveUnknownResult:
+    removed: int
+    already_gone: int
 
 
 @dataclass
@@ -331,13 +349,38 @@ class InventoryActivities:
         tmp = result.with_name(result.name + ".tmp")
         pq.write_table(found, tmp, compression="zstd")
         tmp.replace(result)
-        return CompareResult(str(result), summary)
+        return CompareResult(str(result), summary, len(_unknown_in_hss(found)))
+
+    @defn("hss.remove_unknown_subscribers")
+    async def remove_unknown(self, data: RemoveUnknownInput) -> RemoveUnknownResult:
+        """The repair of ``unknown_to_hub`` in the HSS, once a person approved it: each such
+        subscriber deleted through the HSS adapter (a retry deletes none twice)."""
+        path = AuditWorkspace.of(self.settings, data.audit_id).result
+        found = await asyncio.to_thread(pq.read_table, path, columns=["imsi", "category", "system"])
+        removed = gone = 0
+        for number, imsi in enumerate(_unknown_in_hss(found), start=1):
+            with outside_call():
+                deleted = await self.hss.delete_subscriber(
+                    imsi, idempotency_key=f"{data.idempotency_prefix}/{imsi}"
+                )
+            removed, gone = removed + deleted, gone + (not deleted)
+            activity.heartbeat(f"{number} removed")
+        return RemoveUnknownResult(removed, gone)
 
     @defn("inventory.discard", system=RECONCILIATION)
     @_data_errors
     def discard(self, data: DiscardInventoryInput) -> None:
         """Remove an audit's intermediate files (its result, if any, stays)."""
         shutil.rmtree(AuditWorkspace.of(self.settings, data.audit_id).work, ignore_errors=True)
+
+
+def _unknown_in_hss(found: pa.Table) -> list[str]:
+    """The IMSIs of ``unknown_to_hub`` differences the HSS holds."""
+    mask = pc.and_(
+        pc.equal(found["category"], engine.Category.UNKNOWN_TO_HUB.value),
+        pc.match_substring(found["system"], "hss"),
+    )
+    return [str(imsi) for imsi in found.filter(mask)["imsi"].to_pylist()]
 
 
 class InventoryAuditStore:
@@ -384,16 +427,3 @@ class InventoryAuditStore:
 
 def _money(amount: float) -> Decimal:
     return Decimal(repr(amount)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-
-
-__all__ = [
-    "AuditWorkspace",
-    "CompareInput",
-    "CompareResult",
-    "DiscardInventoryInput",
-    "InventoryActivities",
-    "InventoryAuditStore",
-    "ReadInventoryInput",
-    "ReadInventoryResult",
-    "RecordInventoryAuditInput",
-]

@@ -10,7 +10,9 @@ The steps:
    database into the workspace;
 3. the four are compared, columnar (:mod:`hub.inventory.engine`), every difference
    classified and priced, into ``differences.parquet``;
-4. the totals per category go to the hub database; the intermediate files are removed.
+4. the totals per category go to the hub database; the intermediate files are removed;
+5. the differences with an obvious repair (subscribers in the HSS that no completed order
+   names) are proposed as one human task; approved, they are removed from the HSS.
 
 Only paths, counts and totals pass through Temporal, never a subscriber row. A run started by
 the daily schedule takes its audit id from its workflow id (``daily-<time>``).
@@ -32,6 +34,7 @@ from workflows.runtime import (
     ProcessContract,
     ProcessWorkflow,
     StepAborted,
+    TaskSpec,
     activity_options,
     describe,
     set_hub_status,
@@ -48,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         ReadInventoryInput,
         ReadInventoryResult,
         RecordInventoryAuditInput,
+        RemoveUnknownInput,
+        RemoveUnknownResult,
     )
     from activities.policies import PolicyActivities
     from hub import search_attributes as sa
@@ -71,6 +76,10 @@ class InventoryAuditInput:
     heartbeat_timeout: float = 120.0
     #: Keep the workspace's side files (to look into an audit).
     keep_work: bool = False
+    #: Ask a person to approve the obvious repairs (one task per audit).
+    propose_repairs: bool = True
+    #: Seconds until an unanswered repair task expires (rejected: nothing is repaired).
+    repair_due_seconds: float = 7 * 86_400.0
 
 
 @dataclass
@@ -86,6 +95,9 @@ class InventoryAuditResult:
     differences_uri: str | None = None
     summary: AuditSummary | None = None
     error_message: str | None = None
+    #: The repair task's decision (None: nothing to repair, or not proposed).
+    repair_decision: str | None = None
+    repaired: int = 0
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -169,7 +181,62 @@ class InventoryAudit(ProcessWorkflow):
             f"completed: {summary.differences} differences, "
             f"{summary.revenue_at_stake:.2f} {self._record_input.currency} a month at stake"
         )
-        return InventoryAuditResult(audit_id, "completed", compared.uri, summary)
+        result = InventoryAuditResult(audit_id, "completed", compared.uri, summary)
+        if compared.unknown_in_hss and data.propose_repairs:
+            await self._repair(audit_id, compared, data, budget, result)
+        return result
+
+    async def _repair(
+        self,
+        audit_id: str,
+        compared: CompareResult,
+        data: InventoryAuditInput,
+        budget: dict[str, Any],
+        result: InventoryAuditResult,
+    ) -> None:
+        """One task per audit for the differences with an obvious repair; approved, the repair
+        runs through the normal adapters. The audit's findings stand whatever the decision."""
+        count = compared.unknown_in_hss
+        self._progress.phase = "awaiting repair approval"
+        outcome = await self.runtime.ask(
+            TaskSpec(
+                kind="inventory-repair",
+                title=f"Approve repairs for {count} differences",
+                description=(
+                    f"Inventory audit {audit_id} found {count} subscribers in the HSS that no "
+                    "completed order names (unknown_to_hub). Approve removes them from the HSS; "
+                    "reject leaves them."
+                ),
+                decisions=["approve", "reject"],
+                candidate_groups=list(self.runtime.policies.operator_groups),
+                reference=audit_id,
+                evidence={
+                    "audit": audit_id,
+                    "category": "unknown_to_hub",
+                    "system": "hss",
+                    "repair": "hss.remove_unknown_subscribers",
+                    "subscribers": count,
+                },
+                due_after=data.repair_due_seconds,
+                expiry_decision="reject",
+            )
+        )
+        result.repair_decision = outcome.decision
+        if outcome.decision == "approve":
+            self._progress.phase = "repairing"
+            removed: RemoveUnknownResult = await self.runtime.call(
+                "hss.remove_unknown_subscribers",
+                InventoryActivities.remove_unknown,
+                RemoveUnknownInput(audit_id, f"{workflow.info().workflow_id}/repair"),
+                **budget,
+            )
+            self.runtime.current_step = None
+            result.repaired = removed.removed
+        self._progress.phase = "completed"
+        workflow.set_current_details(
+            f"completed; repairs {outcome.decision}d"
+            + (f": {result.repaired} removed from the HSS" if result.repaired else "")
+        )
 
     # --- failure ----------------------------------------------------------------------------
 

@@ -136,3 +136,24 @@ async def test_an_audit_finds_every_drift_in_its_category(hub: Hub, sims: Simula
     # Only the result stays in the workspace.
     workspace = hub.settings.data_dir / "inventory" / "audit-1"
     assert sorted(p.name for p in workspace.iterdir()) == ["differences.parquet"]
+
+    # The obvious repair is one task: approved, the stranger leaves the HSS, nothing else.
+    async def repair_task() -> list[dict[str, Any]]:
+        found = await hub.api.get(
+            "/tasks", params={"process": "inventory-audit", "reference": "audit-1", "open": "true"}
+        )
+        return list(found.json())
+
+    [task] = await eventually(repair_task, timeout=30)
+    assert task["title"] == "Approve repairs for 1 differences"
+    assert task["evidence"]["subscribers"] == 1 and task["decisions"] == ["approve", "reject"]
+    decided = await hub.api.post(f"/tasks/{task['id']}/complete", json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+
+    async def stranger_gone() -> bool:
+        imsis = {s["imsi"] for s in (await sims.state("hss"))["subscribers"]}
+        return stranger["imsi"] not in imsis
+
+    await eventually(stranger_gone, timeout=30)
+    left = {s["imsi"] for s in (await sims.state("hss"))["subscribers"]}
+    assert left == {people[name]["imsi"] for name in "ACDEF"}

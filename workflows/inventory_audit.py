@@ -268,14 +268,19 @@ class InventoryAudit(ProcessWorkflow):
     async def _data(
         self, activity: Callable[..., Any], arg: Any, data: InventoryAuditInput, summary: str
     ) -> Any:
-        """A data activity (the hub's record, the comparison), with a heartbeat timeout."""
+        """A data activity (the hub's record, the comparison): the data budget, whichever
+        queue it runs on (the hub's record is a bulk read, not one of the hub's quick writes),
+        with a heartbeat timeout."""
+        budget = system_options(self.runtime.policies, RECONCILIATION)["start_to_close_timeout"]
+        options = {**activity_options(self.runtime.policies, activity)}
+        options["start_to_close_timeout"] = budget
         return await workflow.execute_activity_method(
             activity,
             arg,
             summary=f"inventory audit: {summary}",
             heartbeat_timeout=timedelta(seconds=data.heartbeat_timeout),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            **activity_options(self.runtime.policies, activity),
+            **options,
         )
 
     async def _discard(self, audit_id: str, keep_work: bool) -> None:

@@ -157,3 +157,21 @@ async def test_an_audit_finds_every_drift_in_its_category(hub: Hub, sims: Simula
     await eventually(stranger_gone, timeout=30)
     left = {s["imsi"] for s in (await sims.state("hss"))["subscribers"]}
     assert left == {people[name]["imsi"] for name in "ACDEF"}
+
+
+async def test_a_system_that_refuses_its_inventory_fails_the_audit(
+    hub: Hub, sims: Simulators
+) -> None:
+    await sims.fault("crm", operation="listServices", kind="permanent", status=422)
+    started = await hub.api.post(AUDITS, json={"id": "audit-refused"})
+    assert started.status_code == 201, started.text
+
+    audit = await finished_audit(hub, "audit-refused")
+
+    assert audit["status"] == "failed"
+    assert audit["errorMessage"].startswith("crm.read_inventory: ")
+    assert audit["differences"] is None and audit["categories"] == []
+    listing = await hub.api.get(f"{AUDITS}/audit-refused/differences")
+    assert listing.status_code == 409
+    workspace = hub.settings.data_dir / "inventory" / "audit-refused"
+    assert not (workspace / "work").exists()

@@ -603,7 +603,7 @@ async def test_a_streamed_body_over_the_limit_is_413_and_stores_nothing(api: Api
 
 # --- 5xx and wrong codes ---------------------------------------------------------------------
 
-LISTS = [ORDERS, "/deadLetters", "/reconciliations", "/exportRuns"]
+LISTS = [ORDERS, "/deadLetters", "/reconciliations", "/exportRuns", "/inventoryAudits"]
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -649,6 +649,9 @@ async def test_a_nul_in_a_query_or_path_parameter_is_a_400(api: Api) -> None:
         ("PUT", "/reconciliations/schedule", {}),
         ("POST", "/reconciliations/schedule/trigger", None),
         ("DELETE", "/reconciliations/schedule", None),
+        ("GET", "/inventoryAudits/schedule", None),
+        ("PUT", "/inventoryAudits/schedule", {}),
+        ("DELETE", "/inventoryAudits/schedule", None),
         ("GET", "/exportSchedules", None),
         ("GET", "/exportSchedules/nightly", None),
     ],

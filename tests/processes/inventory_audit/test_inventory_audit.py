@@ -175,3 +175,20 @@ async def test_a_system_that_refuses_its_inventory_fails_the_audit(
     assert listing.status_code == 409
     workspace = hub.settings.data_dir / "inventory" / "audit-refused"
     assert not (workspace / "work").exists()
+
+
+async def test_the_daily_schedule_is_a_temporal_schedule(hub: Hub) -> None:
+    created = await hub.api.put(
+        f"{AUDITS}/schedule", json={"cron": "0 3 * * *", "paused": True, "note": "quiet night"}
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["cron"] == ["0 3 * * *"] and created.json()["paused"] is True
+    changed = await hub.api.put(f"{AUDITS}/schedule", json={"cron": "30 4 * * *"})
+    assert changed.json()["cron"] == ["30 4 * * *"] and changed.json()["paused"] is False
+    described = await hub.client.get_schedule_handle("inventory-audit-daily").describe()
+    action = described.schedule.action
+    assert getattr(action, "workflow", None) == "InventoryAudit"
+    assert getattr(action, "id", None) == "inventory-audit-daily"
+    assert (await hub.api.delete(f"{AUDITS}/schedule")).status_code == 204
+    assert (await hub.api.get(f"{AUDITS}/schedule")).status_code == 404
+    assert (await hub.api.put(f"{AUDITS}/schedule", json={"cron": "not cron"})).status_code == 400

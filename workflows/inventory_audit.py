@@ -224,12 +224,23 @@ class InventoryAudit(ProcessWorkflow):
         result.repair_decision = outcome.decision
         if outcome.decision == "approve":
             self._progress.phase = "repairing"
-            removed: RemoveUnknownResult = await self.runtime.call(
-                "hss.remove_unknown_subscribers",
-                InventoryActivities.remove_unknown,
-                RemoveUnknownInput(audit_id, f"{workflow.info().workflow_id}/repair"),
-                **budget,
-            )
+            try:
+                removed: RemoveUnknownResult = await self.runtime.call(
+                    "hss.remove_unknown_subscribers",
+                    InventoryActivities.remove_unknown,
+                    RemoveUnknownInput(audit_id, f"{workflow.info().workflow_id}/repair"),
+                    **budget,
+                )
+            except (ActivityError, StepAborted) as err:
+                if isinstance(err, ActivityError) and is_cancelled_exception(err):
+                    raise
+                # The audit's findings are recorded and stand: a failed repair is its own
+                # alarm, not a failed audit (the next audit finds what is left).
+                message = self._failure(err)
+                self.runtime.alarm_failed(err, f"repair of audit {audit_id}: {message}")
+                result.repair_decision = "failed"
+                workflow.set_current_details(f"completed; repair failed: {message}")
+                return
             self.runtime.current_step = None
             result.repaired = removed.removed
         self._progress.phase = "completed"

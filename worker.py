@@ -29,6 +29,7 @@ from activities.dead_letters import DeadLetterStore
 from activities.definitions import system_of, task_queue_for
 from activities.exports import ExportActivities
 from activities.hss import HssActivities
+from activities.inventory import InventoryActivities, InventoryAuditStore
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
@@ -44,12 +45,13 @@ from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
 from workflows.exports import ExportWorkflow
+from workflows.inventory_audit import InventoryAudit
 from workflows.reconciliation import BillingReconciliation
 from workflows.service_activation import ServiceActivation
 
 logger = logging.getLogger("hub.worker")
 
-WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation]
+WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation, InventoryAudit]
 
 
 #: Activities by the system they belong to; each system has its own task queue
@@ -88,6 +90,7 @@ async def build_activities(
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
     exports = ExportActivities(sessions, Files(), settings)
     tasks = TaskStore(sessions)
+    inventory = InventoryActivities(settings, sessions, hss=hss, billing=billing, crm=crm)
     return by_system(
         [
             PolicyActivities(settings).process_policies,
@@ -130,6 +133,14 @@ async def build_activities(
             recon.fetch_usage_export,
             AlarmActivities(notifier).raise_alarm,
             exports.write,
+            inventory.read_hss,
+            inventory.read_billing,
+            inventory.read_crm,
+            inventory.read_hub,
+            inventory.compare,
+            inventory.discard,
+            inventory.remove_unknown,
+            InventoryAuditStore(sessions).record,
         ]
     )
 

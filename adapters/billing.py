@@ -80,6 +80,15 @@ class BillingClient(SoapClient):
     async def get_subscription(self, msisdn: str) -> dict[str, Any]:
         return await self.call("GetSubscription", msisdn=billing_msisdn(msisdn))
 
+    async def list_subscriptions(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of subscriptions of every status (creation order) and how many there are."""
+        reply = await self.call("ListSubscriptions", offset=offset, limit=limit)
+        items = [
+            {k: (float(v) if isinstance(v, Decimal) else v) for k, v in item.items()}
+            for item in reply.get("subscription") or []
+        ]
+        return items, int(reply["total"])
+
     async def list_plans(self) -> list[dict[str, Any]]:
         reply = await self.call("ListPlans")
         # zeep unwraps a reply whose only child is the repeated <plan> into the list itself.

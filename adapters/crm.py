@@ -103,6 +103,13 @@ class CrmClient(RestClient):
             )
         return self.body(response)
 
+    async def list_services(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of every customer's services (in id order) and how many there are."""
+        body = self.body(
+            await self.request("GET", f"/services?offset={int(offset)}&limit={int(limit)}")
+        )
+        return list(body["items"]), int(body["total"])
+
     async def delete_service(
         self, customer_id: str, service_id: str, *, idempotency_key: str
     ) -> None:

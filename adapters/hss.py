@@ -90,6 +90,13 @@ class HssClient(RestClient):
     async def get_subscriber(self, imsi: str) -> dict[str, Any]:
         return self.body(await self.request("GET", f"/subscribers/{imsi}"))
 
+    async def list_subscribers(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of subscribers in IMSI order (keys redacted) and how many there are."""
+        body = self.body(
+            await self.request("GET", f"/subscribers?offset={int(offset)}&limit={int(limit)}")
+        )
+        return list(body["items"]), int(body["total"])
+
     async def update_subscriber(
         self, imsi: str, patch: dict[str, Any], *, idempotency_key: str
     ) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from api.routes import (
     dead_letters,
     exports,
     health,
+    inventory_audits,
     reconciliations,
     service_orders,
     tasks,
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(tasks.router)
     app.include_router(reconciliations.router)
+    app.include_router(inventory_audits.router)
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app

@@ -30,6 +30,7 @@ class ExportDataset(StrEnum):
     RECONCILIATION_SUMMARIES = "reconciliation_summaries"
     RECONCILIATION_DISCREPANCIES = "reconciliation_discrepancies"
     SUBSCRIBER_INVENTORY = "subscriber_inventory"
+    INVENTORY_DIFFERENCES = "inventory_differences"
 
 
 class ExportFormat(StrEnum):

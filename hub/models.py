@@ -355,3 +355,50 @@ class HumanTaskEvent(SQLModel, table=True):
     actor: str | None = Field(default=None, max_length=200)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# --- Inventory audits -------------------------------------------------------------------------
+
+
+class InventoryAuditStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class InventoryAudit(SQLModel, table=True):
+    """One audit of the HSS, billing and CRM inventories against the hub's own record.
+
+    ``*_records`` are what each side holds (the hub's and billing's: active subscribers); the
+    differences themselves live in the Parquet file at ``differences_uri``, never here.
+    ``revenue_at_stake`` is per month, in ``currency``.
+    """
+
+    __tablename__ = "inventory_audit"
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(index=True, max_length=200)
+    status: str = Field(default=InventoryAuditStatus.RUNNING, index=True, max_length=16)
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+    currency: str = Field(default="EUR", max_length=3)
+    hub_records: int = 0
+    hss_records: int = 0
+    billing_records: int = 0
+    crm_records: int = 0
+    difference_count: int = 0
+    revenue_at_stake: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+    differences_uri: str | None = None
+    error_message: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InventoryAuditCategory(SQLModel, table=True):
+    """An audit's totals by difference category (in_hss_not_billed, status_mismatch...)."""
+
+    __tablename__ = "inventory_audit_category"
+
+    audit_id: str = Field(foreign_key="inventory_audit.id", primary_key=True, max_length=64)
+    category: str = Field(primary_key=True, max_length=32)
+    count: int = 0
+    revenue_at_stake: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 XML_MEDIA_TYPE = "text/xml; charset=utf-8"
 
 #: The read-only operations; every other one changes state and honours ``idempotencyKey``.
-READ_ONLY = frozenset({"GetSubscription", "ListPlans", "GetTariffs"})
+READ_ONLY = frozenset({"GetSubscription", "ListSubscriptions", "ListPlans", "GetTariffs"})
 
 #: The XSD's pattern facets, checked here because zeep does not enforce facets when parsing.
 FORMATS = {
@@ -242,6 +243,7 @@ class BillingSimulator(Simulator):
             "ReactivateSubscription": self.reactivate_subscription,
             "VoidSubscription": self.void_subscription,
             "GetSubscription": self.get_subscription,
+            "ListSubscriptions": self.list_subscriptions,
             "ListPlans": self.list_plans,
             "GetTariffs": self.get_tariffs,
         }
@@ -413,6 +415,26 @@ class BillingSimulator(Simulator):
             "planCode": subscription["planCode"],
             "status": subscription["status"],
             "monthlyFee": Decimal(subscription["monthlyFee"]),
+        }
+
+    def list_subscriptions(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A page of subscriptions of every status, in creation order."""
+        offset, limit = int(values["offset"]), int(values["limit"])
+        page = itertools.islice(self.subscriptions.values(), offset, offset + limit)
+        return {
+            "total": len(self.subscriptions),
+            "subscription": [
+                {
+                    "subscriptionId": s["subscriptionId"],
+                    "accountId": s["accountId"],
+                    "msisdn": s["msisdn"],
+                    "imsi": s["imsi"],
+                    "planCode": s["planCode"],
+                    "status": s["status"],
+                    "monthlyFee": Decimal(s["monthlyFee"]),
+                }
+                for s in page
+            ],
         }
 
     def list_plans(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.base import (
@@ -26,6 +26,9 @@ from simulators.base import (
     new_id,
     parse_body,
 )
+
+#: The largest page ``GET /services`` answers.
+MAX_PAGE = 5000
 
 ServiceStatus = Literal["active", "pendingActivation", "pendingTermination", "inactive"]
 
@@ -166,6 +169,26 @@ class CrmSimulator(Simulator):
         self._customer(customer_id)["services"].pop(service_id, None)
         return Reply.empty()
 
+    def page_services(self, offset: int, limit: int) -> Reply:
+        """Every customer's services in id order, ``limit`` from ``offset``."""
+        services = sorted(
+            (
+                service
+                for customer in self.customers.values()
+                for service in customer["services"].values()
+            ),
+            key=lambda service: service["id"],
+        )
+        return Reply.json(
+            200,
+            {
+                "items": services[offset : offset + limit],
+                "offset": offset,
+                "limit": limit,
+                "total": len(services),
+            },
+        )
+
     # -- cases --------------------------------------------------------------------------------
 
     def open_case(self, raw: bytes) -> Reply:
@@ -233,6 +256,16 @@ def create_app(state_file: Path | None = None) -> FastAPI:
                 must_exist=request.headers.get("if-match", "").strip() == "*",
             ),
             idempotency_key=key,
+        )
+
+    @app.get("/services", tags=["services"])
+    async def list_services(
+        request: Request,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> Response:
+        return await sim.call(
+            request, "listServices", lambda _: sim.page_services(offset, limit), mutating=False
         )
 
     @app.get("/customers/{customer_id}/services/{service_id}", tags=["services"])

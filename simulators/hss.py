@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from simulators.base import (
@@ -27,6 +27,8 @@ from simulators.base import (
 )
 
 REDACTED = "***"
+#: The largest page ``GET /subscribers`` answers.
+MAX_PAGE = 5000
 #: The top-level keys ``PATCH`` may change; keys and identity are not among them.
 PATCHABLE = frozenset({"msisdn", "ambr", "slice", "subscriber_status", "data_quota"})
 
@@ -202,6 +204,14 @@ class HssSimulator(Simulator):
         self.subscribers[document["imsi"]] = document
         return Reply.json(201, redacted(document))
 
+    def page(self, offset: int, limit: int) -> Reply:
+        """Subscribers in IMSI order, ``limit`` from ``offset`` (an inventory read in pages)."""
+        imsis = sorted(self.subscribers)[offset : offset + limit]
+        items = [redacted(self.subscribers[imsi]) for imsi in imsis]
+        return Reply.json(
+            200, {"items": items, "offset": offset, "limit": limit, "total": len(self.subscribers)}
+        )
+
     def get(self, imsi: str) -> Reply:
         return Reply.json(200, redacted(self._subscriber(imsi)))
 
@@ -240,6 +250,16 @@ def create_app(state_file: Path | None = None) -> FastAPI:
     @app.post("/subscribers", status_code=201, tags=["subscribers"])
     async def create_subscriber(request: Request, key: IdempotencyKey = None) -> Response:
         return await sim.call(request, "createSubscriber", sim.create, idempotency_key=key)
+
+    @app.get("/subscribers", tags=["subscribers"])
+    async def list_subscribers(
+        request: Request,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> Response:
+        return await sim.call(
+            request, "listSubscribers", lambda _: sim.page(offset, limit), mutating=False
+        )
 
     @app.get("/subscribers/{imsi}", tags=["subscribers"])
     async def get_subscriber(request: Request, imsi: str) -> Response:

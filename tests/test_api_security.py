@@ -185,6 +185,13 @@ ROUTES: list[tuple[str, str, Scope]] = [
     ("GET", "/reconciliations/{run_id}/discrepancies", Scope.RECONCILIATIONS_READ),
     ("GET", "/reconciliations/{run_id}/discrepancies/by-msisdn", Scope.RECONCILIATIONS_READ),
     ("GET", "/reconciliations/{run_id}/discrepancies/download", Scope.RECONCILIATIONS_READ),
+    ("POST", "/inventoryAudits", Scope.INVENTORY_WRITE),
+    ("GET", "/inventoryAudits", Scope.INVENTORY_READ),
+    ("GET", "/inventoryAudits/schedule", Scope.INVENTORY_READ),
+    ("PUT", "/inventoryAudits/schedule", Scope.INVENTORY_WRITE),
+    ("DELETE", "/inventoryAudits/schedule", Scope.INVENTORY_WRITE),
+    ("GET", "/inventoryAudits/{audit_id}", Scope.INVENTORY_READ),
+    ("GET", "/inventoryAudits/{audit_id}/differences", Scope.INVENTORY_READ),
     ("POST", "/exportSchedules", Scope.EXPORTS_WRITE),
     ("GET", "/exportSchedules", Scope.EXPORTS_READ),
     ("GET", "/exportSchedules/{export_id}", Scope.EXPORTS_READ),
@@ -596,7 +603,7 @@ async def test_a_streamed_body_over_the_limit_is_413_and_stores_nothing(api: Api
 
 # --- 5xx and wrong codes ---------------------------------------------------------------------
 
-LISTS = [ORDERS, "/deadLetters", "/reconciliations", "/exportRuns"]
+LISTS = [ORDERS, "/deadLetters", "/reconciliations", "/exportRuns", "/inventoryAudits"]
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -642,6 +649,9 @@ async def test_a_nul_in_a_query_or_path_parameter_is_a_400(api: Api) -> None:
         ("PUT", "/reconciliations/schedule", {}),
         ("POST", "/reconciliations/schedule/trigger", None),
         ("DELETE", "/reconciliations/schedule", None),
+        ("GET", "/inventoryAudits/schedule", None),
+        ("PUT", "/inventoryAudits/schedule", {}),
+        ("DELETE", "/inventoryAudits/schedule", None),
         ("GET", "/exportSchedules", None),
         ("GET", "/exportSchedules/nightly", None),
     ],

@@ -14,6 +14,7 @@ Datasets (one row per...; change time; partition date):
 ``reconciliation_summaries``   completed reconciliation run and category    ``finished_at`` (*)
 ``reconciliation_discrepancies`` row of a completed run's discrepancy file  ``finished_at`` (*)
 ``subscriber_inventory``       subscriber change (completed order item)     ``completion_date``
+``inventory_differences``      row of a completed audit's differences file  ``finished_at``
 =============================  ===========================================  ====================
 
 (*) partitioned by the run's period date instead: analysts read reconciliations by period.
@@ -33,6 +34,7 @@ from hub.datasets.base import (
 )
 from hub.datasets.dead_letters import DEAD_LETTERS
 from hub.datasets.inventory import SubscriberInventory
+from hub.datasets.inventory_audits import InventoryDifferences
 from hub.datasets.orders import ORDER_STATE_CHANGES, ORDERS
 from hub.datasets.reconciliation import RECONCILIATION_SUMMARIES, DiscrepancyDataset
 
@@ -45,6 +47,7 @@ DATASETS: dict[str, Dataset] = {
         RECONCILIATION_SUMMARIES,
         DiscrepancyDataset(),
         SubscriberInventory(),
+        InventoryDifferences(),
     )
 }
 
@@ -59,6 +62,7 @@ __all__ = [
     "Chunk",
     "Dataset",
     "DiscrepancyDataset",
+    "InventoryDifferences",
     "ParquetSource",
     "QueryDataset",
     "SubscriberInventory",

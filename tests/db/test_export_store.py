@@ -133,6 +133,7 @@ async def test_every_dataset_exports_from_this_database(sessions, tmp_path: Path
         "reconciliation_summaries": 1,
         "reconciliation_discrepancies": 0,
         "subscriber_inventory": 1,
+        "inventory_differences": 0,
     }
     assert set(expected) == set(DATASETS)
     for dataset, count in expected.items():

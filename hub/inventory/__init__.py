@@ -1,0 +1,1 @@
+"""The inventory audit's domain engine (see :mod:`hub.inventory.engine`)."""

@@ -32,6 +32,7 @@ from activities.hss import HssActivities
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
+from activities.reporting import RegulatorActivities, ReportingActivities, ReportStore
 from activities.tasks import TaskStore
 from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient
@@ -39,17 +40,19 @@ from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.files import Files
 from adapters.hss import HssClient
+from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
 from workflows.exports import ExportWorkflow
 from workflows.reconciliation import BillingReconciliation
+from workflows.regulatory_report import RegulatoryReport
 from workflows.service_activation import ServiceActivation
 
 logger = logging.getLogger("hub.worker")
 
-WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation]
+WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation, RegulatoryReport]
 
 
 #: Activities by the system they belong to; each system has its own task queue
@@ -75,7 +78,14 @@ async def build_activities(
     export = BillingExportClient(
         settings.resolved_billing_export_url, token=settings.billing_export_token, timeout=timeout
     )
-    for client in (credit, crm, hss, billing, export):
+    regulator = RegulatorClient(
+        settings.regulator_wsdl,
+        settings.regulator_url,
+        username=settings.regulator_username,
+        password=settings.regulator_password,
+        timeout=timeout,
+    )
+    for client in (credit, crm, hss, billing, export, regulator):
         stack.push_async_callback(client.aclose)
     notifier = build_notifier(settings)
     stack.push_async_callback(notifier.aclose)
@@ -88,6 +98,8 @@ async def build_activities(
     recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
     exports = ExportActivities(sessions, Files(), settings)
     tasks = TaskStore(sessions)
+    reporting, reports = ReportingActivities(settings), ReportStore(sessions, settings)
+    regulator_acts = RegulatorActivities(regulator, settings)
     return by_system(
         [
             PolicyActivities(settings).process_policies,
@@ -129,6 +141,15 @@ async def build_activities(
             recon.fetch_usage_export,
             AlarmActivities(notifier).raise_alarm,
             exports.write,
+            reporting.defaults,
+            reporting.extract,
+            reporting.render,
+            reporting.plausibility,
+            reports.record,
+            reports.previous_accepted,
+            reports.archive,
+            regulator_acts.submit_report,
+            regulator_acts.get_submission,
         ]
     )
 

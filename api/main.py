@@ -19,6 +19,7 @@ from api.routes import (
     exports,
     health,
     reconciliations,
+    regulatory_reports,
     service_orders,
     tasks,
 )
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(dead_letters.router)
     app.include_router(tasks.router)
     app.include_router(reconciliations.router)
+    app.include_router(regulatory_reports.router)
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app

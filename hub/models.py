@@ -393,6 +393,12 @@ class RegulatoryReport(SQLModel, table=True):
     """
 
     __tablename__ = "regulatory_report"
+    #: Two requests at once cannot both start version n.
+    __table_args__ = (
+        UniqueConstraint(
+            "report_type", "operator_id", "period", "version", name="uq_regulatory_report_version"
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     report_type: str = Field(index=True, max_length=64)

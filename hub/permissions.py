@@ -22,6 +22,8 @@ class Scope(StrEnum):
     TASKS_DECIDE = "tasks:decide"
     RECONCILIATIONS_READ = "reconciliations:read"
     RECONCILIATIONS_WRITE = "reconciliations:write"
+    REPORTS_READ = "reports:read"
+    REPORTS_WRITE = "reports:write"
     EXPORTS_READ = "exports:read"
     EXPORTS_WRITE = "exports:write"
     CODEC_ENCODE = "codec:encode"

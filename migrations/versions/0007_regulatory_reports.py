@@ -50,7 +50,8 @@ def upgrade() -> None:
     sa.Column('error_message', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('report_type', 'operator_id', 'period', 'version', name='uq_regulatory_report_version')
     )
     with op.batch_alter_table('regulatory_report', schema=None) as batch_op:
         for column in ('report_type', 'operator_id', 'period', 'status', 'workflow_id',

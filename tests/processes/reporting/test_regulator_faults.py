@@ -53,7 +53,7 @@ async def test_the_regulators_rejection_ends_the_version_with_its_reasons(
     ended = await report_in(hub, report["id"], "rejected", "accepted", "failed")
     assert ended["status"] == "rejected", ended
     assert ended["reasons"] == ["rejected by the regulator: SMS count missing"]
-    assert ended["receiptId"] and ended["verdict"] is None or ended["verdict"] != "accepted"
+    assert (ended["receiptId"] and ended["verdict"] is None) or ended["verdict"] != "accepted"
     receipt = (await hub.api.get(f"/regulatoryReports/{report['id']}/receipt")).json()
     assert receipt["receiptId"] == ended["receiptId"]
 

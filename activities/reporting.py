@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from hub.reporting import kev, registry
 from hub.reporting.periods import Quarter
@@ -301,7 +300,7 @@ class ReportingActivities:
             billing,
             subscriptions,
             Quarter.parse(data.period),
-            tz=ZoneInfo(self.settings.reporting_time_zone),
+            tz=self.settings.reporting_time_zone,
             m2m_plans=list(self.settings.reporting_m2m_plans),
             currency=self.settings.reporting_currency,
             manual=data.manual_figures,

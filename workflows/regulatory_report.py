@@ -326,7 +326,8 @@ class RegulatoryReport(ProcessWorkflow):
             ],
             form_decisions=["approve"],
             excluded_deciders=[data.prepared_by],
-            comment_required=["reject"],
+            # A finding that needs acknowledging is acknowledged with a comment.
+            comment_required=["reject", "approve"] if must_acknowledge else ["reject"],
             evidence={
                 "reportType": data.report_type,
                 "period": data.period,

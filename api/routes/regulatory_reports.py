@@ -15,7 +15,6 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -162,13 +161,19 @@ def report_id_for(report_type: str, period: str, operator_id: str, version: int)
     return f"{report_type}-{period}-{operator_id}-v{version}-{secrets.token_hex(4)}"
 
 
+def _bad(field: str, exc: ValueError) -> ApiError:
+    """A 400 whose message starts with the field (the engine's messages may name it already)."""
+    message = str(exc)
+    return ApiError(400, message if message.startswith(f"{field}:") else f"{field}: {message}")
+
+
 def _quarter(period: str, settings: Settings) -> Quarter:
     """The period, if it is a quarter that has ended in the operator's time zone; else 400."""
     try:
         quarter = Quarter.parse(period)
     except ValueError as exc:
-        raise ApiError(400, f"period: {exc}") from None
-    if not quarter.has_ended(datetime.now(UTC), ZoneInfo(settings.reporting_time_zone)):
+        raise _bad("period", exc) from None
+    if not quarter.has_ended(datetime.now(UTC), settings.reporting_time_zone):
         raise ApiError(400, f"period: {period} has not ended yet")
     return quarter
 
@@ -319,7 +324,7 @@ async def start_report(
     try:
         lookup_report_type(body.reportType)
     except ValueError as exc:
-        raise ApiError(400, f"reportType: {exc}") from None
+        raise _bad("reportType", exc) from None
     quarter = _quarter(body.period, settings)
     period = str(quarter)
     operator_id = body.operatorId or settings.reporting_operator_id
@@ -331,7 +336,7 @@ async def start_report(
         return await _again(request, response, session, temporal, settings, existing)
     version = await _next_version(session, body.reportType, period, operator_id)
     report_id = report_id_for(body.reportType, period, operator_id, version)
-    _, end = quarter.bounds(ZoneInfo(settings.reporting_time_zone))
+    _, end = quarter.bounds(settings.reporting_time_zone)
     report = RegulatoryReport(
         id=report_id,
         report_type=body.reportType,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +53,7 @@ def install(xsd_dir: Path) -> None:
             return value
 
         def bounds(self, tz: Any) -> tuple[datetime, datetime]:
+            tz = ZoneInfo(tz)
             start = datetime(self.year, 3 * self.quarter - 2, 1, tzinfo=tz)
             nxt = (self.year + 1, 1) if self.quarter == 4 else (self.year, 3 * self.quarter + 1)
             end = datetime(nxt[0], nxt[1], 1, tzinfo=tz)

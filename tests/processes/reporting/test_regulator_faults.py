@@ -31,7 +31,12 @@ async def approved(hub: Hub, tmp_path: Path) -> dict[str, Any]:
     report = (await start(hub, tmp_path / "usage")).json()
     task_id = (await report_in(hub, report["id"], "awaitingApproval"))["taskId"]
     answer = await decide(
-        hub, task_id, "approver", "approve", fields={"findingsAcknowledged": True}
+        hub,
+        task_id,
+        "approver",
+        "approve",
+        fields={"findingsAcknowledged": True},
+        comment="no earlier report to compare with",
     )
     assert answer.status_code == 200, answer.text
     return dict(report)

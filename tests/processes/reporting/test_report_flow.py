@@ -59,7 +59,11 @@ async def test_a_report_is_approved_by_a_second_person_and_accepted(
     described = await hub.client.get_workflow_handle(report["workflowId"]).describe()
     assert described.typed_search_attributes.get(sa.PROCESS_KIND) == "regulatory-report"
 
-    ack = {"fields": {"findingsAcknowledged": True}}
+    ack = {"fields": {"findingsAcknowledged": True}, "comment": "no Q2 report in the hub yet"}
+    silent = await decide(hub, task_id, "approver", "approve", fields=ack["fields"])
+    assert silent.status_code in (400, 409, 422), silent.text  # findings need a comment
+    unacknowledged = await decide(hub, task_id, "approver", "approve", comment="ok")
+    assert unacknowledged.status_code in (400, 409, 422), unacknowledged.text
     refused = await decide(hub, task_id, "preparer", "approve", **ack)
     assert refused.status_code == 403, refused.text
     assert "four-eyes" in refused.text

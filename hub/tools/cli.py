@@ -10,6 +10,7 @@
     hub order get|list|cancel|wait
     hub usage generate DIR        write a period of CDRs and rated usage with known discrepancies
     hub recon start|get|wait|list billing reconciliation, with a progress bar
+    hub reports start|get|list|wait  regulatory reports (approve with hub tasks complete)
 
 The ``order`` commands talk to the API at ``--api-url`` (or ``HUB_API_URL``) with the key
 ``--api-key`` (or ``HUB_API_KEY`` from the environment or ``.env``).
@@ -628,3 +629,7 @@ def recon_list(
 from hub.tools.tasks_cli import tasks_app  # noqa: E402
 
 app.add_typer(tasks_app, name="tasks")
+
+from hub.tools.reports_cli import reports_app  # noqa: E402
+
+app.add_typer(reports_app, name="reports")

@@ -1,0 +1,116 @@
+"""Reading the report's sources columnar: usage files (Parquet, CSV, gzipped CSV) on any
+``pyarrow.fs`` filesystem, with the ``hub.usage`` schemas' types, and the shared helpers the
+engines reduce them with (dense codes of a dictionary column, one row per record id).
+
+The adapters read the same files for reconciliation (``adapters/usage_files.py``); ``hub`` may
+not import them, and a report reads whole files once, so this is the small reader it needs.
+Low-cardinality text (IMSI, MSISDN, record and RAT type) is read as dictionaries straight from
+Parquet's dictionary pages: the strings are never materialised per row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def _resolve(location: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
+    if filesystem is not None:
+        return filesystem, location
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def _parsed_type(type_: pa.DataType) -> pa.DataType:
+    # CSV timestamps parse to nanoseconds and are cut to the schema's unit afterwards.
+    return pa.timestamp("ns", tz=type_.tz) if pa.types.is_timestamp(type_) else type_
+
+
+def read_table(
+    location: str,
+    schema: pa.Schema,
+    *,
+    dictionaries: tuple[str, ...] = (),
+    filesystem: pafs.FileSystem | None = None,
+) -> pa.Table:
+    """The columns of ``schema`` from one usage file, ``dictionaries`` dictionary-encoded.
+
+    A nullable column the file lacks comes back as nulls; a required one is a ``KeyError``.
+    """
+    fs, path = _resolve(location, filesystem)
+    name = Path(path).name
+    if name.endswith(".parquet"):
+        with fs.open_input_file(path) as source:
+            parquet = pq.ParquetFile(source, read_dictionary=list(dictionaries))
+            present = [f.name for f in schema if f.name in parquet.schema_arrow.names]
+            table = parquet.read(columns=present)
+    else:
+        compression = "gzip" if name.endswith(".gz") else None
+        with fs.open_input_stream(path, compression=compression) as source:
+            try:
+                table = pacsv.read_csv(
+                    source,
+                    read_options=pacsv.ReadOptions(block_size=64 << 20),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types={f.name: _parsed_type(f.type) for f in schema},
+                        include_columns=[f.name for f in schema],
+                        include_missing_columns=True,
+                        strings_can_be_null=True,
+                    ),
+                )
+            except pa.ArrowInvalid as exc:
+                if not str(exc).startswith("Empty CSV file"):
+                    raise
+                table = schema.empty_table()
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table[field.name]
+            if field.name in dictionaries:
+                if not pa.types.is_dictionary(column.type):
+                    column = pc.dictionary_encode(column.cast(field.type))
+            elif column.type != field.type:
+                column = column.cast(field.type, safe=not pa.types.is_timestamp(field.type))
+            columns.append(column)
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise KeyError(f"{name}: no column {field.name!r}")
+    return pa.Table.from_arrays(columns, names=schema.names)
+
+
+def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[object]]:
+    """Dense int32 codes of a dictionary column whose chunks share one dictionary (see
+    ``Table.unify_dictionaries``), -1 for null, and the dictionary's values."""
+    if column.num_chunks == 0:
+        return np.empty(0, np.int32), []
+    dictionary = column.chunk(0).dictionary
+    parts = [
+        np.asarray(pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False), np.int32)
+        for chunk in column.chunks
+    ]
+    return np.concatenate(parts), dictionary.to_pylist()
+
+
+def first_copies(record_ids: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """A mask keeping one row per record id (the first), or None when every id is unique."""
+    encoded = pc.dictionary_encode(record_ids)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks() if encoded.num_chunks else None
+    if encoded is None or len(encoded.dictionary) == len(encoded):
+        return None
+    ids = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
+    copies = np.bincount(ids, minlength=len(encoded.dictionary))
+    repeated = np.flatnonzero(copies[ids] > 1)
+    # Of each repeated id, the first row: rows come in order, so unique's first index is it.
+    _, first = np.unique(ids[repeated], return_index=True)
+    keep = copies[ids] == 1
+    keep[repeated[first]] = True
+    return keep

@@ -39,7 +39,7 @@ import pyarrow.fs as pafs
 from lxml import etree
 
 from hub.reporting.periods import Quarter
-from hub.reporting.sources import codes, first_copies, read_table
+from hub.reporting.sources import codes, first_copies, numpy, read_table
 from hub.usage import CHARGE_DECIMALS, NETWORK_SCHEMA, RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 
 REPORT_TYPE = "kev-mobile-quarterly"
@@ -151,7 +151,7 @@ def _day_edges(quarter: Quarter, tz: str) -> np.ndarray:
 
 def _millis(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(
-        pc.cast(pc.cast(column, pa.timestamp("ms", tz="UTC")), pa.int64()).to_numpy(), np.int64
+        numpy(pc.cast(pc.cast(column, pa.timestamp("ms", tz="UTC")), pa.int64())), np.int64
     )
 
 
@@ -167,8 +167,9 @@ def _network_part(table: pa.Table, edges: np.ndarray) -> pa.Table:
     kind = _kind_codes(table["record_type"])
     volume = pc.add(
         pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
-    ).to_numpy()
-    duration = pc.fill_null(table["duration"], 0).to_numpy()
+    )
+    volume = numpy(volume)
+    duration = numpy(pc.fill_null(table["duration"], 0))
     quantity = np.where(kind == 0, volume, np.where(kind == 1, duration, 1))
     day = (np.searchsorted(edges, times, side="right") - 1).astype(np.int16)
     return pa.table(
@@ -221,9 +222,9 @@ def compute(
         by_rat: dict[str, int] = {}
         days = np.zeros(len(edges) - 1, np.int64)
     else:
-        kind = cdrs["kind"].to_numpy()
-        quantity = cdrs["quantity"].to_numpy()
-        days = np.bincount(cdrs["day"].to_numpy(), minlength=len(edges) - 1)
+        kind = numpy(cdrs["kind"])
+        quantity = numpy(cdrs["quantity"])
+        days = np.bincount(numpy(cdrs["day"]), minlength=len(edges) - 1)
         imsi, imsi_values = codes(cdrs["imsi"])
         msisdn, msisdn_values = codes(cdrs["msisdn"])
         rat, rat_values = codes(cdrs["rat"])
@@ -324,9 +325,9 @@ def _revenue_units(
     for path in billing:
         table = read_table(path, _RATED_INPUT, dictionaries=("usage_type",), filesystem=filesystem)
         times = _millis(table["start_time"])
-        billed = np.asarray(pc.fill_null(table["billed"], False).to_numpy(), bool)
+        billed = np.asarray(numpy(pc.fill_null(table["billed"], False)), bool)
         table = table.filter(pa.array(billed & (times >= edges[0]) & (times < edges[-1])))
-        charge = np.asarray(pc.fill_null(table["charge"], 0.0).to_numpy(), np.float64)
+        charge = np.asarray(numpy(pc.fill_null(table["charge"], 0.0)), np.float64)
         units = np.rint(charge * 10**CHARGE_DECIMALS).astype(np.int64)
         parts.append(
             pa.table(
@@ -343,7 +344,7 @@ def _revenue_units(
     rated = _concat(parts)
     del parts
     kinds, values = codes(rated["usage_type"])
-    units = rated["units"].to_numpy()
+    units = numpy(rated["units"])
     keep = first_copies(rated["record_id"])
     if keep is not None:
         kinds, units = kinds[keep], units[keep]

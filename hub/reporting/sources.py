@@ -86,6 +86,17 @@ def read_table(
     return pa.Table.from_arrays(columns, names=schema.names)
 
 
+def numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column as one numpy array (fill its nulls first); a single chunk without a copy."""
+    if isinstance(column, pa.Array):
+        return column.to_numpy(zero_copy_only=False)
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy(zero_copy_only=False)
+    if column.num_chunks == 0:
+        return np.empty(0, column.type.to_pandas_dtype())
+    return np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks])
+
+
 def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[object]]:
     """Dense int32 codes of a dictionary column whose chunks share one dictionary (see
     ``Table.unify_dictionaries``), -1 for null, and the dictionary's values."""

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from lxml import etree
 
+from hub.reconciliation.engine import hash_strings
 from hub.reporting.periods import Quarter
 from hub.reporting.sources import codes, first_copies, numpy, read_table
 from hub.usage import CHARGE_DECIMALS, NETWORK_SCHEMA, RATED_SCHEMA, SUBSCRIPTION_SCHEMA
@@ -155,38 +156,128 @@ def _millis(column: pa.ChunkedArray) -> np.ndarray:
     )
 
 
-def _network_part(table: pa.Table, edges: np.ndarray) -> pa.Table:
-    """One CDR file reduced to the quarter's rows and what the indicators need."""
-    times = _millis(table["record_opening_time"])
+class _Totals:
+    """Quantities summed per bucket (``data:NR``, ``voice``, ``sms``...), exactly, one file at
+    a time, and corrected at the end for records delivered more than once.
+
+    Of each row only what the correction needs is kept: the record id, its 64-bit hash, the
+    bucket and the quantity. Duplicates are found by sorting the hashes (no hash table over
+    millions of strings); the few rows whose hash repeats are compared by the ids themselves,
+    so a hash collision never merges two records.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.sums: list[int] = []
+        self.ids: list[pa.Array] = []
+        self.hashes: list[np.ndarray] = []
+        self.buckets: list[np.ndarray] = []
+        self.quantities: list[np.ndarray] = []
+
+    def _code(self, name: str) -> int:
+        if name not in self.names:
+            self.names[name] = len(self.sums)
+            self.sums.append(0)
+        return self.names[name]
+
+    def add(
+        self,
+        record_ids: pa.ChunkedArray,
+        buckets: np.ndarray,
+        names: list[str],
+        quantity: np.ndarray,
+    ) -> None:
+        """Rows whose bucket is ``names[buckets[i]]``."""
+        # Only the buckets rows fall into: a dictionary may name values the quarter lacks.
+        lookup = np.zeros(len(names), np.int16)
+        for local in np.unique(buckets):
+            lookup[local] = self._code(names[int(local)])
+        rows = lookup[buckets]
+        # One pass per bucket (a handful), not per row.
+        for code in np.unique(rows):
+            self.sums[int(code)] += int(quantity[rows == code].sum())
+        ids = record_ids.combine_chunks() if record_ids.num_chunks != 1 else record_ids.chunk(0)
+        self.ids.append(ids)
+        self.hashes.append(hash_strings(ids)[0])
+        self.buckets.append(rows)
+        self.quantities.append(quantity)
+
+    def result(self) -> dict[str, int]:
+        totals = dict(zip(self.names, self.sums, strict=True))
+        if not self.hashes:
+            return totals
+        hashes = np.concatenate(self.hashes)
+        ordered = np.sort(hashes)
+        repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+        if not len(repeated):
+            return totals
+        candidates = np.flatnonzero(np.isin(hashes, repeated))
+        ids = pa.chunked_array(self.ids, pa.string()).take(pa.array(candidates))
+        keep = first_copies(ids)
+        if keep is None:  # only a collision of hashes: every record is one
+            return totals
+        extra = candidates[~keep]
+        buckets = np.concatenate(self.buckets)[extra]
+        quantity = np.concatenate(self.quantities)[extra]
+        for name, code in self.names.items():
+            totals[name] -= int(quantity[buckets == code].sum())
+        return totals
+
+
+def _in_quarter(table: pa.Table, column: str, edges: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    times = _millis(table[column])
     inside = (times >= edges[0]) & (times < edges[-1])
-    if not inside.all():
-        table = table.filter(pa.array(inside))
-        times = times[inside]
-    # Row groups may carry dictionaries of their own: one per column, so codes are comparable.
-    table = table.unify_dictionaries()
-    kind = _kind_codes(table["record_type"])
-    volume = pc.add(
-        pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
-    )
-    volume = numpy(volume)
-    duration = numpy(pc.fill_null(table["duration"], 0))
-    quantity = np.where(kind == 0, volume, np.where(kind == 1, duration, 1))
-    day = (np.searchsorted(edges, times, side="right") - 1).astype(np.int16)
-    return pa.table(
-        {
-            "record_id": table["record_id"],
-            "kind": pa.array(kind),
-            "imsi": table["served_imsi"],
-            "msisdn": table["served_msisdn"],
-            "rat": table["rat_type"],
-            "day": pa.array(day),
-            "quantity": pa.array(quantity, pa.int64()),
-        }
-    )
+    if inside.all():
+        return table, times
+    return table.filter(pa.array(inside)), times[inside]
 
 
-def _concat(parts: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(parts).unify_dictionaries()
+class _Network:
+    """What the CDR files add up to, one file at a time (memory: a file, and per record only
+    what de-duplication needs)."""
+
+    def __init__(self, edges: np.ndarray, m2m_msisdns: pa.Array) -> None:
+        self.edges = edges
+        self.m2m_msisdns = m2m_msisdns
+        self.days = np.zeros(len(edges) - 1, np.int64)
+        self.sims: list[pa.Array] = [pa.array([], pa.string())]
+        self.m2m_sims: list[pa.Array] = [pa.array([], pa.string())]
+        self.usage = _Totals()
+
+    def add(self, table: pa.Table) -> None:
+        table, times = _in_quarter(table, "record_opening_time", self.edges)
+        # Row groups may carry dictionaries of their own: one per column, so codes compare.
+        table = table.unify_dictionaries()
+        day = np.searchsorted(self.edges, times, side="right") - 1
+        self.days += np.bincount(day, minlength=len(self.days))
+        # SIM cards: a duplicate adds no SIM, so every row counts here.
+        imsi, imsis = codes(table["served_imsi"])
+        msisdn, msisdns = codes(table["served_msisdn"])
+        present = np.unique(imsi[imsi >= 0])
+        self.sims.append(pa.array(imsis, pa.string()).take(pa.array(present)))
+        on_m2m = pc.is_in(pa.array(msisdns, pa.string()), value_set=self.m2m_msisdns)
+        m2m_row = np.append(np.asarray(numpy(pc.fill_null(on_m2m, False)), bool), False)[msisdn]
+        present = np.unique(imsi[m2m_row & (imsi >= 0)])
+        self.m2m_sims.append(pa.array(imsis, pa.string()).take(pa.array(present)))
+        # Usage by bucket: data by RAT, voice seconds, one per SMS.
+        kind = _kind_codes(table["record_type"])
+        rat, rats = codes(table["rat_type"])
+        volume = numpy(
+            pc.add(
+                pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
+            )
+        )
+        duration = numpy(pc.fill_null(table["duration"], 0))
+        quantity = np.where(kind == 0, volume, np.where(kind == 1, duration, 1)).astype(np.int64)
+        # Buckets: each RAT of the file (the last: none reported), then voice, SMS, other.
+        others = len(rats) + 1
+        bucket = np.where(rat >= 0, rat, len(rats))
+        bucket = np.where(kind == 0, bucket, others + np.where(kind < 0, 2, kind - 1))
+        names = [f"data:{r}" for r in rats] + ["data:UNKNOWN", "voice", "sms", "other"]
+        self.usage.add(table["record_id"], bucket, names, quantity)
+
+    def count(self, parts: list[pa.Array]) -> int:
+        return len(pc.unique(pa.concat_arrays(parts)))
 
 
 def compute(
@@ -205,63 +296,30 @@ def compute(
     with the completeness findings (each local day of the quarter without any CDR)."""
     edges = _day_edges(quarter, tz)
     employees, investments = _manual(manual or {})
-    parts = [
-        _network_part(
-            read_table(
-                p, _NETWORK_INPUT, dictionaries=_NETWORK_DICTIONARIES, filesystem=filesystem
-            ),
-            edges,
+    cdrs = _Network(edges, _m2m_msisdns(subscriptions, m2m_plans, filesystem))
+    for path in network:
+        table = read_table(
+            path, _NETWORK_INPUT, dictionaries=_NETWORK_DICTIONARIES, filesystem=filesystem
         )
-        for p in network
-    ]
-    cdrs = _concat(parts) if parts else None
-    del parts
-    findings: list[Finding] = []
-    if cdrs is None or cdrs.num_rows == 0:
-        sims = m2m = data_total = voice_seconds = sms = 0
-        by_rat: dict[str, int] = {}
-        days = np.zeros(len(edges) - 1, np.int64)
-    else:
-        kind = numpy(cdrs["kind"])
-        quantity = numpy(cdrs["quantity"])
-        days = np.bincount(numpy(cdrs["day"]), minlength=len(edges) - 1)
-        imsi, imsi_values = codes(cdrs["imsi"])
-        msisdn, msisdn_values = codes(cdrs["msisdn"])
-        rat, rat_values = codes(cdrs["rat"])
-        keep = first_copies(cdrs["record_id"])
-        # SIM cards: a duplicate adds no SIM, so every row counts here.
-        seen = np.zeros(len(imsi_values) + 1, bool)
-        seen[imsi] = True  # -1 (no IMSI) lands on the extra last slot
-        sims = int(seen[:-1].sum())
-        m2m_msisdn = np.append(
-            _m2m_msisdns(subscriptions, msisdn_values, m2m_plans, filesystem), False
-        )
-        seen[:] = False
-        seen[imsi[m2m_msisdn[msisdn]]] = True
-        m2m = int(seen[:-1].sum())
-        if keep is not None:
-            kind, quantity, rat = kind[keep], quantity[keep], rat[keep]
-        is_data = kind == 0
-        data_total = int(quantity[is_data].sum())
-        voice_seconds = int(quantity[kind == 1].sum())
-        sms = int((kind == 2).sum())
-        by_rat = {}
-        # One pass per RAT the dictionary knows (a handful), not per row.
-        for code, name in [*enumerate(rat_values), (-1, "UNKNOWN")]:
-            selected = is_data & (rat == code)
-            if selected.any():
-                by_rat[str(name)] = by_rat.get(str(name), 0) + int(quantity[selected].sum())
-    del cdrs
+        cdrs.add(table)
+        del table
+    usage = cdrs.usage.result()
+    del cdrs.usage
+    by_rat = {
+        name.removeprefix("data:"): volume
+        for name, volume in sorted(usage.items())
+        if name.startswith("data:")
+    }
     revenue_units = _revenue_units(billing, edges, filesystem)
     scale = Decimal(10) ** CHARGE_DECIMALS
     revenue = {t: _cents(Decimal(units) / scale) for t, units in revenue_units.items()}
     indicators = KevIndicators(
-        sim_cards_in_use=sims,
-        m2m_sim_cards_in_use=m2m,
-        mobile_data_volume_bytes=data_total,
-        data_volume_by_rat=dict(sorted(by_rat.items())),
-        voice_minutes=_cents(Decimal(voice_seconds) / 60),
-        sms_count=sms,
+        sim_cards_in_use=cdrs.count(cdrs.sims),
+        m2m_sim_cards_in_use=cdrs.count(cdrs.m2m_sims),
+        mobile_data_volume_bytes=sum(by_rat.values()),
+        data_volume_by_rat=by_rat,
+        voice_minutes=_cents(Decimal(usage.get("voice", 0)) / 60),
+        sms_count=usage.get("sms", 0),
         retail_usage_revenue=revenue,
         retail_usage_revenue_total=_cents(Decimal(sum(revenue_units.values())) / scale),
         currency=currency,
@@ -269,7 +327,8 @@ def compute(
         investments=investments,
     )
     zone = ZoneInfo(tz)
-    for index in np.flatnonzero(days == 0):
+    findings = []
+    for index in np.flatnonzero(cdrs.days == 0):
         day = datetime.fromtimestamp(edges[index] / 1000, zone).date().isoformat()
         findings.append(
             Finding("day-without-cdrs", f"no CDRs at all on {day} ({tz})", "simCardsInUse")
@@ -303,55 +362,35 @@ def _manual(manual: dict[str, Any]) -> tuple[int | None, str | None]:
 
 
 def _m2m_msisdns(
-    subscriptions: str | None,
-    msisdns: list[object],
-    m2m_plans: list[str],
-    filesystem: pafs.FileSystem | None,
-) -> np.ndarray:
-    """Per distinct MSISDN of the CDRs: is its billing subscription on an M2M plan?"""
-    if subscriptions is None or not msisdns or not m2m_plans:
-        return np.zeros(len(msisdns), bool)
+    subscriptions: str | None, m2m_plans: list[str], filesystem: pafs.FileSystem | None
+) -> pa.Array:
+    """The MSISDNs whose billing subscription is on an M2M plan."""
+    if subscriptions is None or not m2m_plans:
+        return pa.array([], pa.string())
     plans = read_table(subscriptions, SUBSCRIPTION_SCHEMA, filesystem=filesystem)
     on_m2m = plans.filter(pc.is_in(plans["plan"], value_set=pa.array(m2m_plans, pa.string())))
-    found = pc.is_in(pa.array(msisdns, pa.string()), value_set=on_m2m["msisdn"])
-    return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), bool)
+    return on_m2m["msisdn"].combine_chunks()
 
 
 def _revenue_units(
     billing: list[str], edges: np.ndarray, filesystem: pafs.FileSystem | None
 ) -> dict[str, int]:
     """Billed charges by usage type in units of 10^-CHARGE_DECIMALS (exact integers)."""
-    parts = []
+    totals = _Totals()
     for path in billing:
         table = read_table(path, _RATED_INPUT, dictionaries=("usage_type",), filesystem=filesystem)
-        times = _millis(table["start_time"])
-        billed = np.asarray(numpy(pc.fill_null(table["billed"], False)), bool)
-        table = table.filter(pa.array(billed & (times >= edges[0]) & (times < edges[-1])))
+        billed = pc.fill_null(table["billed"], False)
+        table, _ = _in_quarter(table.filter(billed), "start_time", edges)
+        table = table.unify_dictionaries()
         charge = np.asarray(numpy(pc.fill_null(table["charge"], 0.0)), np.float64)
         units = np.rint(charge * 10**CHARGE_DECIMALS).astype(np.int64)
-        parts.append(
-            pa.table(
-                {
-                    "record_id": table["record_id"],
-                    "usage_type": table["usage_type"],
-                    "units": pa.array(units),
-                }
-            )
-        )
-    totals = dict.fromkeys(USAGE_TYPES, 0)
-    if not parts:
-        return totals
-    rated = _concat(parts)
-    del parts
-    kinds, values = codes(rated["usage_type"])
-    units = numpy(rated["units"])
-    keep = first_copies(rated["record_id"])
-    if keep is not None:
-        kinds, units = kinds[keep], units[keep]
-    for code, name in enumerate(values):
-        if name in totals:  # the report's usage types; billing's others are not retail usage
-            totals[str(name)] += int(units[kinds == code].sum())
-    return totals
+        kinds, names = codes(table["usage_type"])
+        bucket = np.where(kinds >= 0, kinds, len(names))
+        totals.add(table["record_id"], bucket, [str(n) for n in names] + ["other"], units)
+        del table
+    found = totals.result()
+    # The report's usage types; billing's others are not retail usage.
+    return {name: found.get(name, 0) for name in USAGE_TYPES}
 
 
 # --- Plausibility --------------------------------------------------------------------------

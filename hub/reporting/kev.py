@@ -24,12 +24,15 @@ time for CDRs, billing's start time for rated usage.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -44,6 +47,7 @@ from hub.reporting.sources import codes, first_copies, numpy, read_table
 from hub.usage import CHARGE_DECIMALS, NETWORK_SCHEMA, RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 
 REPORT_TYPE = "kev-mobile-quarterly"
+T = TypeVar("T")
 NAMESPACE = "urn:hub:regulatory:kev-mobile-quarterly:1"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "contracts" / "kev-mobile-quarterly.xsd"
 USAGE_TYPES = ("data", "voice", "sms")
@@ -156,71 +160,75 @@ def _millis(column: pa.ChunkedArray) -> np.ndarray:
     )
 
 
-class _Totals:
-    """Quantities summed per bucket (``data:NR``, ``voice``, ``sms``...), exactly, one file at
-    a time, and corrected at the end for records delivered more than once.
+@dataclass
+class _Part:
+    """One file's usage: sums per bucket, and per row what de-duplication needs."""
 
-    Of each row only what the correction needs is kept: the record id, its 64-bit hash, the
-    bucket and the quantity. Duplicates are found by sorting the hashes (no hash table over
-    millions of strings); the few rows whose hash repeats are compared by the ids themselves,
-    so a hash collision never merges two records.
-    """
+    sums: dict[str, int]
+    ids: pa.Array
+    hashes: np.ndarray
+    names: list[str]
+    buckets: np.ndarray  # index into names
+    quantity: np.ndarray
 
-    def __init__(self) -> None:
-        self.names: dict[str, int] = {}
-        self.sums: list[int] = []
-        self.ids: list[pa.Array] = []
-        self.hashes: list[np.ndarray] = []
-        self.buckets: list[np.ndarray] = []
-        self.quantities: list[np.ndarray] = []
-
-    def _code(self, name: str) -> int:
-        if name not in self.names:
-            self.names[name] = len(self.sums)
-            self.sums.append(0)
-        return self.names[name]
-
-    def add(
-        self,
+    @classmethod
+    def of(
+        cls,
         record_ids: pa.ChunkedArray,
         buckets: np.ndarray,
         names: list[str],
         quantity: np.ndarray,
-    ) -> None:
-        """Rows whose bucket is ``names[buckets[i]]``."""
-        # Only the buckets rows fall into: a dictionary may name values the quarter lacks.
-        lookup = np.zeros(len(names), np.int16)
-        for local in np.unique(buckets):
-            lookup[local] = self._code(names[int(local)])
-        rows = lookup[buckets]
-        # One pass per bucket (a handful), not per row.
-        for code in np.unique(rows):
-            self.sums[int(code)] += int(quantity[rows == code].sum())
+    ) -> _Part:
+        """Rows whose bucket is ``names[buckets[i]]``; one pass per bucket (a handful)."""
+        sums = {
+            names[int(b)]: int(quantity[buckets == b].sum()) for b in np.unique(buckets)
+        }  # only the buckets rows fall into: a dictionary may name values the quarter lacks
         ids = record_ids.combine_chunks() if record_ids.num_chunks != 1 else record_ids.chunk(0)
-        self.ids.append(ids)
-        self.hashes.append(hash_strings(ids)[0])
-        self.buckets.append(rows)
-        self.quantities.append(quantity)
+        return cls(sums, ids, hash_strings(ids)[0], names, buckets, quantity)
+
+
+class _Totals:
+    """Quantities summed per bucket (``data:NR``, ``voice``, ``sms``...), exactly, file by
+    file, and corrected at the end for records delivered more than once.
+
+    Of each row only what the correction needs is kept: the record id, its 64-bit hash, the
+    bucket and the quantity. Duplicates are found by sorting the hashes (no hash table over
+    millions of strings); the few rows whose hash repeats are compared by the ids themselves,
+    so a hash collision never merges two records. Of copies, the first (in file order) counts.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, int] = {}
+        self.parts: list[_Part] = []
+
+    def add(self, part: _Part) -> None:
+        for name, value in part.sums.items():
+            self.sums[name] = self.sums.get(name, 0) + value
+        self.parts.append(part)
 
     def result(self) -> dict[str, int]:
-        totals = dict(zip(self.names, self.sums, strict=True))
-        if not self.hashes:
+        totals = dict(self.sums)
+        if not self.parts:
             return totals
-        hashes = np.concatenate(self.hashes)
+        hashes = np.concatenate([part.hashes for part in self.parts])
         ordered = np.sort(hashes)
         repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
         if not len(repeated):
             return totals
-        candidates = np.flatnonzero(np.isin(hashes, repeated))
-        ids = pa.chunked_array(self.ids, pa.string()).take(pa.array(candidates))
-        keep = first_copies(ids)
+        # The rows whose hash repeats: a binary search in the (few) repeated hashes.
+        found = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
+        candidates = np.flatnonzero(repeated[found] == hashes)
+        ids = pa.chunked_array([part.ids for part in self.parts], pa.string())
+        keep = first_copies(ids.take(pa.array(candidates)))
         if keep is None:  # only a collision of hashes: every record is one
             return totals
         extra = candidates[~keep]
-        buckets = np.concatenate(self.buckets)[extra]
-        quantity = np.concatenate(self.quantities)[extra]
-        for name, code in self.names.items():
-            totals[name] -= int(quantity[buckets == code].sum())
+        offsets = np.cumsum([0] + [len(part.hashes) for part in self.parts])
+        for index, part in enumerate(self.parts):
+            rows = extra[(extra >= offsets[index]) & (extra < offsets[index + 1])] - offsets[index]
+            for b in np.unique(part.buckets[rows]):
+                name = part.names[int(b)]
+                totals[name] -= int(part.quantity[rows[part.buckets[rows] == b]].sum())
         return totals
 
 
@@ -232,52 +240,72 @@ def _in_quarter(table: pa.Table, column: str, edges: np.ndarray) -> tuple[pa.Tab
     return table.filter(pa.array(inside)), times[inside]
 
 
-class _Network:
-    """What the CDR files add up to, one file at a time (memory: a file, and per record only
-    what de-duplication needs)."""
+@dataclass
+class _NetworkPart:
+    days: np.ndarray
+    sims: pa.Array
+    m2m_sims: pa.Array
+    usage: _Part
 
-    def __init__(self, edges: np.ndarray, m2m_msisdns: pa.Array) -> None:
-        self.edges = edges
-        self.m2m_msisdns = m2m_msisdns
-        self.days = np.zeros(len(edges) - 1, np.int64)
-        self.sims: list[pa.Array] = [pa.array([], pa.string())]
-        self.m2m_sims: list[pa.Array] = [pa.array([], pa.string())]
-        self.usage = _Totals()
 
-    def add(self, table: pa.Table) -> None:
-        table, times = _in_quarter(table, "record_opening_time", self.edges)
-        # Row groups may carry dictionaries of their own: one per column, so codes compare.
-        table = table.unify_dictionaries()
-        day = np.searchsorted(self.edges, times, side="right") - 1
-        self.days += np.bincount(day, minlength=len(self.days))
-        # SIM cards: a duplicate adds no SIM, so every row counts here.
-        imsi, imsis = codes(table["served_imsi"])
-        msisdn, msisdns = codes(table["served_msisdn"])
-        present = np.unique(imsi[imsi >= 0])
-        self.sims.append(pa.array(imsis, pa.string()).take(pa.array(present)))
-        on_m2m = pc.is_in(pa.array(msisdns, pa.string()), value_set=self.m2m_msisdns)
-        m2m_row = np.append(np.asarray(numpy(pc.fill_null(on_m2m, False)), bool), False)[msisdn]
-        present = np.unique(imsi[m2m_row & (imsi >= 0)])
-        self.m2m_sims.append(pa.array(imsis, pa.string()).take(pa.array(present)))
-        # Usage by bucket: data by RAT, voice seconds, one per SMS.
-        kind = _kind_codes(table["record_type"])
-        rat, rats = codes(table["rat_type"])
-        volume = numpy(
-            pc.add(
-                pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
-            )
-        )
-        duration = numpy(pc.fill_null(table["duration"], 0))
-        quantity = np.where(kind == 0, volume, np.where(kind == 1, duration, 1)).astype(np.int64)
-        # Buckets: each RAT of the file (the last: none reported), then voice, SMS, other.
-        others = len(rats) + 1
-        bucket = np.where(rat >= 0, rat, len(rats))
-        bucket = np.where(kind == 0, bucket, others + np.where(kind < 0, 2, kind - 1))
-        names = [f"data:{r}" for r in rats] + ["data:UNKNOWN", "voice", "sms", "other"]
-        self.usage.add(table["record_id"], bucket, names, quantity)
+def _network_file(table: pa.Table, edges: np.ndarray, m2m_msisdns: pa.Array) -> _NetworkPart:
+    """What one CDR file adds up to (pure: files are reduced in parallel)."""
+    table, times = _in_quarter(table, "record_opening_time", edges)
+    # Row groups may carry dictionaries of their own: one per column, so codes compare.
+    table = table.unify_dictionaries()
+    day = np.searchsorted(edges, times, side="right") - 1
+    days = np.bincount(day, minlength=len(edges) - 1)
+    # SIM cards: a duplicate adds no SIM, so every row counts here.
+    imsi, imsis = codes(table["served_imsi"])
+    msisdn, msisdns = codes(table["served_msisdn"])
+    imsi_values = pa.array(imsis, pa.string())
+    sims = imsi_values.take(pa.array(np.unique(imsi[imsi >= 0])))
+    on_m2m = pc.fill_null(pc.is_in(pa.array(msisdns, pa.string()), value_set=m2m_msisdns), False)
+    m2m_row = np.append(np.asarray(numpy(on_m2m), bool), False)[msisdn]
+    m2m_sims = imsi_values.take(pa.array(np.unique(imsi[m2m_row & (imsi >= 0)])))
+    # Usage by bucket: data by RAT, voice seconds, one per SMS.
+    kind = _kind_codes(table["record_type"])
+    rat, rats = codes(table["rat_type"])
+    volume = numpy(
+        pc.add(pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0))
+    )
+    duration = numpy(pc.fill_null(table["duration"], 0))
+    quantity = np.where(kind == 0, volume, np.where(kind == 1, duration, 1)).astype(np.int64)
+    # Buckets: each RAT of the file, then data without a RAT, voice, SMS, other.
+    others = len(rats) + 1
+    bucket = np.where(rat >= 0, rat, len(rats))
+    bucket = np.where(kind == 0, bucket, others + np.where(kind < 0, 2, kind - 1))
+    names = [f"data:{r}" for r in rats] + ["data:UNKNOWN", "voice", "sms", "other"]
+    return _NetworkPart(days, sims, m2m_sims, _Part.of(table["record_id"], bucket, names, quantity))
 
-    def count(self, parts: list[pa.Array]) -> int:
-        return len(pc.unique(pa.concat_arrays(parts)))
+
+def _rated_file(table: pa.Table, edges: np.ndarray) -> _Part:
+    """What one rated usage file adds up to: billed charges in 10^-CHARGE_DECIMALS units."""
+    billed = pc.fill_null(table["billed"], False)
+    table, _ = _in_quarter(table.filter(billed), "start_time", edges)
+    table = table.unify_dictionaries()
+    charge = np.asarray(numpy(pc.fill_null(table["charge"], 0.0)), np.float64)
+    units = np.rint(charge * 10**CHARGE_DECIMALS).astype(np.int64)
+    kinds, names = codes(table["usage_type"])
+    bucket = np.where(kinds >= 0, kinds, len(names))
+    return _Part.of(table["record_id"], bucket, [str(n) for n in names] + ["other"], units)
+
+
+#: Files reduced at once: pyarrow and numpy release the GIL, and two files in flight keep
+#: memory bounded (the machine the benchmark runs on has two cores).
+PARALLEL_FILES = 2
+
+
+def _reduce(paths: list[str], reduce: Callable[[str], T]) -> Iterator[T]:
+    """``reduce`` of each file, in the files' order, ``PARALLEL_FILES`` at a time."""
+    with ThreadPoolExecutor(PARALLEL_FILES) as pool:
+        pending: deque[Future[T]] = deque()
+        for path in paths:
+            pending.append(pool.submit(reduce, path))
+            if len(pending) >= PARALLEL_FILES:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def compute(
@@ -296,15 +324,25 @@ def compute(
     with the completeness findings (each local day of the quarter without any CDR)."""
     edges = _day_edges(quarter, tz)
     employees, investments = _manual(manual or {})
-    cdrs = _Network(edges, _m2m_msisdns(subscriptions, m2m_plans, filesystem))
-    for path in network:
+    m2m_msisdns = _m2m_msisdns(subscriptions, m2m_plans, filesystem)
+
+    def network_file(path: str) -> _NetworkPart:
         table = read_table(
             path, _NETWORK_INPUT, dictionaries=_NETWORK_DICTIONARIES, filesystem=filesystem
         )
-        cdrs.add(table)
-        del table
-    usage = cdrs.usage.result()
-    del cdrs.usage
+        return _network_file(table, edges, m2m_msisdns)
+
+    days = np.zeros(len(edges) - 1, np.int64)
+    sims: list[pa.Array] = [pa.array([], pa.string())]
+    m2m_sims: list[pa.Array] = [pa.array([], pa.string())]
+    totals = _Totals()
+    for part in _reduce(network, network_file):
+        days += part.days
+        sims.append(part.sims)
+        m2m_sims.append(part.m2m_sims)
+        totals.add(part.usage)
+    usage = totals.result()
+    del totals
     by_rat = {
         name.removeprefix("data:"): volume
         for name, volume in sorted(usage.items())
@@ -314,8 +352,8 @@ def compute(
     scale = Decimal(10) ** CHARGE_DECIMALS
     revenue = {t: _cents(Decimal(units) / scale) for t, units in revenue_units.items()}
     indicators = KevIndicators(
-        sim_cards_in_use=cdrs.count(cdrs.sims),
-        m2m_sim_cards_in_use=cdrs.count(cdrs.m2m_sims),
+        sim_cards_in_use=len(pc.unique(pa.concat_arrays(sims))),
+        m2m_sim_cards_in_use=len(pc.unique(pa.concat_arrays(m2m_sims))),
         mobile_data_volume_bytes=sum(by_rat.values()),
         data_volume_by_rat=by_rat,
         voice_minutes=_cents(Decimal(usage.get("voice", 0)) / 60),
@@ -328,7 +366,7 @@ def compute(
     )
     zone = ZoneInfo(tz)
     findings = []
-    for index in np.flatnonzero(cdrs.days == 0):
+    for index in np.flatnonzero(days == 0):
         day = datetime.fromtimestamp(edges[index] / 1000, zone).date().isoformat()
         findings.append(
             Finding("day-without-cdrs", f"no CDRs at all on {day} ({tz})", "simCardsInUse")
@@ -376,18 +414,14 @@ def _revenue_units(
     billing: list[str], edges: np.ndarray, filesystem: pafs.FileSystem | None
 ) -> dict[str, int]:
     """Billed charges by usage type in units of 10^-CHARGE_DECIMALS (exact integers)."""
-    totals = _Totals()
-    for path in billing:
+
+    def rated_file(path: str) -> _Part:
         table = read_table(path, _RATED_INPUT, dictionaries=("usage_type",), filesystem=filesystem)
-        billed = pc.fill_null(table["billed"], False)
-        table, _ = _in_quarter(table.filter(billed), "start_time", edges)
-        table = table.unify_dictionaries()
-        charge = np.asarray(numpy(pc.fill_null(table["charge"], 0.0)), np.float64)
-        units = np.rint(charge * 10**CHARGE_DECIMALS).astype(np.int64)
-        kinds, names = codes(table["usage_type"])
-        bucket = np.where(kinds >= 0, kinds, len(names))
-        totals.add(table["record_id"], bucket, [str(n) for n in names] + ["other"], units)
-        del table
+        return _rated_file(table, edges)
+
+    totals = _Totals()
+    for part in _reduce(billing, rated_file):
+        totals.add(part)
     found = totals.result()
     # The report's usage types; billing's others are not retail usage.
     return {name: found.get(name, 0) for name in USAGE_TYPES}

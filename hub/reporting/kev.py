@@ -215,9 +215,10 @@ class _Totals:
         repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
         if not len(repeated):
             return totals
-        # The rows whose hash repeats: a binary search in the (few) repeated hashes.
-        found = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
-        candidates = np.flatnonzero(repeated[found] == hashes)
+        # The rows whose hash repeats: a hash lookup in the (few) repeated hashes, which stay
+        # in cache (a binary search per row took longer than the sort).
+        found = pc.is_in(pa.array(hashes), value_set=pa.array(repeated))
+        candidates = np.flatnonzero(np.asarray(numpy(found), bool))
         ids = pa.chunked_array([part.ids for part in self.parts], pa.string())
         keep = first_copies(ids.take(pa.array(candidates)))
         if keep is None:  # only a collision of hashes: every record is one

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -258,3 +259,19 @@ def test_autumn_clock_change_keeps_the_25_hour_day(tmp_path: Path) -> None:
     assert indicators.voice_minutes == "2.00"
     missing = {f.message.split()[5] for f in findings}
     assert "2026-10-25" not in missing and "2026-10-26" in missing and len(missing) == 91
+
+
+def test_a_hash_collision_never_merges_two_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every record id hashes alike: only the ids themselves may decide what is a copy.
+    def same_hash(ids: pa.Array) -> tuple[Any, Any]:
+        zeros = np.zeros(len(ids), np.uint64)
+        return zeros, zeros
+
+    monkeypatch.setattr(kev, "hash_strings", same_hash)
+    network, billing, subscriptions = sources(tmp_path)
+    indicators, _ = kev.compute(
+        network, billing, subscriptions, Q1, tz=TZ, m2m_plans=M2M, currency="EUR"
+    )
+    assert indicators == EXPECTED

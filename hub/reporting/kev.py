@@ -24,15 +24,12 @@ time for CDRs, billing's start time for rated usage.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -41,13 +38,11 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from lxml import etree
 
-from hub.reconciliation.engine import hash_strings
 from hub.reporting.periods import Quarter
-from hub.reporting.sources import codes, first_copies, numpy, read_table
+from hub.reporting.sources import Part, Totals, codes, numpy, read_table, reduce_files
 from hub.usage import CHARGE_DECIMALS, NETWORK_SCHEMA, RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 
 REPORT_TYPE = "kev-mobile-quarterly"
-T = TypeVar("T")
 NAMESPACE = "urn:hub:regulatory:kev-mobile-quarterly:1"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "contracts" / "kev-mobile-quarterly.xsd"
 USAGE_TYPES = ("data", "voice", "sms")
@@ -160,79 +155,6 @@ def _millis(column: pa.ChunkedArray) -> np.ndarray:
     )
 
 
-@dataclass
-class _Part:
-    """One file's usage: sums per bucket, and per row what de-duplication needs."""
-
-    sums: dict[str, int]
-    ids: pa.Array
-    hashes: np.ndarray
-    names: list[str]
-    buckets: np.ndarray  # index into names
-    quantity: np.ndarray
-
-    @classmethod
-    def of(
-        cls,
-        record_ids: pa.ChunkedArray,
-        buckets: np.ndarray,
-        names: list[str],
-        quantity: np.ndarray,
-    ) -> _Part:
-        """Rows whose bucket is ``names[buckets[i]]``; one pass per bucket (a handful)."""
-        sums = {
-            names[int(b)]: int(quantity[buckets == b].sum()) for b in np.unique(buckets)
-        }  # only the buckets rows fall into: a dictionary may name values the quarter lacks
-        ids = record_ids.combine_chunks() if record_ids.num_chunks != 1 else record_ids.chunk(0)
-        return cls(sums, ids, hash_strings(ids)[0], names, buckets, quantity)
-
-
-class _Totals:
-    """Quantities summed per bucket (``data:NR``, ``voice``, ``sms``...), exactly, file by
-    file, and corrected at the end for records delivered more than once.
-
-    Of each row only what the correction needs is kept: the record id, its 64-bit hash, the
-    bucket and the quantity. Duplicates are found by sorting the hashes (no hash table over
-    millions of strings); the few rows whose hash repeats are compared by the ids themselves,
-    so a hash collision never merges two records. Of copies, the first (in file order) counts.
-    """
-
-    def __init__(self) -> None:
-        self.sums: dict[str, int] = {}
-        self.parts: list[_Part] = []
-
-    def add(self, part: _Part) -> None:
-        for name, value in part.sums.items():
-            self.sums[name] = self.sums.get(name, 0) + value
-        self.parts.append(part)
-
-    def result(self) -> dict[str, int]:
-        totals = dict(self.sums)
-        if not self.parts:
-            return totals
-        hashes = np.concatenate([part.hashes for part in self.parts])
-        ordered = np.sort(hashes)
-        repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-        if not len(repeated):
-            return totals
-        # The rows whose hash repeats: a hash lookup in the (few) repeated hashes, which stay
-        # in cache (a binary search per row took longer than the sort).
-        found = pc.is_in(pa.array(hashes), value_set=pa.array(repeated))
-        candidates = np.flatnonzero(np.asarray(numpy(found), bool))
-        ids = pa.chunked_array([part.ids for part in self.parts], pa.string())
-        keep = first_copies(ids.take(pa.array(candidates)))
-        if keep is None:  # only a collision of hashes: every record is one
-            return totals
-        extra = candidates[~keep]
-        offsets = np.cumsum([0] + [len(part.hashes) for part in self.parts])
-        for index, part in enumerate(self.parts):
-            rows = extra[(extra >= offsets[index]) & (extra < offsets[index + 1])] - offsets[index]
-            for b in np.unique(part.buckets[rows]):
-                name = part.names[int(b)]
-                totals[name] -= int(part.quantity[rows[part.buckets[rows] == b]].sum())
-        return totals
-
-
 def _in_quarter(table: pa.Table, column: str, edges: np.ndarray) -> tuple[pa.Table, np.ndarray]:
     times = _millis(table[column])
     inside = (times >= edges[0]) & (times < edges[-1])
@@ -246,7 +168,7 @@ class _NetworkPart:
     days: np.ndarray
     sims: pa.Array
     m2m_sims: pa.Array
-    usage: _Part
+    usage: Part
 
 
 def _network_file(table: pa.Table, edges: np.ndarray, m2m_msisdns: pa.Array) -> _NetworkPart:
@@ -277,10 +199,10 @@ def _network_file(table: pa.Table, edges: np.ndarray, m2m_msisdns: pa.Array) -> 
     bucket = np.where(rat >= 0, rat, len(rats))
     bucket = np.where(kind == 0, bucket, others + np.where(kind < 0, 2, kind - 1))
     names = [f"data:{r}" for r in rats] + ["data:UNKNOWN", "voice", "sms", "other"]
-    return _NetworkPart(days, sims, m2m_sims, _Part.of(table["record_id"], bucket, names, quantity))
+    return _NetworkPart(days, sims, m2m_sims, Part.of(table["record_id"], bucket, names, quantity))
 
 
-def _rated_file(table: pa.Table, edges: np.ndarray) -> _Part:
+def _rated_file(table: pa.Table, edges: np.ndarray) -> Part:
     """What one rated usage file adds up to: billed charges in 10^-CHARGE_DECIMALS units."""
     billed = pc.fill_null(table["billed"], False)
     table, _ = _in_quarter(table.filter(billed), "start_time", edges)
@@ -289,24 +211,7 @@ def _rated_file(table: pa.Table, edges: np.ndarray) -> _Part:
     units = np.rint(charge * 10**CHARGE_DECIMALS).astype(np.int64)
     kinds, names = codes(table["usage_type"])
     bucket = np.where(kinds >= 0, kinds, len(names))
-    return _Part.of(table["record_id"], bucket, [str(n) for n in names] + ["other"], units)
-
-
-#: Files reduced at once: pyarrow and numpy release the GIL, and two files in flight keep
-#: memory bounded (the machine the benchmark runs on has two cores).
-PARALLEL_FILES = 2
-
-
-def _reduce(paths: list[str], reduce: Callable[[str], T]) -> Iterator[T]:
-    """``reduce`` of each file, in the files' order, ``PARALLEL_FILES`` at a time."""
-    with ThreadPoolExecutor(PARALLEL_FILES) as pool:
-        pending: deque[Future[T]] = deque()
-        for path in paths:
-            pending.append(pool.submit(reduce, path))
-            if len(pending) >= PARALLEL_FILES:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return Part.of(table["record_id"], bucket, [str(n) for n in names] + ["other"], units)
 
 
 def compute(
@@ -336,8 +241,8 @@ def compute(
     days = np.zeros(len(edges) - 1, np.int64)
     sims: list[pa.Array] = [pa.array([], pa.string())]
     m2m_sims: list[pa.Array] = [pa.array([], pa.string())]
-    totals = _Totals()
-    for part in _reduce(network, network_file):
+    totals = Totals()
+    for part in reduce_files(network, network_file):
         days += part.days
         sims.append(part.sims)
         m2m_sims.append(part.m2m_sims)
@@ -416,12 +321,12 @@ def _revenue_units(
 ) -> dict[str, int]:
     """Billed charges by usage type in units of 10^-CHARGE_DECIMALS (exact integers)."""
 
-    def rated_file(path: str) -> _Part:
+    def rated_file(path: str) -> Part:
         table = read_table(path, _RATED_INPUT, dictionaries=("usage_type",), filesystem=filesystem)
         return _rated_file(table, edges)
 
-    totals = _Totals()
-    for part in _reduce(billing, rated_file):
+    totals = Totals()
+    for part in reduce_files(billing, rated_file):
         totals.add(part)
     found = totals.result()
     # The report's usage types; billing's others are not retail usage.

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hub.reporting import kev
+from hub.reporting import sources as reading
 from hub.reporting.periods import Quarter
 from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 
@@ -269,7 +270,7 @@ def test_a_hash_collision_never_merges_two_records(
         zeros = np.zeros(len(ids), np.uint64)
         return zeros, zeros
 
-    monkeypatch.setattr(kev, "hash_strings", same_hash)
+    monkeypatch.setattr(reading, "hash_strings", same_hash)
     network, billing, subscriptions = sources(tmp_path)
     indicators, _ = kev.compute(
         network, billing, subscriptions, Q1, tz=TZ, m2m_plans=M2M, currency="EUR"

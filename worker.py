@@ -147,6 +147,7 @@ async def build_activities(
             reporting.plausibility,
             reports.record,
             reports.previous_accepted,
+            reports.open_scheduled,
             reports.archive,
             regulator_acts.submit_report,
             regulator_acts.get_submission,

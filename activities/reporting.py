@@ -18,14 +18,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.reporting import kev, registry
 from hub.reporting.periods import Quarter
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -52,6 +55,10 @@ from hub.settings import RECONCILIATION, Settings
 #: (the registry's entries compute, render and validate; these two are the type's own).
 INDICATORS: dict[str, Any] = {kev.REPORT_TYPE: kev.KevIndicators}
 PLAUSIBILITY: dict[str, Any] = {kev.REPORT_TYPE: (kev.plausibility, kev.DEFAULT_THRESHOLDS)}
+
+
+#: Who prepared a report its schedule started (any approver may approve it).
+SCHEDULE_PREPARER = "hub: schedule"
 
 
 # --- Inputs and results ----------------------------------------------------------------------
@@ -178,6 +185,30 @@ class ArchiveInput:
 
 
 @dataclass
+class OpenScheduledInput:
+    """A run its schedule started: the report of the quarter before ``scheduled_at``."""
+
+    report_type: str
+    workflow_id: str
+    scheduled_at: datetime
+    operator_id: str | None = None
+    network_source: str | None = None
+    billing_source: str | None = None
+
+
+@dataclass
+class OpenedReport:
+    report_id: str
+    period: str
+    operator_id: str
+    version: int
+    prepared_by: str
+    due_date: datetime
+    #: Another version of that report is under way: this run has nothing to do.
+    already_open: bool = False
+
+
+@dataclass
 class RecordReportInput:
     """The report's row as it now is; fields left None keep what the row has."""
 
@@ -199,6 +230,44 @@ class RecordReportInput:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def report_id_for(report_type: str, period: str, operator_id: str, version: int) -> str:
+    """Readable, and unique even where a database was reset but Temporal kept the workflows
+    (whose ids may not be reused): the random tail."""
+    return f"{report_type}-{period}-{operator_id}-v{version}-{secrets.token_hex(4)}"
+
+
+async def open_version(
+    session: AsyncSession, report_type: str, period: str, operator_id: str
+) -> RegulatoryReport | None:
+    """The version of the report that has not ended yet, if any."""
+    rows = await session.exec(
+        select(RegulatoryReport)
+        .where(
+            RegulatoryReport.report_type == report_type,
+            RegulatoryReport.period == period,
+            RegulatoryReport.operator_id == operator_id,
+            col(RegulatoryReport.status).notin_([s.value for s in ReportStatus if not s.is_open]),
+        )
+        .order_by(col(RegulatoryReport.version).desc())
+    )
+    return rows.first()
+
+
+async def next_version(
+    session: AsyncSession, report_type: str, period: str, operator_id: str
+) -> int:
+    latest = (
+        await session.exec(
+            select(func.max(RegulatoryReport.version)).where(
+                RegulatoryReport.report_type == report_type,
+                RegulatoryReport.period == period,
+                RegulatoryReport.operator_id == operator_id,
+            )
+        )
+    ).one()
+    return int(latest or 0) + 1
 
 
 def indicators_of(report_type: str, data: dict[str, Any]) -> Any:
@@ -438,6 +507,50 @@ class ReportStore:
                     old.status = ReportStatus.SUPERSEDED
                     old.updated_at = utcnow()
                     session.add(old)
+
+    @defn("hub.open_scheduled_report")
+    async def open_scheduled(self, data: OpenScheduledInput) -> OpenedReport:
+        """The row of a scheduled run's report (the quarter before the scheduled time, in the
+        operator's time zone): created, or the open version another run or person started."""
+        tz = self.settings.reporting_time_zone
+        local = data.scheduled_at.astimezone(ZoneInfo(tz))
+        quarter = Quarter.parse(f"{local.year}-Q{(local.month - 1) // 3 + 1}").previous()
+        period = str(quarter)
+        operator_id = data.operator_id or self.settings.reporting_operator_id
+        async with session_scope(self.sessions) as session:
+            existing = await open_version(session, data.report_type, period, operator_id)
+            if existing is not None:
+                return OpenedReport(
+                    existing.id,
+                    period,
+                    operator_id,
+                    existing.version,
+                    existing.prepared_by,
+                    existing.due_date or data.scheduled_at,
+                    already_open=existing.workflow_id != data.workflow_id,
+                )
+            version = await next_version(session, data.report_type, period, operator_id)
+            report_id = report_id_for(data.report_type, period, operator_id, version)
+            due = quarter.bounds(tz)[1] + self.settings.reporting_due_after
+            session.add(
+                RegulatoryReport(
+                    id=report_id,
+                    report_type=data.report_type,
+                    operator_id=operator_id,
+                    period=period,
+                    version=version,
+                    workflow_id=data.workflow_id,
+                    prepared_by=SCHEDULE_PREPARER,
+                    parameters={
+                        "networkSource": data.network_source,
+                        "billingSource": data.billing_source,
+                        "manualFigures": None,
+                        "scheduled": True,
+                    },
+                    due_date=due,
+                )
+            )
+        return OpenedReport(report_id, period, operator_id, version, SCHEDULE_PREPARER, due)
 
     @defn("hub.previous_accepted_report")
     async def previous_accepted(self, data: PreviousReportInput) -> PreviousReport | None:

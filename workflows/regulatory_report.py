@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError
 
 from workflows.runtime import (
@@ -42,6 +44,7 @@ from workflows.runtime import (
     ProcessWorkflow,
     StepAborted,
     TaskSpec,
+    activity_options,
     describe,
     set_hub_status,
 )
@@ -54,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
         ArchiveInput,
         ExtractInput,
         ExtractResult,
+        OpenedReport,
+        OpenScheduledInput,
         PlausibilityInput,
         PreviousReport,
         PreviousReportInput,
@@ -77,11 +82,14 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "RegulatoryReport"
 PROCESS_KIND = "regulatory-report"
 WORKFLOW_ID_PREFIX = "report-"
+#: Set by Temporal on every workflow a schedule starts: the schedule's time for the run.
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 
 @dataclass
 class ReportInput:
-    """One version of one report; sources left empty take the worker's settings."""
+    """One version of one report; sources left empty take the worker's settings. A schedule
+    gives the report type (and operator, sources) only: the run opens its own version."""
 
     report_id: str
     report_type: str
@@ -134,6 +142,20 @@ class RegulatoryReport(ProcessWorkflow):
         policies = await workflow.execute_local_activity_method(
             PolicyActivities.process_policies, start_to_close_timeout=timedelta(seconds=10)
         )
+        if not data.report_id:
+            opened = await self._open_scheduled(data, policies)
+            if opened.already_open:
+                workflow.set_current_details(f"{opened.report_id} is under way already")
+                return ReportResult(opened.report_id, "alreadyOpen")
+            data = dataclasses.replace(
+                data,
+                report_id=opened.report_id,
+                period=opened.period,
+                operator_id=opened.operator_id,
+                version=opened.version,
+                prepared_by=opened.prepared_by,
+                due_date=opened.due_date,
+            )
         self.start_runtime(
             process=PROCESS_KIND,
             reference=data.report_id,
@@ -156,6 +178,25 @@ class RegulatoryReport(ProcessWorkflow):
             await due
         await self.runtime.settle()
         return result
+
+    async def _open_scheduled(self, data: ReportInput, policies: Any) -> OpenedReport:
+        """A run its schedule started has no row yet: the quarter before its scheduled time."""
+        info = workflow.info()
+        scheduled = info.typed_search_attributes.get(SCHEDULED_START_TIME) or workflow.now()
+        opened: OpenedReport = await workflow.execute_activity_method(
+            ReportStore.open_scheduled,
+            OpenScheduledInput(
+                report_type=data.report_type,
+                workflow_id=info.workflow_id,
+                scheduled_at=scheduled,
+                operator_id=data.operator_id or None,
+                network_source=data.network_source,
+                billing_source=data.billing_source,
+            ),
+            summary="hub: open the scheduled report",
+            **activity_options(policies, ReportStore.open_scheduled),
+        )
+        return opened
 
     async def _steps(self, data: ReportInput, defaults: ReportingDefaults) -> ReportResult:
         wid = workflow.info().workflow_id

@@ -10,7 +10,6 @@ A correction of an accepted report is version n+1 that supersedes it at the regu
 from __future__ import annotations
 
 import asyncio
-import secrets
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,17 +17,28 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
-from hub.reporting.periods import Quarter
-from hub.reporting.registry import report_type as lookup_report_type
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.reporting import next_version, open_version, report_id_for
 from api.deps import Principal, SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError
 from api.inbound import CheckedRoute
@@ -36,6 +46,8 @@ from api.listing import Offset, one_of, page
 from api.routes.reconciliations import checked_body_source
 from hub.models import RegulatoryReport, ReportStatus
 from hub.permissions import Scope
+from hub.reporting.periods import Quarter
+from hub.reporting.registry import report_type as lookup_report_type
 from hub.settings import Settings
 from workflows.regulatory_report import CONTRACT as REPORT_PROCESS
 from workflows.regulatory_report import ReportInput
@@ -155,12 +167,6 @@ def public(request: Request, settings: Settings, report: RegulatoryReport) -> Re
     )
 
 
-def report_id_for(report_type: str, period: str, operator_id: str, version: int) -> str:
-    """Readable, and unique even where a database was reset but Temporal kept the workflows
-    (whose ids may not be reused): the random tail."""
-    return f"{report_type}-{period}-{operator_id}-v{version}-{secrets.token_hex(4)}"
-
-
 def _bad(field: str, exc: ValueError) -> ApiError:
     """A 400 whose message starts with the field (the engine's messages may name it already)."""
     message = str(exc)
@@ -184,37 +190,6 @@ async def _report_or_404(session: AsyncSession, report_id: str) -> RegulatoryRep
     if report is None:
         raise ApiError(404, f"no regulatory report with id {report_id!r}")
     return report
-
-
-async def _open_version(
-    session: AsyncSession, report_type: str, period: str, operator_id: str
-) -> RegulatoryReport | None:
-    rows = await session.exec(
-        select(RegulatoryReport)
-        .where(
-            RegulatoryReport.report_type == report_type,
-            RegulatoryReport.period == period,
-            RegulatoryReport.operator_id == operator_id,
-            col(RegulatoryReport.status).notin_([s.value for s in ReportStatus if not s.is_open]),
-        )
-        .order_by(col(RegulatoryReport.version).desc())
-    )
-    return rows.first()
-
-
-async def _next_version(
-    session: AsyncSession, report_type: str, period: str, operator_id: str
-) -> int:
-    latest = (
-        await session.exec(
-            select(func.max(RegulatoryReport.version)).where(
-                RegulatoryReport.report_type == report_type,
-                RegulatoryReport.period == period,
-                RegulatoryReport.operator_id == operator_id,
-            )
-        )
-    ).one()
-    return int(latest or 0) + 1
 
 
 def workflow_input(report: RegulatoryReport) -> ReportInput:
@@ -258,7 +233,7 @@ async def _create(
     except IntegrityError:
         # The same version posted at the same moment: that request's report is this one.
         await session.rollback()
-        existing = await _open_version(
+        existing = await open_version(
             session, report.report_type, report.period, report.operator_id
         )
         if existing is None:
@@ -331,10 +306,10 @@ async def start_report(
     parameters = await _parameters(
         settings, body.networkSource, body.billingSource, body.manualFigures
     )
-    existing = await _open_version(session, body.reportType, period, operator_id)
+    existing = await open_version(session, body.reportType, period, operator_id)
     if existing is not None:
         return await _again(request, response, session, temporal, settings, existing)
-    version = await _next_version(session, body.reportType, period, operator_id)
+    version = await next_version(session, body.reportType, period, operator_id)
     report_id = report_id_for(body.reportType, period, operator_id, version)
     _, end = quarter.bounds(settings.reporting_time_zone)
     report = RegulatoryReport(
@@ -373,7 +348,7 @@ async def correct_report(
             409, f"report {report_id} is {accepted.status}: only an accepted report is corrected"
         )
     key = (accepted.report_type, accepted.period, accepted.operator_id)
-    existing = await _open_version(session, *key)
+    existing = await open_version(session, *key)
     if existing is not None:
         return await _again(request, response, session, temporal, settings, existing)
     old = accepted.parameters
@@ -386,7 +361,7 @@ async def correct_report(
         reason=body.reason,
         corrects=accepted.id,
     )
-    version = await _next_version(session, *key)
+    version = await next_version(session, *key)
     new_id = report_id_for(*key, version)
     report = RegulatoryReport(
         id=new_id,
@@ -401,6 +376,125 @@ async def correct_report(
         supersedes=accepted.receipt_id,
     )
     return await _create(request, response, session, temporal, settings, report)
+
+
+class ScheduleBody(BaseModel):
+    """A Temporal Schedule per report type: each run reports the quarter before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reportType: str = Field(min_length=1, max_length=64)
+    operatorId: str | None = Field(default=None, pattern=OPERATOR_ID)
+    daysAfterQuarter: int = Field(
+        default=5, ge=0, le=27, description="days after the quarter's end (its first day: 0)"
+    )
+    hour: int = Field(default=6, ge=0, le=23, description="local time, HUB_REPORTING_TIME_ZONE")
+    networkSource: str | None = None
+    billingSource: str | None = None
+    paused: bool = False
+    note: str | None = Field(default=None, max_length=500)
+
+
+def schedule_id_for(report_type: str) -> str:
+    return f"regulatory-report-{report_type}"
+
+
+async def _describe_schedule(temporal: Client, report_type: str) -> dict[str, Any]:
+    schedule_id = schedule_id_for(report_type)
+    try:
+        described = await temporal.get_schedule_handle(schedule_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, f"there is no schedule for {report_type!r}") from exc
+        raise ApiError(503, f"Temporal refused the request ({exc.status.name})") from exc
+    return {
+        "id": schedule_id,
+        "reportType": report_type,
+        "paused": described.schedule.state.paused,
+        "note": described.schedule.state.note,
+        "nextRuns": [_utc(moment) for moment in described.info.next_action_times[:4]],
+        "recentRuns": [
+            {"scheduledAt": _utc(run.scheduled_at), "workflowId": run.action.workflow_id}
+            for run in described.info.recent_actions
+            if isinstance(run.action, ScheduleActionExecutionStartWorkflow)
+        ],
+    }
+
+
+@router.get("/schedule", summary="A report type's schedule", dependencies=READ)
+async def get_schedule(
+    temporal: TemporalDep, reportType: str = Query(min_length=1, max_length=64)
+) -> dict[str, Any]:
+    return await _describe_schedule(temporal, reportType)
+
+
+@router.put("/schedule", summary="Create or change a report type's schedule")
+async def put_schedule(
+    body: ScheduleBody, preparer: Preparer, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, Any]:
+    try:
+        lookup_report_type(body.reportType)
+    except ValueError as exc:
+        raise _bad("reportType", exc) from None
+    data = ReportInput(
+        report_id="",
+        report_type=body.reportType,
+        period="",
+        operator_id=body.operatorId or settings.reporting_operator_id,
+        version=0,
+        prepared_by="",
+        network_source=await checked_body_source("networkSource", body.networkSource, settings),
+        billing_source=await checked_body_source("billingSource", body.billingSource, settings),
+    )
+    schedule_id = schedule_id_for(body.reportType)
+    schedule = Schedule(
+        action=REPORT_PROCESS.schedule_action(
+            data, f"scheduled-{body.reportType}", task_queue=settings.task_queue
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    second=[ScheduleRange(0)],
+                    minute=[ScheduleRange(0)],
+                    hour=[ScheduleRange(body.hour)],
+                    day_of_month=[ScheduleRange(1 + body.daysAfterQuarter)],
+                    month=[ScheduleRange(1, 10, 3)],
+                    comment="a few days after each quarter",
+                )
+            ],
+            time_zone_name=settings.reporting_time_zone,
+        ),
+        state=ScheduleState(paused=body.paused, note=body.note),
+        # Every run looks for itself: one finds its quarter's report under way and stops.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL),
+    )
+    try:
+        await temporal.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await temporal.get_schedule_handle(schedule_id).update(replace)
+    except RPCError as exc:
+        raise ApiError(503, f"Temporal refused the schedule ({exc.status.name})") from exc
+    return await _describe_schedule(temporal, body.reportType)
+
+
+@router.post("/schedule/trigger", status_code=202, summary="Run a report type's schedule now")
+async def trigger_schedule(
+    preparer: Preparer,
+    temporal: TemporalDep,
+    reportType: str = Query(min_length=1, max_length=64),
+) -> dict[str, Any]:
+    schedule_id = schedule_id_for(reportType)
+    try:
+        await temporal.get_schedule_handle(schedule_id).trigger()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, f"there is no schedule for {reportType!r}") from exc
+        raise ApiError(503, f"Temporal refused the request ({exc.status.name})") from exc
+    return {"triggered": schedule_id}
 
 
 @router.get("", summary="List reports", response_model=list[ReportPublic], dependencies=READ)

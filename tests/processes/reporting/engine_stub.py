@@ -62,6 +62,11 @@ def install(xsd_dir: Path) -> None:
         def has_ended(self, now: datetime, tz: Any) -> bool:
             return now >= self.bounds(tz)[1]
 
+        def previous(self) -> Quarter:
+            if self.quarter == 1:
+                return Quarter(self.year - 1, 4)
+            return Quarter(self.year, self.quarter - 1)
+
         def __str__(self) -> str:
             return f"{self.year}-Q{self.quarter}"
 

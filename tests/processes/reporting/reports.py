@@ -29,6 +29,8 @@ async def start(hub: Hub, root: Path, who: str = "preparer", **body: Any) -> htt
     payload = {
         "reportType": "kev-mobile-quarterly",
         "period": PERIOD,
+        # The regulator simulator is the suite's: an operator of its own per test.
+        "operatorId": hub.settings.reporting_operator_id,
         "networkSource": str(root / "network"),
         "billingSource": str(root / "billing"),
         "manualFigures": {"employees": 412, "investments": "1250000.00"},

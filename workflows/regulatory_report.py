@@ -388,11 +388,16 @@ class RegulatoryReport(ProcessWorkflow):
             expiry_decision="reject",
             priority=70,
         )
-        # The row names the task before anyone can act on it.
+        # Opened and then waited for (not Runtime.ask): the row names the task meanwhile.
         self._status = ReportStatus.AWAITING_APPROVAL
         task = await self.runtime.tasks.open(spec)
         await self._record(data, ReportStatus.AWAITING_APPROVAL, findings=findings, task_id=task.id)
-        outcome = await self.runtime.tasks.outcome(task.id, stop=self.runtime.stop_requested)
+        try:
+            outcome = await self.runtime.tasks.outcome(task.id, stop=self.runtime.stop_requested)
+        except asyncio.CancelledError:
+            # As Runtime.ask does: a cancelled run leaves no task open in the inbox.
+            await self.runtime.tasks.cancel(task.id, "the report was cancelled")
+            raise
         set_hub_status(sa.HubStatus.RUNNING)
         return outcome
 

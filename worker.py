@@ -33,6 +33,7 @@ from activities.inventory import InventoryActivities, InventoryAuditStore
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
+from activities.reporting import RegulatorActivities, ReportingActivities, ReportStore
 from activities.tasks import TaskStore
 from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient
@@ -40,6 +41,7 @@ from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.files import Files
 from adapters.hss import HssClient
+from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
@@ -47,11 +49,18 @@ from hub.temporal import connect
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
 from workflows.reconciliation import BillingReconciliation
+from workflows.regulatory_report import RegulatoryReport
 from workflows.service_activation import ServiceActivation
 
 logger = logging.getLogger("hub.worker")
 
-WORKFLOWS: list[type] = [ServiceActivation, ExportWorkflow, BillingReconciliation, InventoryAudit]
+WORKFLOWS: list[type] = [
+    ServiceActivation,
+    ExportWorkflow,
+    BillingReconciliation,
+    InventoryAudit,
+    RegulatoryReport,
+]
 
 
 #: Activities by the system they belong to; each system has its own task queue
@@ -77,7 +86,14 @@ async def build_activities(
     export = BillingExportClient(
         settings.resolved_billing_export_url, token=settings.billing_export_token, timeout=timeout
     )
-    for client in (credit, crm, hss, billing, export):
+    regulator = RegulatorClient(
+        settings.regulator_wsdl,
+        settings.regulator_url,
+        username=settings.regulator_username,
+        password=settings.regulator_password,
+        timeout=timeout,
+    )
+    for client in (credit, crm, hss, billing, export, regulator):
         stack.push_async_callback(client.aclose)
     notifier = build_notifier(settings)
     stack.push_async_callback(notifier.aclose)
@@ -91,6 +107,8 @@ async def build_activities(
     exports = ExportActivities(sessions, Files(), settings)
     tasks = TaskStore(sessions)
     inventory = InventoryActivities(settings, sessions, hss=hss, billing=billing, crm=crm)
+    reporting, reports = ReportingActivities(settings), ReportStore(sessions, settings)
+    regulator_acts = RegulatorActivities(regulator, settings)
     return by_system(
         [
             PolicyActivities(settings).process_policies,
@@ -141,6 +159,16 @@ async def build_activities(
             inventory.discard,
             inventory.remove_unknown,
             InventoryAuditStore(sessions).record,
+            reporting.defaults,
+            reporting.extract,
+            reporting.render,
+            reporting.plausibility,
+            reports.record,
+            reports.previous_accepted,
+            reports.open_scheduled,
+            reports.archive,
+            regulator_acts.submit_report,
+            regulator_acts.get_submission,
         ]
     )
 

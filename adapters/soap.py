@@ -20,6 +20,7 @@ from zeep.transports import AsyncTransport
 
 from hub.errors import (
     AuthenticationError,
+    BusinessRejection,
     ConflictError,
     NotFoundError,
     PermanentError,
@@ -42,13 +43,16 @@ def fault_code(fault: zeep.exceptions.Fault) -> str:
 class SoapClient:
     """One SOAP port: the binding of a WSDL file, bound to an address.
 
-    Subclasses name the binding and map fault codes that mean "not found" or "conflict".
+    Subclasses name the binding and map fault codes that mean "not found", "conflict", or the
+    system's business refusal (raised as ``rejection``, a ``BusinessRejection`` subclass).
     """
 
     system = "soap"
     binding: str = ""
     not_found_codes: frozenset[str] = frozenset()
     conflict_codes: frozenset[str] = frozenset()
+    rejection_codes: frozenset[str] = frozenset()
+    rejection: type[BusinessRejection] = BusinessRejection
 
     def __init__(
         self,
@@ -83,6 +87,8 @@ class SoapClient:
                 raise NotFoundError(text, system=self.system) from exc
             if code in self.conflict_codes:
                 raise ConflictError(text, system=self.system) from exc
+            if code in self.rejection_codes:
+                raise self.rejection(text, system=self.system) from exc
             raise PermanentError(text, system=self.system) from exc
         except zeep.exceptions.TransportError as exc:
             status = exc.status_code or None

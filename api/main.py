@@ -20,6 +20,7 @@ from api.routes import (
     health,
     inventory_audits,
     reconciliations,
+    regulatory_reports,
     service_orders,
     tasks,
 )
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(reconciliations.router)
     app.include_router(inventory_audits.router)
+    app.include_router(regulatory_reports.router)
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app

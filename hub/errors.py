@@ -12,7 +12,8 @@ above ``adapters/`` ever sees one. The tree::
         └── BusinessRejection     the system answered, and the answer is "no"
             ├── CreditDeclined    the credit agency declined the customer
             ├── UnknownPlan       billing does not sell the plan ordered
-            └── InvalidKeys       the subscriber's keys cannot be used (no OPc can be derived)
+            ├── InvalidKeys       the subscriber's keys cannot be used (no OPc can be derived)
+            └── ReportRejected    the regulator refused a report (schema, period, version)
 
 Activities turn a ``PermanentError`` into a non-retryable ``ApplicationError`` whose ``type``
 is the exception's class name (see :func:`activities.errors.outside_call`); a workflow maps
@@ -94,6 +95,11 @@ class UnknownPlan(BusinessRejection):
 
 class InvalidKeys(BusinessRejection):
     """The subscriber's keys cannot be provisioned (no OPc can be derived from them)."""
+
+
+class ReportRejected(BusinessRejection):
+    """The regulator refused a submitted report: it does not validate, its period has not
+    ended, or its version clashes with one received before. Only a new version can fix it."""
 
 
 def error_class(name: str | None) -> type[HubError] | None:

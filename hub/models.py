@@ -402,3 +402,79 @@ class InventoryAuditCategory(SQLModel, table=True):
     category: str = Field(primary_key=True, max_length=32)
     count: int = 0
     revenue_at_stake: Decimal = Field(default=Decimal(0), max_digits=18, decimal_places=4)
+
+
+# --- Regulatory reports -----------------------------------------------------------------------
+
+
+class ReportStatus(StrEnum):
+    """Where one version of a regulatory report stands; the last four are final."""
+
+    EXTRACTING = "extracting"
+    VALIDATING = "validating"
+    AWAITING_APPROVAL = "awaitingApproval"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (
+            ReportStatus.ACCEPTED,
+            ReportStatus.REJECTED,
+            ReportStatus.SUPERSEDED,
+            ReportStatus.FAILED,
+        )
+
+
+class RegulatoryReport(SQLModel, table=True):
+    """One version of a report to the regulator (``kev-mobile-quarterly`` for 2026-Q3).
+
+    The workflow writes it as it goes: the indicators and findings the approver saw, the
+    approval task, the regulator's receipt and verdict, and the archive: the exact bytes
+    submitted lie at ``document_uri``, ``document_sha256`` is their digest. A correction is a
+    new row, version n+1, whose ``supersedes`` is the receipt of the version it corrects.
+    """
+
+    __tablename__ = "regulatory_report"
+    #: Two requests at once cannot both start version n.
+    __table_args__ = (
+        UniqueConstraint(
+            "report_type", "operator_id", "period", "version", name="uq_regulatory_report_version"
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    report_type: str = Field(index=True, max_length=64)
+    operator_id: str = Field(index=True, max_length=64)
+    period: str = Field(index=True, max_length=16)
+    version: int = 1
+    status: str = Field(default=ReportStatus.EXTRACTING, index=True, max_length=24)
+    workflow_id: str = Field(index=True, max_length=200)
+    #: Who started it (``api-key:<name>``): the one person who may not approve it.
+    prepared_by: str = Field(max_length=200)
+    #: What it was started with: sources, manual figures, the reason of a correction.
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    indicators: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    findings: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    #: The open approval (or correction) task.
+    task_id: str | None = Field(default=None, max_length=64)
+    approved_by: str | None = Field(default=None, max_length=200)
+    receipt_id: str | None = Field(default=None, index=True, max_length=64)
+    received_at: datetime | None = None
+    #: The regulator's verdict (accepted, rejected), or the approver's rejection.
+    verdict: str | None = Field(default=None, max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    document_uri: str | None = None
+    document_sha256: str | None = Field(default=None, max_length=64)
+    due_date: datetime | None = None
+    #: The receipt of the accepted version this one corrects.
+    supersedes: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -24,6 +24,8 @@ class Scope(StrEnum):
     RECONCILIATIONS_WRITE = "reconciliations:write"
     INVENTORY_READ = "inventory:read"
     INVENTORY_WRITE = "inventory:write"
+    REPORTS_READ = "reports:read"
+    REPORTS_WRITE = "reports:write"
     EXPORTS_READ = "exports:read"
     EXPORTS_WRITE = "exports:write"
     CODEC_ENCODE = "codec:encode"

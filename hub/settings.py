@@ -45,7 +45,7 @@ def _seconds(value: object) -> object:
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 #: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
-SYSTEMS = ("credit", "crm", "hss", "billing")
+SYSTEMS = ("credit", "crm", "hss", "billing", "regulator")
 #: Reconciliation's data activities: their own task queue, thread pool and retry policy.
 RECONCILIATION = "reconciliation"
 #: Not an outside system of the processes but the NMS behind them: the ``alarms.*`` activities
@@ -211,8 +211,43 @@ class Settings(BaseSettings):
     #: HTTP basic credentials of the SOAP billing system (empty: none sent).
     billing_username: str = ""
     billing_password: str = ""
+    #: The regulator's reporting portal (SOAP, contract in ``contracts/regulator.wsdl``).
+    regulator_url: str = "http://127.0.0.1:8105/regulator"
+    regulator_wsdl: Path = CONTRACTS_DIR / "regulator.wsdl"
+    regulator_username: str = ""
+    regulator_password: str = ""
     #: Seconds to connect and to read one reply, for every outside call.
     http_timeout: float = 10.0
+
+    #: Regulatory reporting: the operator the reports are for, by the regulator's id.
+    reporting_operator_id: str = "AT-OPERATOR-1"
+    #: Quarters are calendar quarters in this time zone (a call at 23:30 UTC on 31 December
+    #: belongs to the next year's Q1 in Vienna).
+    reporting_time_zone: str = "Europe/Vienna"
+    #: Billing plans whose SIM cards count as M2M.
+    reporting_m2m_plans: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["IOT-M2M"])
+    #: The currency of the reported revenue.
+    reporting_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    #: Where archived reports are kept: ``<dir>/<report id>/v<version>.xml``; empty:
+    #: ``<data_dir>/reports``.
+    reporting_dir: Path | None = None
+    #: The group that approves reports (four-eyes: never the preparer).
+    reporting_approver_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["regulatory"]
+    )
+    #: The approval task's follow-up, escalation and due times, after it opens.
+    reporting_approval_follow_up: Duration = timedelta(days=2)
+    reporting_approval_escalation: Duration = timedelta(days=5)
+    reporting_approval_escalation_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["regulatory-managers"]
+    )
+    reporting_approval_due: Duration = timedelta(days=10)
+    #: How often the regulator's verdict is asked for, and how long it is waited for.
+    reporting_verdict_poll: Duration = timedelta(minutes=10)
+    reporting_verdict_timeout: Duration = timedelta(days=7)
+    #: A report is due this long after its quarter ends; ``warning`` this long before.
+    reporting_due_after: Duration = timedelta(days=60)
+    reporting_due_warning: Duration = timedelta(days=7)
 
     retry: dict[str, RetrySettings] = Field(default_factory=_default_retry)
     #: Activities per second a system may receive, across all workers (Temporal enforces it
@@ -304,6 +339,9 @@ class Settings(BaseSettings):
         "export_destinations",
         "reconciliation_source_roots",
         "task_operator_groups",
+        "reporting_m2m_plans",
+        "reporting_approver_groups",
+        "reporting_approval_escalation_groups",
         mode="before",
     )
     @classmethod
@@ -413,6 +451,10 @@ class Settings(BaseSettings):
             return self.billing_export_url
         parsed = urlsplit(self.billing_url)
         return f"{parsed.scheme}://{parsed.netloc}"
+
+    @property
+    def resolved_reporting_dir(self) -> Path:
+        return self.reporting_dir or self.data_dir / "reports"
 
     @property
     def resolved_database_url(self) -> str:

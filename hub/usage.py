@@ -1,7 +1,8 @@
 """Usage records on both sides of billing reconciliation, as Arrow schemas.
 
 **Network usage** comes from mediation as CDR files: one row per record, flattened from the
-3GPP TS 32.298 PGW-CDR (data) and MSC records (voice). ``record_id`` is the record's identity
+3GPP TS 32.298 PGW-CDR (data) and MSC records (voice; SMS: one record per short message, no
+duration or volume). ``record_id`` is the record's identity
 across systems: the recording node's id and its local sequence number (``pgw-vie-01:42``).
 
 **Rated usage** comes from billing: the same ``record_id`` (billing keeps the CDR's key), the
@@ -30,7 +31,7 @@ UTC_MILLIS = pa.timestamp("ms", tz="UTC")
 NETWORK_SCHEMA = pa.schema(
     [
         pa.field("record_id", pa.string(), nullable=False),
-        pa.field("record_type", pa.string(), nullable=False),  # data | voice
+        pa.field("record_type", pa.string(), nullable=False),  # data | voice | sms
         pa.field("node_id", pa.string()),
         pa.field("local_sequence_number", pa.int64()),
         pa.field("served_imsi", pa.string()),
@@ -52,7 +53,7 @@ RATED_SCHEMA = pa.schema(
     [
         pa.field("record_id", pa.string(), nullable=False),
         pa.field("msisdn", pa.string()),
-        pa.field("usage_type", pa.string(), nullable=False),  # data | voice
+        pa.field("usage_type", pa.string(), nullable=False),  # data | voice | sms
         pa.field("start_time", UTC_MILLIS, nullable=False),
         pa.field("volume", pa.int64()),  # data: octets rated
         pa.field("duration", pa.int64()),  # voice: seconds rated

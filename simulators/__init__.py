@@ -1,11 +1,12 @@
-"""Simulators of the hub's four outside systems, as real HTTP/SOAP servers on loopback.
+"""Simulators of the hub's outside systems, as real HTTP/SOAP servers on loopback.
 
-Each module (``credit``, ``crm``, ``hss``, ``billing``) exposes ``create_app(state_file)``
-returning a FastAPI app with its own state, idempotency memory and fault injection; the shared
-machinery lives in :mod:`simulators.base`. ``python -m simulators`` runs all four.
+Each module (``credit``, ``crm``, ``hss``, ``billing``, ``regulator``) exposes
+``create_app(state_file)`` returning a FastAPI app with its own state, idempotency memory and
+fault injection; the shared machinery lives in :mod:`simulators.base`. ``python -m simulators``
+runs them all.
 """
 
 from __future__ import annotations
 
-SYSTEMS = ("credit", "crm", "hss", "billing")
-DEFAULT_PORTS = {"credit": 8101, "crm": 8102, "hss": 8103, "billing": 8104}
+SYSTEMS = ("credit", "crm", "hss", "billing", "regulator")
+DEFAULT_PORTS = {"credit": 8101, "crm": 8102, "hss": 8103, "billing": 8104, "regulator": 8105}

@@ -1,4 +1,4 @@
-"""Run the four simulators in one process and one asyncio loop: ``python -m simulators``.
+"""Run the simulators in one process and one asyncio loop: ``python -m simulators``.
 
 Each system gets its own uvicorn server on its own port. SIGINT or SIGTERM stops them all
 gracefully; the exit status is 1 if any of them could not start (a port in use, say).

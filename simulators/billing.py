@@ -135,14 +135,21 @@ def fault(code: str, message: str) -> BusinessError:
 class SoapContract:
     """The billing WSDL as zeep reads it: parses requests, renders answers and faults."""
 
-    def __init__(self, wsdl_path: Path = WSDL_PATH) -> None:
+    def __init__(
+        self,
+        wsdl_path: Path = WSDL_PATH,
+        *,
+        binding: str = BINDING,
+        fault_element: str = f"{{{TNS}}}BillingFault",
+    ) -> None:
+        """``binding`` and ``fault_element`` are qualified names in the WSDL (billing's by
+        default; the regulator simulator reads its own contract with the same class)."""
         self.wsdl_path = wsdl_path
         self.wsdl_text = wsdl_path.read_bytes()
         client = zeep.Client(str(wsdl_path))
-        binding = client.wsdl.bindings[BINDING]
-        self.operations = dict(binding.all())
+        self.operations = dict(client.wsdl.bindings[binding].all())
         self.by_element = {op.input.body.qname: op for op in self.operations.values()}
-        self.fault_element = client.get_element(f"{{{TNS}}}BillingFault")
+        self.fault_element = client.get_element(fault_element)
 
     def parse(self, raw: bytes, soap_action: str | None) -> tuple[str, dict[str, Any]]:
         """The operation name and its request values; a ``MalformedRequest`` fault if unusable."""
@@ -200,7 +207,7 @@ class SoapContract:
         return etree.tostring(message.content, xml_declaration=True, encoding="utf-8").decode()
 
     def render_fault(self, faultcode: Literal["Client", "Server"], code: str, message: str) -> str:
-        """A SOAP 1.1 fault whose ``detail`` holds a ``BillingFault`` rendered by zeep."""
+        """A SOAP 1.1 fault whose ``detail`` holds the contract's fault (rendered by zeep)."""
         nsmap = {"soap": SOAP_ENV}
         envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap=nsmap)
         body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")

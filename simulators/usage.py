@@ -17,6 +17,11 @@ The layout written under ``out``::
     ground_truth.parquet                         record_id, category: every injected discrepancy
     manifest.json                                the parameters and the counts
 
+SMS (``record_type`` / ``usage_type`` ``sms``: one MSC SMS record each, no volume or duration,
+rated at :data:`SMS_PRICE`) are generated only when ``sms_share`` is above 0, the default:
+reconciliation does not know SMS yet (billing's ``GetTariffs`` has no SMS price), and with no
+SMS the files are exactly what they were before SMS existed.
+
 Tariffs are the billing simulator's (:data:`simulators.billing.PLANS`), so a reconciliation
 that asks the simulator for them over SOAP prices exactly as this generator rated.
 """
@@ -82,6 +87,8 @@ _RAT_TYPES = pa.array(["EUTRAN", "NR"])
 _APNS = pa.array(["internet", "ims", "internet.5g"])
 _RATING_GROUPS = np.array([10, 20, 30], dtype=np.int32)
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: What billing charges per SMS, on every plan (the billing simulator's tariffs have no SMS).
+SMS_PRICE = 0.09
 
 
 @dataclass
@@ -94,6 +101,8 @@ class UsageSpec:
     seed: int = 1
     #: Share of voice records; the rest is data.
     voice_share: float = 0.2
+    #: Share of SMS records (0: none, as before SMS existed; see the module's docstring).
+    sms_share: float = 0.0
     #: Distinct subscribers; default one per 100 records (at least 10).
     subscribers: int | None = None
     #: Nodes recording the CDRs (record ids are ``<node>:<local sequence number>``).
@@ -106,6 +115,8 @@ class UsageSpec:
     def __post_init__(self) -> None:
         if self.period_end <= self.period_start:
             raise ValueError("period_end must be after period_start")
+        if self.sms_share < 0 or self.voice_share + self.sms_share > 1:
+            raise ValueError("voice_share and sms_share must be non-negative, at most 1 together")
         if self.records < 1:
             raise ValueError("records must be at least 1")
         unknown = set(self.rates) - set(INJECTABLE)
@@ -172,14 +183,18 @@ def _digits(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
 def _records(spec: UsageSpec, seq: np.ndarray) -> dict[str, object]:
     """Every attribute of the usage events ``seq``, consistent on both sides."""
     seed = spec.seed * 1_000_003
-    voice = _uniform(seq, seed + 1) < spec.voice_share
+    kind = _uniform(seq, seed + 1)
+    voice = kind < spec.voice_share
+    sms = ~voice & (kind < spec.voice_share + spec.sms_share)
+    # SMS are recorded by the MSCs, like calls.
+    msc = voice | sms
     node = seq % spec.nodes
     local = seq // spec.nodes + 1
     node_names = pa.array(
         [f"pgw-vie-{n:02d}" for n in range(spec.nodes)]
         + [f"msc-vie-{n:02d}" for n in range(spec.nodes)]
     )
-    node_id = pc.take(node_names, pa.array(node + np.where(voice, spec.nodes, 0)))
+    node_id = pc.take(node_names, pa.array(node + np.where(msc, spec.nodes, 0)))
     record_id = pc.binary_join_element_wise(
         node_id, pc.cast(pa.array(local), pa.string()), pa.scalar(":")
     )
@@ -197,9 +212,12 @@ def _records(spec: UsageSpec, seq: np.ndarray) -> dict[str, object]:
         duration / 60 * _VOICE_PRICE[plan],
         volume / BYTES_PER_MB * _DATA_PRICE[plan],
     )
+    charge = np.where(sms, SMS_PRICE, charge)
     return {
         "seq": seq,
         "voice": voice,
+        "sms": sms,
+        "kind": np.where(voice, "voice", np.where(sms, "sms", "data")),
         "record_id": record_id,
         "node_id": node_id,
         "local": local,
@@ -231,25 +249,26 @@ def _masked(values: np.ndarray, mask: np.ndarray, type_: pa.DataType) -> pa.Arra
 
 def network_batch(spec: UsageSpec, seq: np.ndarray) -> pa.RecordBatch:
     r = _records(spec, seq)
-    voice = r["voice"]
-    data = ~voice  # type: ignore[operator]
-    assert isinstance(voice, np.ndarray)
+    voice, sms = r["voice"], r["sms"]
+    assert isinstance(voice, np.ndarray) and isinstance(sms, np.ndarray)
+    msc = voice | sms  # no bearer: no charging id, volumes, RAT or APN
+    data = ~msc
     return pa.RecordBatch.from_arrays(
         [
             r["record_id"],
-            pa.array(np.where(voice, "voice", "data")),
+            pa.array(r["kind"]),
             r["node_id"],
             pa.array(r["local"], pa.int64()),
             r["imsi"],
             r["msisdn"],
-            _masked(r["charging_id"], voice, pa.int64()),  # type: ignore[arg-type]
+            _masked(r["charging_id"], msc, pa.int64()),  # type: ignore[arg-type]
             pa.array(r["opening"], UTC_MILLIS),
-            pa.array(r["duration"], pa.int64()),
-            _masked(r["rating_group"], voice, pa.int32()),  # type: ignore[arg-type]
-            _masked(r["uplink"], voice, pa.int64()),  # type: ignore[arg-type]
-            _masked(r["downlink"], voice, pa.int64()),  # type: ignore[arg-type]
-            pc.if_else(pa.array(voice), pa.scalar(None, pa.string()), r["rat_type"]),
-            pc.if_else(pa.array(voice), pa.scalar(None, pa.string()), r["apn"]),
+            _masked(r["duration"], sms, pa.int64()),  # type: ignore[arg-type]
+            _masked(r["rating_group"], msc, pa.int32()),  # type: ignore[arg-type]
+            _masked(r["uplink"], msc, pa.int64()),  # type: ignore[arg-type]
+            _masked(r["downlink"], msc, pa.int64()),  # type: ignore[arg-type]
+            pc.if_else(pa.array(msc), pa.scalar(None, pa.string()), r["rat_type"]),
+            pc.if_else(pa.array(msc), pa.scalar(None, pa.string()), r["apn"]),
             pc.if_else(pa.array(data), pa.scalar(None, pa.string()), r["msisdn"]),
             pc.if_else(pa.array(data), pa.scalar(None, pa.string()), r["b_number"]),
         ],
@@ -260,8 +279,8 @@ def network_batch(spec: UsageSpec, seq: np.ndarray) -> pa.RecordBatch:
 def billing_batch(spec: UsageSpec, seq: np.ndarray) -> pa.RecordBatch:
     """Billing's rated records for ``seq``, with the injected billing-side discrepancies."""
     r = _records(spec, seq)
-    voice = r["voice"]
-    assert isinstance(voice, np.ndarray)
+    voice, sms = r["voice"], r["sms"]
+    assert isinstance(voice, np.ndarray) and isinstance(sms, np.ndarray)
     cats = categories(spec, seq)
     volume = np.array(r["volume"], copy=True)
     duration = np.array(r["duration"], copy=True)
@@ -279,7 +298,7 @@ def billing_batch(spec: UsageSpec, seq: np.ndarray) -> pa.RecordBatch:
     repriced = np.where(
         voice, duration / 60 * _VOICE_PRICE[plan], volume / BYTES_PER_MB * _DATA_PRICE[plan]
     )
-    charge = np.where(mismatch, np.round(repriced, CHARGE_DECIMALS), charge)
+    charge = np.where(mismatch & ~sms, np.round(repriced, CHARGE_DECIMALS), charge)
 
     # Rating mismatch: the quantity is right, the charge is off by 0.05..1.05 either way.
     misrated = cats == INJECTABLE.index(Category.RATING_MISMATCH.value)
@@ -294,9 +313,9 @@ def billing_batch(spec: UsageSpec, seq: np.ndarray) -> pa.RecordBatch:
         [
             r["record_id"],
             r["msisdn"],
-            pa.array(np.where(voice, "voice", "data")),
+            pa.array(r["kind"]),
             pa.array(r["opening"], UTC_MILLIS),
-            _masked(volume, voice, pa.int64()),
+            _masked(volume, voice | sms, pa.int64()),
             _masked(duration, ~voice, pa.int64()),
             plan_codes,
             pa.array(charge, pa.float64()),

@@ -35,7 +35,7 @@ from hub.sealing import generate_seal_key, public_spec
 from hub.settings import RetrySettings, Settings
 
 API_KEY = "test-key-" + "x" * 24
-SYSTEM_NAMES = ("credit", "crm", "hss", "billing")
+SYSTEM_NAMES = ("credit", "crm", "hss", "billing", "regulator")
 
 
 def temporal_binary() -> str:
@@ -241,6 +241,7 @@ def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
         crm_url=simulator_process["crm"],
         hss_url=simulator_process["hss"],
         billing_url=billing_url,
+        regulator_url=simulator_process["regulator"] + "/regulator",
         http_timeout=5.0,
         retry={name: FAST_RETRY for name in (*SYSTEM_NAMES, "hub")},
     )

@@ -236,7 +236,7 @@ async def _categories(session: AsyncSession, run_id: str) -> list[Reconciliation
     return list(rows)
 
 
-async def _source(field: str, source: str | None, settings: Settings) -> str | None:
+async def checked_body_source(field: str, source: str | None, settings: Settings) -> str | None:
     """The source as the worker will read it (decoded, resolved: see ``hub.paths``), or a 400:
     outside the allowed roots, ambiguous, with credentials in it, or (a local one) not there:
     a typo is a 400, not a failed run later. The worker checks it again when it reads."""
@@ -258,8 +258,8 @@ async def workflow_input(
     body: SourcesBody, settings: Settings, **extra: Any
 ) -> ReconciliationInput:
     return ReconciliationInput(
-        network_source=await _source("networkSource", body.networkSource, settings),
-        billing_source=await _source("billingSource", body.billingSource, settings),
+        network_source=await checked_body_source("networkSource", body.networkSource, settings),
+        billing_source=await checked_body_source("billingSource", body.billingSource, settings),
         tolerances=body.tolerances.to_tolerances(),
         leakage_threshold_pct=body.leakageThresholdPct,
         partitions=body.partitions,

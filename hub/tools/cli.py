@@ -13,6 +13,7 @@
     hub tasks list|show|claim|...  the task inbox (hub/tools/tasks_cli.py)
     hub deadletters list|show|retry|skip|abort   parked steps (hub/tools/deadletters_cli.py)
     hub exports list|create|trigger|pause|unpause|runs   scheduled exports (exports_cli.py)
+    hub reports start|get|list|wait  regulatory reports (approve with hub tasks complete)
 
 The ``order``, ``recon``, ``tasks``, ``deadletters`` and ``exports`` commands talk to the API
 at ``--api-url`` (or ``HUB_API_URL``) with the key ``--api-key`` (or ``HUB_API_KEY`` from the
@@ -631,8 +632,10 @@ def recon_list(
 
 from hub.tools.deadletters_cli import deadletters_app  # noqa: E402
 from hub.tools.exports_cli import exports_app  # noqa: E402
+from hub.tools.reports_cli import reports_app  # noqa: E402
 from hub.tools.tasks_cli import tasks_app  # noqa: E402
 
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(exports_app, name="exports")
+app.add_typer(reports_app, name="reports")

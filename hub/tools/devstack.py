@@ -71,6 +71,7 @@ SIMULATOR_TITLES = {
     "crm": "CRM simulator (REST)",
     "hss": "HSS simulator (REST)",
     "billing": "Billing simulator (SOAP)",
+    "regulator": "Regulator portal simulator (SOAP)",
 }
 
 #: Secrets the stack needs, and how to make a fresh one when neither env nor .env has it.
@@ -92,7 +93,13 @@ class StackConfig:
     temporal_ui_port: int = 8233
     api_port: int = 8000
     simulator_ports: dict[str, int] = field(
-        default_factory=lambda: {"credit": 8101, "crm": 8102, "hss": 8103, "billing": 8104}
+        default_factory=lambda: {
+            "credit": 8101,
+            "crm": 8102,
+            "hss": 8103,
+            "billing": 8104,
+            "regulator": 8105,
+        }
     )
     data_dir: Path = Path("data")
     env_file: Path = Path(".env")
@@ -231,6 +238,8 @@ def child_environment(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if "regulator" in config.simulator_ports:
+        env["HUB_REGULATOR_URL"] = config.simulator_url("regulator") + "/regulator"
     return env
 
 
@@ -765,7 +774,7 @@ class DevStack:
             url = config.simulator_url(name)
             table.add_row(
                 SIMULATOR_TITLES.get(name, f"{name} simulator"),
-                f"{url}/billing" if name == "billing" else url,
+                f"{url}/{name}" if name in ("billing", "regulator") else url,
                 "state at /_sim/state",
             )
         database = env.get("HUB_DATABASE_URL") or f"sqlite:///{data / 'hub.db'}"

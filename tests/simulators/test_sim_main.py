@@ -1,4 +1,4 @@
-"""``python -m simulators``: four servers in one process, state across restarts, clean exit."""
+"""``python -m simulators``: every simulator in one process, state across restarts, clean exit."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def ports() -> dict[str, int]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_all_four_answer_and_stop_cleanly(ports: dict[str, int], signum: int) -> None:
+async def test_all_answer_and_stop_cleanly(ports: dict[str, int], signum: int) -> None:
     process = await start(ports)
     try:
         await wait_healthy(process, ports)
@@ -74,10 +74,12 @@ async def test_all_four_answer_and_stop_cleanly(ports: dict[str, int], signum: i
                 await client.get(f"http://127.0.0.1:{port}/_sim/health") for port in ports.values()
             ]
             wsdl = await client.get(f"http://127.0.0.1:{ports['billing']}/billing?wsdl")
+            portal = await client.get(f"http://127.0.0.1:{ports['regulator']}/regulator?wsdl")
     finally:
         returncode, output = await stop(process, signum)
-    assert [r.json() for r in responses] == [{"status": "ok"}] * 4
+    assert [r.json() for r in responses] == [{"status": "ok"}] * len(SYSTEMS)
     assert f"127.0.0.1:{ports['billing']}/billing" in wsdl.text
+    assert f"127.0.0.1:{ports['regulator']}/regulator" in portal.text
     assert returncode == 0, output
     assert "Traceback" not in output
 

@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.reporting import kev, registry
-from hub.reporting.periods import Quarter
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -49,6 +47,8 @@ from hub.errors import PermanentError
 from hub.models import RegulatoryReport, ReportStatus, utcnow
 from hub.paths import LocationRefused, require_within
 from hub.redact import redact_uri
+from hub.reporting import kev, registry
+from hub.reporting.periods import Quarter
 from hub.settings import RECONCILIATION, Settings
 
 #: Per report type: its indicators' class and its plausibility check with default thresholds

@@ -363,6 +363,7 @@ class RegulatoryReport(ProcessWorkflow):
                     "boolean",
                     required=must_acknowledge,
                     label="I have read every finding",
+                    equals=True if must_acknowledge else None,
                 )
             ],
             form_decisions=["approve"],

@@ -56,6 +56,8 @@ class FormFieldPublic(BaseModel):
     type: str
     required: bool = False
     label: str | None = None
+    #: The one value the field may have (an acknowledgement: true).
+    equals: Any = None
 
 
 class TaskEventPublic(BaseModel):

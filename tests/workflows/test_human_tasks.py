@@ -260,6 +260,7 @@ FORM = report(
         FormField("amount", "number", required=True, label="Corrected revenue (EUR)"),
         FormField("lines", "integer"),
         FormField("note", "string"),
+        FormField("checked", "boolean", equals=True),
     ],
     form_decisions=["approve"],
     comment_required=["reject"],
@@ -276,6 +277,7 @@ FORM = report(
         ("approve", {"amount": 12.5, "lines": 2.5}, None, "'lines' must be of type integer"),
         ("approve", {"amount": 12.5, "colour": "red"}, None, "'colour' is not in the task's form"),
         ("reject", {"amount": 12.5}, "too high", "fields go with approve only"),
+        ("approve", {"amount": 12.5, "checked": False}, None, "'checked' must be true"),
     ],
     ids=[
         "unknown-decision",
@@ -285,6 +287,7 @@ FORM = report(
         "float-for-integer",
         "unknown-field",
         "fields-with-the-wrong-decision",
+        "acknowledgement-not-given",
     ],
 )
 async def test_a_decision_that_fails_validation_is_refused_and_leaves_no_history(

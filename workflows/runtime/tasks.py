@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,6 +64,8 @@ class FormField:
     type: str = "string"
     required: bool = False
     label: str | None = None
+    #: The one value the field may have when given (an acknowledgement must be ``True``).
+    equals: Any = None
 
 
 @dataclass
@@ -383,6 +386,10 @@ class HumanTasks:
             types = FIELD_TYPES.get(definition.type, (str,))
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 raise _refuse(f"field {name!r} must be of type {definition.type}", "BadDecision")
+            if definition.equals is not None and value != definition.equals:
+                raise _refuse(
+                    f"field {name!r} must be {json.dumps(definition.equals)}", "BadDecision"
+                )
 
     async def complete(self, decision: TaskDecision) -> TaskOutcome:
         task = self._tasks[decision.task_id]
@@ -525,7 +532,13 @@ class HumanTasks:
             reference=spec.reference,
             description=spec.description,
             form=[
-                {"name": f.name, "type": f.type, "required": f.required, "label": f.label}
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "required": f.required,
+                    "label": f.label,
+                    "equals": f.equals,
+                }
                 for f in spec.form
             ],
             evidence=spec.evidence,

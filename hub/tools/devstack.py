@@ -76,7 +76,8 @@ SIMULATOR_TITLES = {
 
 #: Secrets the stack needs, and how to make a fresh one when neither env nor .env has it.
 GENERATED_SECRETS: dict[str, Callable[[], str]] = {
-    "HUB_API_KEY": lambda: secrets.token_urlsafe(32),
+    # Two keys, two people: a report's preparer may not approve it (four-eyes).
+    "HUB_API_KEY": lambda: f"{secrets.token_urlsafe(32)},{secrets.token_urlsafe(32)}",
     "HUB_PAYLOAD_KEYS": lambda: generate_key_spec("k1"),
     "HUB_SEAL_KEYS": lambda: generate_seal_key("s1"),
 }
@@ -785,9 +786,21 @@ class DevStack:
         console.print()
         console.print(table)
 
-        api_key = next((k.strip() for k in env.get("HUB_API_KEY", "").split(",") if k.strip()), "")
+        keys = [k.strip() for k in env.get("HUB_API_KEY", "").split(",") if k.strip()]
+        api_key = keys[0] if keys else ""
         console.print(f"\nAPI key ([bold]X-API-Key[/] header, from {config.env_file}): ", end="")
         console.print(api_key, markup=False, highlight=False, soft_wrap=True)
+        if len(keys) > 1:
+            console.print(
+                "A second key, for a second person (whoever prepares a report may not approve "
+                "it): paste this to have both as the README's PREPARER_KEY and APPROVER_KEY."
+            )
+            console.print(
+                f"export PREPARER_KEY='{keys[0]}' APPROVER_KEY='{keys[1]}'",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(
             "\nTry it: paste this into a shell. It creates a 5G activation (fresh IMSI and "
             "MSISDN each time) and reads it back; `.venv/bin/hub order wait $ORDER_ID` then waits "

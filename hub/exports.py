@@ -31,6 +31,7 @@ class ExportDataset(StrEnum):
     RECONCILIATION_DISCREPANCIES = "reconciliation_discrepancies"
     SUBSCRIBER_INVENTORY = "subscriber_inventory"
     INVENTORY_DIFFERENCES = "inventory_differences"
+    REGULATORY_SUBMISSIONS = "regulatory_submissions"
 
 
 class ExportFormat(StrEnum):

@@ -17,6 +17,7 @@ from hub.models import (
     OrderStateChange,
     ReconciliationCategory,
     ReconciliationRun,
+    RegulatoryReport,
     ServiceOrder,
     ServiceOrderItem,
 )
@@ -107,6 +108,35 @@ async def add_dead_letter(sessions: Any, *, at: datetime, **fields: Any) -> Dead
     async with session_scope(sessions) as session:
         session.add(letter)
     return letter
+
+
+async def add_regulatory_report(
+    sessions: Any, *, at: datetime, version: int = 1, **fields: Any
+) -> RegulatoryReport:
+    """A version of ``kev-mobile-quarterly`` for 2026-Q1, submitted (a receipt) unless told."""
+    report_id = uuid.uuid4().hex[:12]
+    values: dict[str, Any] = {
+        "id": report_id,
+        "report_type": "kev-mobile-quarterly",
+        "operator_id": "AT-OP-1",
+        "period": "2026-Q1",
+        "version": version,
+        "status": "accepted",
+        "workflow_id": f"regulatory-report-{report_id}",
+        "prepared_by": "api-key:preparer",
+        "approved_by": "api-key:approver",
+        "receipt_id": f"RCPT-{report_id}",
+        "received_at": at,
+        "verdict": "accepted",
+        "document_uri": f"file:///archive/{report_id}.xml",
+        "document_sha256": hashlib.sha256(report_id.encode()).hexdigest(),
+        "created_at": at,
+        "updated_at": at,
+    }
+    report = RegulatoryReport(**{**values, **fields})
+    async with session_scope(sessions) as session:
+        session.add(report)
+    return report
 
 
 async def add_reconciliation(

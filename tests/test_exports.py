@@ -28,13 +28,14 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.exports import ExportActivities
 from adapters.files import EXPORT_XSD, Destination, ExportWriter, Files
 from hub.db import create_engine, migrate, session_factory
-from hub.models import ExportRun, ExportWatermark, utcnow
+from hub.models import ExportRun, ExportWatermark, RegulatoryReport, utcnow
 from hub.settings import Settings
 from tests.conftest import FAST_RETRY
 from tests.export_data import (
     add_dead_letter,
     add_order,
     add_reconciliation,
+    add_regulatory_report,
     add_state_changes,
     files_under,
     manifest_at,
@@ -581,3 +582,47 @@ async def test_the_inventory_follows_completed_orders_and_carries_no_key(
         "2026-03-02",
         "2026-03-03",
     }
+
+
+async def test_submitted_report_versions_are_exported_with_their_links(
+    exporter: Exporter,
+) -> None:
+    first = await add_regulatory_report(exporter.sessions, at=DAY1, status="superseded")
+    second = await add_regulatory_report(
+        exporter.sessions, at=DAY2, version=2, supersedes=first.receipt_id
+    )
+    # Rejected by the approver: never reached the regulator, so no submission to export.
+    await add_regulatory_report(
+        exporter.sessions, at=DAY2, version=3, status="rejected", receipt_id=None
+    )
+
+    result: ExportResult = await exporter.run("submissions", "regulatory_submissions")
+
+    manifest = manifest_at(result.manifest_uri)
+    assert {f["partition"]["date"] for f in manifest["files"]} == {
+        DAY1.date().isoformat(),
+        DAY2.date().isoformat(),
+    }
+    table = pa.concat_tables(pq.read_table(exporter.root / f["path"]) for f in manifest["files"])
+    rows = {row["version"]: row for row in table.to_pylist()}
+    assert set(rows) == {1, 2}
+    assert rows[1]["superseded_by"] == second.receipt_id and rows[1]["supersedes"] is None
+    assert rows[2]["supersedes"] == first.receipt_id and rows[2]["superseded_by"] is None
+    assert rows[2]["document_sha256"] == second.document_sha256
+    assert rows[2]["document_uri"] == second.document_uri
+    assert (rows[2]["status"], rows[2]["verdict"]) == ("accepted", "accepted")
+
+    # Superseding changes version 2 again: the next run exports it once more, in its new state.
+    async with exporter.sessions() as session:
+        stored = await session.get(RegulatoryReport, second.id)
+        assert stored is not None
+        # After the first run's watermark, as the activity's utcnow() would be.
+        stored.status, stored.updated_at = "superseded", utcnow()
+        await session.commit()
+    again: ExportResult = await exporter.run("submissions", "regulatory_submissions")
+    table = pa.concat_tables(
+        pq.read_table(exporter.root / f["path"]) for f in manifest_at(again.manifest_uri)["files"]
+    )
+    assert table.select(["version", "status"]).to_pylist() == [
+        {"version": 2, "status": "superseded"}
+    ]

@@ -15,6 +15,7 @@ Datasets (one row per...; change time; partition date):
 ``reconciliation_discrepancies`` row of a completed run's discrepancy file  ``finished_at`` (*)
 ``subscriber_inventory``       subscriber change (completed order item)     ``completion_date``
 ``inventory_differences``      row of a completed audit's differences file  ``finished_at``
+``regulatory_submissions``     submitted version of a regulatory report     ``updated_at``
 =============================  ===========================================  ====================
 
 (*) partitioned by the run's period date instead: analysts read reconciliations by period.
@@ -37,6 +38,7 @@ from hub.datasets.inventory import SubscriberInventory
 from hub.datasets.inventory_audits import InventoryDifferences
 from hub.datasets.orders import ORDER_STATE_CHANGES, ORDERS
 from hub.datasets.reconciliation import RECONCILIATION_SUMMARIES, DiscrepancyDataset
+from hub.datasets.regulatory import REGULATORY_SUBMISSIONS
 
 DATASETS: dict[str, Dataset] = {
     dataset.name.value: dataset
@@ -48,6 +50,7 @@ DATASETS: dict[str, Dataset] = {
         DiscrepancyDataset(),
         SubscriberInventory(),
         InventoryDifferences(),
+        REGULATORY_SUBMISSIONS,
     )
 }
 
@@ -58,6 +61,7 @@ __all__ = [
     "ORDERS",
     "ORDER_STATE_CHANGES",
     "RECONCILIATION_SUMMARIES",
+    "REGULATORY_SUBMISSIONS",
     "TIMESTAMP",
     "Chunk",
     "Dataset",

@@ -31,6 +31,7 @@ from tests.export_data import (
     add_dead_letter,
     add_order,
     add_reconciliation,
+    add_regulatory_report,
     add_state_changes,
     manifest_at,
 )
@@ -125,6 +126,8 @@ async def test_every_dataset_exports_from_this_database(sessions, tmp_path: Path
         discrepancy_uri=None,
         categories={"duplicate": (2, Decimal("-1.5000"))},
     )
+    first = await add_regulatory_report(sessions, at=AT, status="superseded")
+    second = await add_regulatory_report(sessions, at=AT, version=2, supersedes=first.receipt_id)
 
     expected = {
         "order_state_changes": 3,
@@ -134,6 +137,7 @@ async def test_every_dataset_exports_from_this_database(sessions, tmp_path: Path
         "reconciliation_discrepancies": 0,
         "subscriber_inventory": 1,
         "inventory_differences": 0,
+        "regulatory_submissions": 2,
     }
     assert set(expected) == set(DATASETS)
     for dataset, count in expected.items():
@@ -146,6 +150,9 @@ async def test_every_dataset_exports_from_this_database(sessions, tmp_path: Path
     assert summary[0]["category_revenue_impact"] == Decimal("-1.5000")
     inventory = read_rows(root, await export_once(acts, "subscriber_inventory", "db-inv-2"))
     assert inventory[0]["status"] == "active" and inventory[0]["qci"] == 9
+    submissions = read_rows(root, await export_once(acts, "regulatory_submissions", "db-reg-2"))
+    links = {row["version"]: (row["supersedes"], row["superseded_by"]) for row in submissions}
+    assert links == {1: (None, second.receipt_id), 2: (first.receipt_id, None)}
 
 
 async def test_the_watermark_moves_once_per_window(sessions, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

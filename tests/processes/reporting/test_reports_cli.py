@@ -4,18 +4,14 @@ approval given with ``hub tasks complete ... approve`` under a second person's k
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from api.main import create_app
-from hub.settings import Settings
 from hub.tools import cli
-from tests.conftest import Hub, free_port
+from tests.conftest import Hub, served_api
 from tests.processes.reporting.conftest import key_of
 from tests.processes.reporting.reports import PERIOD, REPORTS, make_usage, report_in
 
@@ -24,19 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def api_url(hub: Hub) -> Iterator[str]:
-    settings: Settings = hub.settings.model_copy()
-    settings.temporal_address = hub.client.service_client.config.target_host
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_api(hub) as url:
+        yield url
 
 
 async def hub_cli(api_url: str, who: str, *args: str) -> tuple[int, str]:

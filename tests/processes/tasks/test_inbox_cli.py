@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from api.main import create_app
-from hub.settings import Settings
 from hub.tools import cli
-from tests.conftest import Hub, eventually, free_port
+from tests.conftest import Hub, eventually, served_api
 from tests.processes.tasks.probe import InboxProbe, ProbeInput
 from tests.processes.tasks.test_inbox import (  # noqa: F401  (fixtures)
     approval,
@@ -33,19 +29,8 @@ runner = CliRunner()
 @pytest.fixture
 def api_url(hub: Hub) -> Iterator[str]:
     """The hub API served by uvicorn on a free port, as ``hub api`` would serve it."""
-    settings: Settings = hub.settings.model_copy()
-    settings.temporal_address = hub.client.service_client.config.target_host
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served_api(hub) as url:
+        yield url
 
 
 async def hub_cli(api_url: str, who: str, *args: str) -> tuple[int, str]:

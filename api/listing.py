@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from fastapi import Query, Response
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
@@ -50,3 +54,25 @@ async def page(
     response.headers["X-Total-Count"] = str(total)
     response.headers["X-Result-Count"] = str(len(rows))
     return rows
+
+
+def parquet_page(
+    path: Path, schema: pa.Schema, expression: pc.Expression | None, offset: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many rows of the Parquet file(s) at ``path`` match ``expression``, and the page
+    ``offset``/``limit`` of them, read batch by batch (a large file is never loaded whole).
+    Blocking: call it in a thread."""
+    dataset = ds.dataset(path, format="parquet", schema=schema)
+    total = dataset.count_rows(filter=expression)
+    rows: list[dict[str, Any]] = []
+    skip = offset
+    for batch in dataset.to_batches(filter=expression):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch = batch.slice(skip, limit - len(rows))
+        skip = 0
+        rows += batch.to_pylist()
+        if len(rows) >= limit:
+            break
+    return total, rows

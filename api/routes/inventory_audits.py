@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
-from api.listing import Offset, one_of, page
+from api.listing import Offset, one_of, page, parquet_page
 from api.routes.reconciliations import cron_of
 from hub.inventory.engine import DIFFERENCE_SCHEMA, Category
 from hub.models import InventoryAudit, InventoryAuditCategory, InventoryAuditStatus
@@ -476,19 +475,7 @@ async def list_differences(
 def _read_page(
     path: Path, expression: pc.Expression | None, offset: int, limit: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    dataset = ds.dataset(path, format="parquet", schema=DIFFERENCE_SCHEMA)
-    total = dataset.count_rows(filter=expression)
-    rows: list[dict[str, Any]] = []
-    skip = offset
-    for batch in dataset.to_batches(filter=expression):
-        if skip >= batch.num_rows:
-            skip -= batch.num_rows
-            continue
-        batch = batch.slice(skip, limit - len(rows))
-        skip = 0
-        rows += batch.to_pylist()
-        if len(rows) >= limit:
-            break
+    total, rows = parquet_page(path, DIFFERENCE_SCHEMA, expression, offset, limit)
     return total, [_camel(row) for row in rows]
 
 

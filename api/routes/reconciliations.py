@@ -45,7 +45,7 @@ from activities.reconciliation import BILLING_SYSTEM, checked_source
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
-from api.listing import Offset, one_of, page
+from api.listing import Offset, one_of, page, parquet_page
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.paths import LocationRefused, parse_location
 from hub.permissions import Scope
@@ -624,19 +624,7 @@ async def list_discrepancies(
 def _read_page(
     path: Path, expression: pc.Expression | None, offset: int, limit: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    dataset = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA)
-    total = dataset.count_rows(filter=expression)
-    rows: list[dict[str, Any]] = []
-    skip = offset
-    for batch in dataset.to_batches(filter=expression):
-        if skip >= batch.num_rows:
-            skip -= batch.num_rows
-            continue
-        batch = batch.slice(skip, limit - len(rows))
-        skip = 0
-        rows += batch.to_pylist()
-        if len(rows) >= limit:
-            break
+    total, rows = parquet_page(path, DISCREPANCY_SCHEMA, expression, offset, limit)
     return total, [_camel(row) for row in rows]
 
 

@@ -166,6 +166,7 @@ async def build_activities(
             reports.record,
             reports.previous_accepted,
             reports.open_scheduled,
+            reports.open_correction,
             reports.archive,
             regulator_acts.submit_report,
             regulator_acts.get_submission,

@@ -81,6 +81,8 @@ class ReportingDefaults:
     verdict_timeout: float
     due_warning: float
     heartbeat_timeout: float
+    #: Who corrects a version the regulator refused, beside its preparer.
+    preparer_groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +208,30 @@ class OpenedReport:
     due_date: datetime
     #: Another version of that report is under way: this run has nothing to do.
     already_open: bool = False
+
+
+@dataclass
+class OpenCorrectionInput:
+    """The preparer's correction of a version the regulator refused: version n+1 with the
+    figures and sources changed (None keeps the refused version's)."""
+
+    report_id: str
+    workflow_id_prefix: str
+    prepared_by: str
+    reason: str
+    reasons: list[str]
+    network_source: str | None = None
+    billing_source: str | None = None
+    manual_figures: dict[str, Any] | None = None
+
+
+@dataclass
+class OpenedCorrection:
+    report_id: str
+    version: int
+    network_source: str | None
+    billing_source: str | None
+    manual_figures: dict[str, Any] | None
 
 
 @dataclass
@@ -342,6 +368,7 @@ class ReportingActivities:
             verdict_timeout=s.reporting_verdict_timeout.total_seconds(),
             due_warning=s.reporting_due_warning.total_seconds(),
             heartbeat_timeout=s.reconciliation_heartbeat_timeout.total_seconds(),
+            preparer_groups=list(s.reporting_preparer_groups),
         )
 
     @defn("reporting.extract", system=RECONCILIATION)
@@ -551,6 +578,65 @@ class ReportStore:
                 )
             )
         return OpenedReport(report_id, period, operator_id, version, SCHEDULE_PREPARER, due)
+
+    @defn("hub.open_report_correction")
+    async def open_correction(self, data: OpenCorrectionInput) -> OpenedCorrection:
+        """In one transaction: the refused version ends ``rejected`` and version n+1's row is
+        recorded. Idempotent: a retry answers the version recorded the first time."""
+        async with session_scope(self.sessions) as session:
+            refused = await session.get(RegulatoryReport, data.report_id)
+            if refused is None:
+                raise PermanentError(f"no report row {data.report_id!r}", system="hub")
+            key = (refused.report_type, refused.period, refused.operator_id)
+            rows = await session.exec(
+                select(RegulatoryReport).where(
+                    RegulatoryReport.report_type == key[0],
+                    RegulatoryReport.period == key[1],
+                    RegulatoryReport.operator_id == key[2],
+                    RegulatoryReport.version == refused.version + 1,
+                )
+            )
+            again = rows.first()
+            if again is None:
+                old = refused.parameters
+                figures = data.manual_figures or old.get("manualFigures") or None
+                parameters = {
+                    "networkSource": data.network_source or old.get("networkSource"),
+                    "billingSource": data.billing_source or old.get("billingSource"),
+                    "manualFigures": {**(old.get("manualFigures") or {}), **figures}
+                    if figures
+                    else None,
+                    "reason": data.reason,
+                    "revises": refused.id,
+                }
+                version = refused.version + 1
+                new_id = report_id_for(*key, version)
+                again = RegulatoryReport(
+                    id=new_id,
+                    report_type=refused.report_type,
+                    operator_id=refused.operator_id,
+                    period=refused.period,
+                    version=version,
+                    workflow_id=f"{data.workflow_id_prefix}{new_id}",
+                    prepared_by=data.prepared_by,
+                    parameters=parameters,
+                    due_date=refused.due_date,
+                    supersedes=refused.supersedes,
+                )
+                session.add(again)
+            refused.status = ReportStatus.REJECTED
+            refused.reasons = data.reasons
+            refused.task_id = None
+            refused.updated_at = utcnow()
+            session.add(refused)
+            parameters = again.parameters
+            return OpenedCorrection(
+                again.id,
+                again.version,
+                parameters.get("networkSource"),
+                parameters.get("billingSource"),
+                parameters.get("manualFigures"),
+            )
 
     @defn("hub.previous_accepted_report")
     async def previous_accepted(self, data: PreviousReportInput) -> PreviousReport | None:

@@ -415,6 +415,8 @@ class ReportStatus(StrEnum):
     AWAITING_APPROVAL = "awaitingApproval"
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
+    #: The regulator refused it: its preparer's correction task is open.
+    AWAITING_CORRECTION = "awaitingCorrection"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     SUPERSEDED = "superseded"

@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     reporting_approver_groups: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["regulatory"]
     )
+    #: Who corrects a version the regulator refused (the task is assigned to its preparer;
+    #: these groups may take it over, and take a scheduled report's).
+    reporting_preparer_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["regulatory"]
+    )
     #: The approval task's follow-up, escalation and due times, after it opens.
     reporting_approval_follow_up: Duration = timedelta(days=2)
     reporting_approval_escalation: Duration = timedelta(days=5)
@@ -341,6 +346,7 @@ class Settings(BaseSettings):
         "task_operator_groups",
         "reporting_m2m_plans",
         "reporting_approver_groups",
+        "reporting_preparer_groups",
         "reporting_approval_escalation_groups",
         mode="before",
     )

@@ -16,10 +16,13 @@ The steps:
    most ``HUB_REPORTING_VERDICT_TIMEOUT``;
 7. **archive**: the receipt beside the exact bytes submitted; the version is ``accepted``.
 
-A refusal by the regulator (the document, the period, the version: permanent) ends the version
-``rejected`` with the regulator's reasons, as an approver's rejection does: the correction is a
-new version the preparer starts (it carries the reasons in its row and the alarm), not a task
-in this run. An outage of the portal parks the submit step (the runtime's dead letter and task).
+A refusal by the regulator (the document, the period, the version, or a ``rejected`` verdict:
+permanent) goes back to the preparer as a **correction task** (``awaitingCorrection``), assigned
+to whoever prepared the version (the preparer groups may take it over): ``correct`` with the
+reason, and optionally corrected manual figures or sources, ends this version ``rejected`` and
+starts version n+1 (a child run that outlives this one; its approval is four-eyes against the
+preparer again); ``abandon`` ends it ``rejected`` with nothing after it. The due-date alarms run
+on meanwhile. An outage of the portal parks the submit step (the runtime's dead letter and task).
 
 Due date: a ``warning`` alarm ``HUB_REPORTING_DUE_WARNING`` before it if the version is not
 accepted by then, ``critical`` once it has passed; both are cleared when it is accepted.
@@ -54,9 +57,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.policies import PolicyActivities
     from activities.reconciliation import BILLING_SYSTEM, FetchExportInput, ReconciliationActivities
     from activities.reporting import (
+        SCHEDULE_PREPARER,
         ArchiveInput,
         ExtractInput,
         ExtractResult,
+        OpenCorrectionInput,
+        OpenedCorrection,
         OpenedReport,
         OpenScheduledInput,
         PlausibilityInput,
@@ -78,10 +84,13 @@ with workflow.unsafe.imports_passed_through():
     from hub.alarms import EventType, PerceivedSeverity, ProbableCause
     from hub.errors import ReportRejected
     from hub.models import ReportStatus
+    from hub.reporting.kev import MANUAL_FIGURES
 
 WORKFLOW_NAME = "RegulatoryReport"
 PROCESS_KIND = "regulatory-report"
 WORKFLOW_ID_PREFIX = "report-"
+#: Histories before it ended a version the regulator refused without a correction task.
+CORRECTION_TASK_PATCH = "regulator-refusal-correction-task"
 #: Set by Temporal on every workflow a schedule starts: the schedule's time for the run.
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
@@ -291,9 +300,9 @@ class RegulatoryReport(ProcessWorkflow):
             cause = application_cause(err)
             if cause is None or cause.type != ReportRejected.__name__:
                 raise
-            raise VersionEnded(
-                ReportStatus.REJECTED, [f"refused by the regulator: {cause.message}"]
-            ) from err
+            return await self._refused(
+                data, defaults, extracted, [f"refused by the regulator: {cause.message}"], None
+            )
         self.runtime.current_step = None
         await self._record(
             data,
@@ -318,10 +327,13 @@ class RegulatoryReport(ProcessWorkflow):
             "hub: archive the receipt",
         )
         if verdict.status != "accepted":
-            raise VersionEnded(
-                ReportStatus.REJECTED,
+            return await self._refused(
+                data,
+                defaults,
+                extracted,
                 [f"rejected by the regulator: {reason}" for reason in verdict.reasons]
                 or ["rejected by the regulator"],
+                receipt.receipt_id,
             )
         self._accepted = True
         await self._record(
@@ -401,6 +413,105 @@ class RegulatoryReport(ProcessWorkflow):
             raise
         set_hub_status(sa.HubStatus.RUNNING)
         return outcome
+
+    async def _refused(
+        self,
+        data: ReportInput,
+        defaults: ReportingDefaults,
+        extracted: ExtractResult,
+        reasons: list[str],
+        receipt_id: str | None,
+    ) -> ReportResult:
+        """The regulator refused the version: its preparer corrects it (version n+1) or
+        abandons it, in a task; histories from before the task end it ``rejected`` at once."""
+        if not workflow.patched(CORRECTION_TASK_PATCH):
+            raise VersionEnded(ReportStatus.REJECTED, reasons)
+        preparer = data.prepared_by if data.prepared_by != SCHEDULE_PREPARER else None
+        spec = TaskSpec(
+            kind="correction",
+            title=f"Correct {data.report_type} {data.period} v{data.version}: "
+            "the regulator refused it",
+            description=(
+                "The regulator refused this version: " + "; ".join(reasons) + ". Correct it "
+                "(version n+1, with the reason and any corrected manual figures or sources; "
+                "it is approved again by a second person) or abandon it."
+            ),
+            decisions=["correct", "abandon"],
+            candidate_groups=list(defaults.preparer_groups),
+            assignee=preparer,
+            reference=data.report_id,
+            form=[
+                *(
+                    FormField(name, kind, label=label, pattern=pattern, minimum=minimum)
+                    for name, kind, label, pattern, minimum in MANUAL_FIGURES
+                ),
+                FormField("networkSource", "string", label="CDR folder or URI"),
+                FormField("billingSource", "string", label="billing-system or a folder / URI"),
+            ],
+            form_decisions=["correct"],
+            comment_required=["correct", "abandon"],
+            evidence={
+                "reportType": data.report_type,
+                "period": data.period,
+                "version": data.version,
+                "reasons": reasons,
+                "receiptId": receipt_id,
+                "indicators": extracted.indicators,
+                "manualFigures": data.manual_figures or {},
+                "document": {"href": f"/regulatoryReports/{data.report_id}/document"},
+            },
+            follow_up_after=defaults.follow_up_after,
+            escalate_after=defaults.escalate_after,
+            escalation_groups=list(defaults.escalation_groups),
+            priority=80,
+        )
+        self.runtime.current_step = None
+        self._status = ReportStatus.AWAITING_CORRECTION
+        task = await self.runtime.tasks.open(spec)
+        await self._record(data, ReportStatus.AWAITING_CORRECTION, task_id=task.id, reasons=reasons)
+        try:
+            outcome = await self.runtime.tasks.outcome(task.id, stop=self.runtime.stop_requested)
+        except asyncio.CancelledError:
+            await self.runtime.tasks.cancel(task.id, "the report was cancelled")
+            raise
+        set_hub_status(sa.HubStatus.RUNNING)
+        why = f"{outcome.decision} by {outcome.decided_by}: {outcome.comment}"
+        if outcome.decision != "correct":
+            raise VersionEnded(ReportStatus.REJECTED, [*reasons, why])
+        fields = outcome.fields
+        figures = {name: fields[name] for name, *_ in MANUAL_FIGURES if name in fields}
+        opened: OpenedCorrection = await self.runtime.record(
+            ReportStore.open_correction,
+            OpenCorrectionInput(
+                report_id=data.report_id,
+                workflow_id_prefix=WORKFLOW_ID_PREFIX,
+                prepared_by=outcome.decided_by,
+                reason=outcome.comment or "",
+                reasons=[*reasons, why],
+                network_source=fields.get("networkSource") or None,
+                billing_source=fields.get("billingSource") or None,
+                manual_figures=figures or None,
+            ),
+            "hub: open the corrected version",
+        )
+        following = dataclasses.replace(
+            data,
+            report_id=opened.report_id,
+            version=opened.version,
+            prepared_by=outcome.decided_by,
+            network_source=opened.network_source,
+            billing_source=opened.billing_source,
+            manual_figures=opened.manual_figures,
+            reason=outcome.comment,
+        )
+        await CONTRACT.start_next(following, opened.report_id)
+        self._status = ReportStatus.REJECTED
+        set_hub_status(sa.HubStatus.COMPLETED)
+        workflow.set_current_details(
+            f"rejected: {'; '.join(reasons)}; corrected as version {opened.version} "
+            f"({opened.report_id})"
+        )
+        return ReportResult(data.report_id, ReportStatus.REJECTED.value, reasons=[*reasons, why])
 
     async def _verdict(self, receipt: SubmitResult, defaults: ReportingDefaults) -> VerdictResult:
         deadline = workflow.now() + timedelta(seconds=defaults.verdict_timeout)

@@ -58,6 +58,10 @@ class FormFieldPublic(BaseModel):
     label: str | None = None
     #: The one value the field may have (an acknowledgement: true).
     equals: Any = None
+    #: A string's whole value must match it.
+    pattern: str | None = None
+    #: The least value of a number.
+    minimum: float | None = None
 
 
 class TaskEventPublic(BaseModel):

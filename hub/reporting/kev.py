@@ -284,8 +284,16 @@ def _cents(value: Decimal) -> str:
     return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
+#: The figures no system the hub reads holds, as a task's form asks for them:
+#: name, form type, label, pattern (a string's), minimum (a number's).
+MANUAL_FIGURES: tuple[tuple[str, str, str, str | None, float | None], ...] = (
+    ("employees", "integer", "Employees (head count)", None, 0),
+    ("investments", "string", "Investments, 2 decimals", r"[0-9]{1,15}(\.[0-9]{1,2})?", None),
+)
+
+
 def _manual(manual: dict[str, Any]) -> tuple[int | None, str | None]:
-    unknown = set(manual) - {"employees", "investments"}
+    unknown = set(manual) - {name for name, *_ in MANUAL_FIGURES}
     if unknown:
         raise ValueError(f"manualFigures: unknown figure(s) {sorted(unknown)}")
     employees = manual.get("employees")

@@ -1,7 +1,8 @@
 """RegulatoryReport's own logic, fast: every activity a same-named double (``defn``), on the
 real dev server. What the process tests cannot easily make happen: a document that does not
 validate (it never reaches a person), a verdict that never comes, a scheduled run that finds
-its report under way, the approval's due time passing (it rejects, never approves)."""
+its report under way, the approval's due time passing (it rejects, never approves), and a
+refusal by the regulator whose correction task starts version 2 as a run of its own."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from activities.reporting import (
     ArchiveInput,
     ExtractInput,
     ExtractResult,
+    OpenCorrectionInput,
+    OpenedCorrection,
     OpenedReport,
     OpenScheduledInput,
     PlausibilityInput,
@@ -47,6 +50,7 @@ from tests.workflows.probes import fast_policies
 from worker import SANDBOX_PASSTHROUGH, by_system
 from workflows.regulatory_report import CONTRACT, RegulatoryReport, ReportInput, ReportResult
 from workflows.runtime import ProcessWorkflow, TaskDecision
+from workflows.runtime.tasks import TaskView
 
 
 def _run() -> str:
@@ -64,6 +68,9 @@ class ReportDoubles:
     invalid: set[str] = field(default_factory=set)
     #: Runs the regulator never decides (always ``received``).
     undecided: set[str] = field(default_factory=set)
+    #: Runs the regulator rejects.
+    refused: set[str] = field(default_factory=set)
+    corrections: list[OpenCorrectionInput] = field(default_factory=list)
     approval_due: float = 3600.0
 
     @defn("reporting.defaults", system=HUB)
@@ -82,6 +89,7 @@ class ReportDoubles:
             verdict_timeout=1.0,
             due_warning=0,
             heartbeat_timeout=60,
+            preparer_groups=["preparers"],
         )
 
     @defn("hub.process_policies")
@@ -102,6 +110,12 @@ class ReportDoubles:
     @defn("hub.open_scheduled_report")
     async def open_scheduled(self, data: OpenScheduledInput) -> OpenedReport:
         return OpenedReport("r-open", "2026-Q3", "AT-1", 1, "someone", datetime.now(UTC), True)
+
+    @defn("hub.open_report_correction")
+    async def open_correction(self, data: OpenCorrectionInput) -> OpenedCorrection:
+        self.corrections.append(data)
+        figures = {"investments": "1.00", **(data.manual_figures or {})}
+        return OpenedCorrection(f"{data.report_id}-v2", 2, "/n2", None, figures)
 
     @defn("hub.archive_report")
     async def archive(self, data: ArchiveInput) -> None:
@@ -129,6 +143,8 @@ class ReportDoubles:
 
     @defn("regulator.get_submission")
     async def get_submission(self, data: VerdictInput) -> VerdictResult:
+        if _run() in self.refused:
+            return VerdictResult("rejected", ["smsCount missing"])
         return VerdictResult("received" if _run() in self.undecided else "accepted")
 
 
@@ -153,17 +169,22 @@ class Reports:
             RegulatoryReport.run, data, id=workflow_id, task_queue=self.task_queue
         )
         if approve:
-
-            async def task() -> str | None:
-                tasks = await handle.query(ProcessWorkflow.open_tasks)
-                return tasks[0].task_id if tasks else None
-
-            task_id = await eventually(task, timeout=20)
+            task = await open_task(handle, "approval")
             await handle.execute_update(
                 ProcessWorkflow.complete_task,
-                TaskDecision(task_id, "approve", "bob", ["regulatory"]),
+                TaskDecision(task.task_id, "approve", "bob", ["regulatory"]),
             )
         return workflow_id, await handle.result()
+
+
+async def open_task(handle: Any, kind: str) -> TaskView:
+    """The run's open task of ``kind``, once it is open."""
+
+    async def opened() -> TaskView | None:
+        tasks = await handle.query(ProcessWorkflow.open_tasks)
+        return next((t for t in tasks if t.kind == kind), None)
+
+    return await eventually(opened, timeout=20)
 
 
 @pytest.fixture
@@ -180,6 +201,7 @@ async def reports(temporal_client: Client) -> AsyncIterator[Reports]:
             doubles.record,
             doubles.previous,
             doubles.open_scheduled,
+            doubles.open_correction,
             doubles.archive,
             doubles.extract,
             doubles.render,
@@ -254,3 +276,47 @@ async def test_a_scheduled_run_finds_its_report_under_way(reports: Reports) -> N
     workflow_id, result = await reports.run(report_id="", period="", version=0, prepared_by="")
     assert (result.report_id, result.status) == ("r-open", "alreadyOpen")
     assert reports.doubles.records[workflow_id] == []
+
+
+async def test_a_refusal_goes_back_to_the_preparer_and_version_2_runs_on_its_own(
+    reports: Reports,
+) -> None:
+    report_id = f"r-{uuid.uuid4().hex[:10]}"
+    workflow_id = CONTRACT.workflow_id(report_id)
+    reports.doubles.refused.add(workflow_id)
+    data = ReportInput(report_id, "kev-mobile-quarterly", "2026-Q3", "AT-1", 1, "alice")
+    handle = await reports.client.start_workflow(
+        RegulatoryReport.run, data, id=workflow_id, task_queue=reports.task_queue
+    )
+    approval = await open_task(handle, "approval")
+    await handle.execute_update(
+        ProcessWorkflow.complete_task,
+        TaskDecision(approval.task_id, "approve", "bob", ["regulatory"]),
+    )
+    correction = await open_task(handle, "correction")
+    assert (correction.assignee, correction.candidate_groups) == ("alice", ["preparers"])
+    assert correction.decisions == ["correct", "abandon"]
+
+    async def recorded() -> RecordReportInput | None:
+        last = reports.doubles.records[workflow_id][-1]
+        return last if last.status == "awaitingCorrection" else None
+
+    assert (await eventually(recorded, timeout=10)).task_id == correction.task_id
+    await handle.execute_update(
+        ProcessWorkflow.complete_task,
+        TaskDecision(correction.task_id, "correct", "alice", [], "counted", {"employees": 7}),
+    )
+    result = await handle.result()
+    assert result.status == "rejected"
+    assert result.reasons[0] == "rejected by the regulator: smsCount missing"
+    assert "correct by alice: counted" in result.reasons[-1]
+    (opened,) = reports.doubles.corrections
+    assert (opened.report_id, opened.prepared_by, opened.reason) == (report_id, "alice", "counted")
+    assert opened.manual_figures == {"employees": 7}
+
+    # Version 2 is a run of its own, with the corrected figures, and outlives this one.
+    child = reports.client.get_workflow_handle(CONTRACT.workflow_id(f"{report_id}-v2"))
+    described = await child.describe()
+    assert (await described.memo())["version"] == "2"
+    assert await open_task(child, "approval")
+    await child.terminate("test over")

@@ -89,6 +89,22 @@ class ProcessContract(Generic[I]):
             static_details=self.details(data) if self.details else None,
         )
 
+    async def start_next(self, data: I, business_id: str) -> None:
+        """From inside a run: start the process for ``business_id`` (its next version) as a
+        child that outlives this run (``ABANDON``), with the same search attributes and memo
+        as :meth:`start` gives. Deterministic: a replay starts nothing twice."""
+        await workflow.start_child_workflow(
+            self.run,
+            data,
+            id=self.workflow_id(business_id),
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=self.typed_search_attributes(data),
+            memo=self.memo(data) if self.memo else None,
+            static_summary=self.summary(data) if self.summary else None,
+            static_details=self.details(data) if self.details else None,
+        )
+
     def schedule_action(
         self, data: I, business_id: str, *, task_queue: str
     ) -> ScheduleActionStartWorkflow:

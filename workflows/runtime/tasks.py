@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,10 @@ class FormField:
     label: str | None = None
     #: The one value the field may have when given (an acknowledgement must be ``True``).
     equals: Any = None
+    #: A string field's value must match it whole (``re.fullmatch``).
+    pattern: str | None = None
+    #: The least value a number field may have.
+    minimum: float | None = None
 
 
 @dataclass
@@ -390,6 +395,20 @@ class HumanTasks:
                 raise _refuse(
                     f"field {name!r} must be {json.dumps(definition.equals)}", "BadDecision"
                 )
+            if (
+                definition.pattern is not None
+                and isinstance(value, str)
+                and not re.fullmatch(definition.pattern, value)
+            ):
+                raise _refuse(f"field {name!r} must match {definition.pattern}", "BadDecision")
+            if (
+                definition.minimum is not None
+                and isinstance(value, int | float)
+                and value < definition.minimum
+            ):
+                raise _refuse(
+                    f"field {name!r} must be at least {definition.minimum:g}", "BadDecision"
+                )
 
     async def complete(self, decision: TaskDecision) -> TaskOutcome:
         task = self._tasks[decision.task_id]
@@ -538,6 +557,8 @@ class HumanTasks:
                     "required": f.required,
                     "label": f.label,
                     "equals": f.equals,
+                    "pattern": f.pattern,
+                    "minimum": f.minimum,
                 }
                 for f in spec.form
             ],

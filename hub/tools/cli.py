@@ -431,6 +431,15 @@ def usage_generate(
     ] = "",
     seed: Annotated[int, typer.Option(help="Same seed, same data")] = 1,
     records_per_file: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    voice_share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Share of voice calls (default: the generator's, 0.2)")
+    ] = None,
+    sms_share: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Share of SMS, for regulatory reports (reconciliation ignores SMS)"
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a period of mediation CDRs and billing's rated usage, with known discrepancies."""
     from simulators.usage import DEFAULT_RATES, UsageSpec, generate, parse_rates
@@ -457,6 +466,8 @@ def usage_generate(
             network_format=network_format,  # type: ignore[arg-type]
             billing_format=billing_format,  # type: ignore[arg-type]
             records_per_file=records_per_file,
+            sms_share=sms_share,
+            **({"voice_share": voice_share} if voice_share is not None else {}),
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -30,6 +30,7 @@ from activities.definitions import system_of, task_queue_for
 from activities.exports import ExportActivities
 from activities.hss import HssActivities
 from activities.inventory import InventoryActivities, InventoryAuditStore
+from activities.metrics import StepMetrics
 from activities.orders import OrderStoreActivities
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
@@ -45,7 +46,7 @@ from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
-from hub.temporal import connect
+from hub.temporal import connect, metrics_runtime
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
 from workflows.reconciliation import BillingReconciliation
@@ -242,6 +243,7 @@ def create_workers(
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_task_queue_activities_per_second=settings.rate_limit.get(system),
             graceful_shutdown_timeout=settings.worker_shutdown_grace,
+            interceptors=[StepMetrics()],
         )
         if executor is not None:
             # The worker does not own its executor: let the threads go when it does.
@@ -258,7 +260,11 @@ async def run(settings: Settings) -> None:
         )
     migrate(settings.resolved_database_url)
     engine = create_engine(settings.resolved_database_url)
-    client = await connect(settings)
+    runtime = None
+    if settings.worker_metrics_address:
+        runtime = metrics_runtime(settings.worker_metrics_address)
+        logger.info("metrics at http://%s/metrics", settings.worker_metrics_address)
+    client = await connect(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
@@ -44,6 +45,15 @@ class RecordOrderStateInput:
 ORDER_ROW_GRACE = timedelta(minutes=2)
 
 
+def specification_of(document: dict[str, Any]) -> str:
+    """The service specification of an order's first item (``mobile-subscriber``)."""
+    for item in document.get("serviceOrderItem") or []:
+        spec = ((item or {}).get("service") or {}).get("serviceSpecification") or {}
+        if spec.get("name"):
+            return str(spec["name"])
+    return "unknown"
+
+
 class OrderStoreActivities:
     def __init__(
         self,
@@ -62,6 +72,7 @@ class OrderStoreActivities:
         While the order's row is not there (the API has not committed yet) it fails, to be
         retried; after :data:`ORDER_ROW_GRACE` for good (see there).
         """
+        transition: tuple[str, str] | None = None
         async with session_scope(self.sessions) as session:
             order = await session.get(ServiceOrder, data.order_id)
             if order is None:
@@ -90,6 +101,7 @@ class OrderStoreActivities:
                     )
                 )
                 order.state = data.state
+                transition = (specification_of(order.document), data.state)
                 if OrderState(data.state).is_final:
                     order.completion_date = now
                     await self._close_cancel_request(session, order.id, OrderState(data.state))
@@ -116,6 +128,13 @@ class OrderStoreActivities:
                         )
                         item.state = new_state
                         session.add(item)
+        if transition is not None:
+            specification, state = transition
+            activity.metric_meter().with_additional_attributes(
+                {"specification": specification, "state": state}
+            ).create_counter(
+                "hub_order_transitions", "Service orders entering a state, by specification"
+            ).add(1)
 
     @staticmethod
     async def _close_cancel_request(

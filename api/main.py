@@ -13,12 +13,14 @@ from temporalio.client import Client
 from api import errors, openapi
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
+from api.metrics import HttpMetrics, HttpMetricsMiddleware
 from api.routes import (
     codec,
     dead_letters,
     exports,
     health,
     inventory_audits,
+    metrics,
     reconciliations,
     regulatory_reports,
     service_orders,
@@ -69,6 +71,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = HttpMetrics()
+    app.state.state_gauges = metrics.StateGauges()
     # Added first, so CORS wraps it: a browser can read the 413 too.
     app.add_middleware(
         BodyLimit,
@@ -85,6 +89,8 @@ def create_app(
         allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Namespace"],
         allow_credentials=True,
     )
+    # Added last, so it is outermost: it counts every answer, a 413 or a CORS refusal too.
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     openapi.install(app)
     _audit_to_stderr()
@@ -97,6 +103,7 @@ def create_app(
     app.include_router(regulatory_reports.router)
     app.include_router(exports.router)
     app.include_router(codec.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -28,6 +28,7 @@ class Scope(StrEnum):
     REPORTS_WRITE = "reports:write"
     EXPORTS_READ = "exports:read"
     EXPORTS_WRITE = "exports:write"
+    METRICS_READ = "metrics:read"
     CODEC_ENCODE = "codec:encode"
     CODEC_DECODE = "codec:decode"
 

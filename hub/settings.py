@@ -333,6 +333,12 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+    #: Worker: ``host:port`` where its Prometheus exporter serves ``/metrics`` (the Temporal
+    #: SDK's metrics and the hub's step metrics); empty: none. Unauthenticated, like most
+    #: exporters: bind it to loopback or a network only Prometheus reaches.
+    worker_metrics_address: str = Field(
+        default="", pattern=r"^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+    )
     #: ``/health``: a task queue whose last poll is older than this has no live worker. An
     #: idle worker polls again when Temporal ends its long poll, after a minute: keep it above.
     health_poller_max_age: Duration = timedelta(seconds=90)

@@ -257,33 +257,36 @@ class Hub:
     sessions: Any
 
 
+async def start_hub(stack: AsyncExitStack, settings: Settings, client: Client) -> Hub:
+    """A hub on ``stack``: database migrated, worker(s) on ``client``, the API app in-process."""
+    from api.main import create_app
+    from worker import build_activities, create_workers
+
+    migrate(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    app = create_app(settings, temporal=client, run_migrations=False)
+    stack.push_async_callback(engine.dispose)
+    activities = await build_activities(settings, sessions, stack)
+    for worker in create_workers(client, activities, settings, task_queue=settings.task_queue):
+        await stack.enter_async_context(worker)
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    api = await stack.enter_async_context(
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://hub.test",
+            headers={"X-API-Key": API_KEY},
+        )
+    )
+    return Hub(settings, client, api, sessions)
+
+
 @pytest.fixture
 async def hub(
     hub_settings: Settings, temporal_client: Client, sims: Simulators
 ) -> AsyncIterator[Hub]:
-    from api.main import create_app
-    from worker import build_activities, create_workers
-
-    migrate(hub_settings.resolved_database_url)
-    engine = create_engine(hub_settings.resolved_database_url)
-    sessions = session_factory(engine)
-    app = create_app(hub_settings, temporal=temporal_client, run_migrations=False)
     async with AsyncExitStack() as stack:
-        stack.push_async_callback(engine.dispose)
-        activities = await build_activities(hub_settings, sessions, stack)
-        for worker in create_workers(
-            temporal_client, activities, hub_settings, task_queue=hub_settings.task_queue
-        ):
-            await stack.enter_async_context(worker)
-        await stack.enter_async_context(app.router.lifespan_context(app))
-        api = await stack.enter_async_context(
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://hub.test",
-                headers={"X-API-Key": API_KEY},
-            )
-        )
-        yield Hub(hub_settings, temporal_client, api, sessions)
+        yield await start_hub(stack, hub_settings, temporal_client)
 
 
 def postgres_url() -> str:

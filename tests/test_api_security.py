@@ -212,6 +212,7 @@ ROUTES: list[tuple[str, str, Scope]] = [
     ("GET", "/exportRuns", Scope.EXPORTS_READ),
     ("GET", "/exportRuns/{run_id}", Scope.EXPORTS_READ),
     ("POST", "/codec/encode", Scope.CODEC_ENCODE),
+    ("GET", "/metrics", Scope.METRICS_READ),
     ("POST", "/codec/decode", Scope.CODEC_DECODE),
 ]
 OPEN = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

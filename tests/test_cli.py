@@ -327,6 +327,7 @@ def free_config(**overrides: Any) -> StackConfig:
         "temporal_port": free_port(),
         "temporal_ui_port": free_port(),
         "api_port": free_port(),
+        "worker_metrics_port": free_port(),
         "simulator_ports": {name: free_port() for name in ("credit", "crm", "hss", "billing")},
     }
     return StackConfig(**{**ports, **overrides})

@@ -298,3 +298,19 @@ def test_public_addresses_are_settings_not_fixed_to_localhost(services: dict[str
     ui_origin = "${TEMPORAL_UI_PUBLIC_URL:-http://localhost:8233}"
     assert hub_env["HUB_CODEC_CORS_ORIGINS"] == ui_origin
     assert ui_env["TEMPORAL_CORS_ORIGINS"] == ui_origin
+
+
+def test_prometheus_and_grafana_watch_the_hub(services: dict[str, Any]) -> None:
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    for volume in prometheus["volumes"][:2] + grafana["volumes"]:
+        source = volume.split(":", 1)[0]
+        assert (ROOT / source).exists(), f"{source} is mounted but not in the repository"
+    assert "hub_metrics_key" in prometheus["secrets"]
+    assert "GRAFANA_ADMIN_PASSWORD:?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    config = yaml.safe_load((ROOT / "ops/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]
+    }
+    assert targets == {"hub-api": "hub-api:8000", "hub-worker": "hub-worker:9464"}
+    worker_env = environment_of(services["hub-worker"])
+    assert worker_env["HUB_WORKER_METRICS_ADDRESS"].endswith(":9464")

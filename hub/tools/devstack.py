@@ -93,6 +93,8 @@ class StackConfig:
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     api_port: int = 8000
+    #: The worker's Prometheus exporter (``/metrics``).
+    worker_metrics_port: int = 9464
     simulator_ports: dict[str, int] = field(
         default_factory=lambda: {
             "credit": 8101,
@@ -116,6 +118,7 @@ class StackConfig:
             "Temporal gRPC": self.temporal_port,
             "Temporal Web UI": self.temporal_ui_port,
             "hub API": self.api_port,
+            "worker metrics": self.worker_metrics_port,
             **{f"{name} simulator": port for name, port in self.simulator_ports.items()},
         }
 
@@ -255,10 +258,14 @@ def api_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {"HUB_CODEC_ALLOW_ANONYMOUS": "true", **env}
 
 
-def worker_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The worker's environment: the others', and the regulator simulator's verdict asked for
-    every few seconds (production asks every ten minutes), unless ``.env`` says otherwise."""
-    return {"HUB_REPORTING_VERDICT_POLL": "5", **env}
+def worker_environment(env: Mapping[str, str], metrics_address: str = "") -> dict[str, str]:
+    """The worker's environment: the others', the regulator simulator's verdict asked for
+    every few seconds (production asks every ten minutes), and its metrics exporter at
+    ``metrics_address``, unless ``.env`` says otherwise."""
+    defaults = {"HUB_REPORTING_VERDICT_POLL": "5"}
+    if metrics_address:
+        defaults["HUB_WORKER_METRICS_ADDRESS"] = metrics_address
+    return {**defaults, **env}
 
 
 def temporal_binary() -> str:
@@ -683,7 +690,7 @@ class DevStack:
         # never run the migrations at the same time on a fresh SQLite file.
         worker = self._spawn(
             Child("worker", [python, str(REPO_ROOT / "worker.py")], logs / "worker.log"),
-            worker_environment(env),
+            worker_environment(env, f"{config.host}:{config.worker_metrics_port}"),
         )
         worker_pid = worker.pid or 0
         self._wait_until(
@@ -776,8 +783,12 @@ class DevStack:
             f"http://{config.host}:{config.temporal_ui_port}",
             "decrypts payloads through the API's /codec (no key: development only)",
         )
-        table.add_row("Hub API", config.api_url, "OpenAPI docs at /docs")
-        table.add_row("Hub worker", f"task queue {env.get('HUB_TASK_QUEUE') or 'hub'}", "")
+        table.add_row("Hub API", config.api_url, "OpenAPI docs at /docs, metrics at /metrics")
+        table.add_row(
+            "Hub worker",
+            f"task queue {env.get('HUB_TASK_QUEUE') or 'hub'}",
+            f"Prometheus metrics at http://{config.host}:{config.worker_metrics_port}/metrics",
+        )
         for name in config.simulator_ports:
             url = config.simulator_url(name)
             table.add_row(

@@ -457,6 +457,10 @@ def usage_generate(
         "csv",
     ):
         _fail("--network-format is parquet, csv or csv.gz; --billing-format parquet or csv")
+    # The generator's own default share of voice unless one is given.
+    shares: dict[str, Any] = {"sms_share": sms_share}
+    if voice_share is not None:
+        shares["voice_share"] = voice_share
     try:
         spec = UsageSpec(
             period_start,
@@ -467,8 +471,7 @@ def usage_generate(
             network_format=network_format,  # type: ignore[arg-type]
             billing_format=billing_format,  # type: ignore[arg-type]
             records_per_file=records_per_file,
-            sms_share=sms_share,
-            **({"voice_share": voice_share} if voice_share is not None else {}),
+            **shares,
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -44,9 +44,17 @@ from adapters.files import Files
 from adapters.hss import HssClient
 from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
+from hub import logs
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect, metrics_runtime
+from workflows import (
+    exports,
+    inventory_audit,
+    reconciliation,
+    regulatory_report,
+    service_activation,
+)
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
 from workflows.reconciliation import BillingReconciliation
@@ -62,6 +70,12 @@ WORKFLOWS: list[type] = [
     InventoryAudit,
     RegulatoryReport,
 ]
+
+#: Workflow id prefix -> the business id's field in the JSON logs (``orderId``).
+LOG_REFERENCES = {
+    module.CONTRACT.workflow_id_prefix: module.CONTRACT.log_field
+    for module in (service_activation, exports, reconciliation, inventory_audit, regulatory_report)
+}
 
 
 #: Activities by the system they belong to; each system has its own task queue
@@ -285,8 +299,9 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run(get_settings()))
+    settings = get_settings()
+    logs.configure(settings.log_format, settings.log_level, LOG_REFERENCES)
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

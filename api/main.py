@@ -26,6 +26,7 @@ from api.routes import (
     service_orders,
     tasks,
 )
+from hub import logs
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import Settings, get_settings
 
@@ -48,6 +49,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.environment != "test":
+            # Under uvicorn, after it set up its loggers: every line in the hub's format.
+            logs.configure(settings.log_format, settings.log_level)
         if run_migrations:
             migrate(settings.resolved_database_url)
         engine = create_engine(settings.resolved_database_url)

@@ -333,6 +333,10 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+    #: Logs of the worker and the API: ``json`` (one object per line, with the workflow, run,
+    #: activity and business ids) or ``text``; and the level.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Worker: ``host:port`` where its Prometheus exporter serves ``/metrics`` (the Temporal
     #: SDK's metrics and the hub's step metrics); empty: none. Unauthenticated, like most
     #: exporters: bind it to loopback or a network only Prometheus reaches.

@@ -26,7 +26,7 @@ README = REPO / "README.md"
 VENV_BIN = ".venv/bin/"
 #: Tools the README may assume besides the venv's (``make run`` itself needs ``make``), and
 #: the shell's own.
-SHELL_TOOLS = frozenset({"make", "curl", "cd", "export", "cat", "head", "grep"})
+SHELL_TOOLS = frozenset({"make", "curl", "cd", "export", "cat", "head", "grep", "tail"})
 #: What separates commands on one line.
 SEPARATORS = frozenset({"&&", "||", "|", ";", "&"})
 

@@ -195,4 +195,5 @@ CONTRACT: ProcessContract[ExportInput] = ProcessContract(
     run=ExportWorkflow.run,
     workflow_id_prefix="export-",
     summary=lambda data: f"export {data.export_id}: {data.dataset} as {data.format}",
+    log_field="exportId",
 )

@@ -342,4 +342,5 @@ CONTRACT: ProcessContract[InventoryAuditInput] = ProcessContract(
     workflow_id_prefix=WORKFLOW_ID_PREFIX,
     memo=_memo,
     summary=_summary,
+    log_field="auditId",
 )

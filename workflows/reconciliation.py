@@ -556,4 +556,5 @@ CONTRACT: ProcessContract[ReconciliationInput] = ProcessContract(
     workflow_id_prefix=WORKFLOW_ID_PREFIX,
     memo=_memo,
     summary=_summary,
+    log_field="reconciliationId",
 )

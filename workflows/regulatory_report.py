@@ -613,4 +613,5 @@ CONTRACT: ProcessContract[ReportInput] = ProcessContract(
     workflow_id_prefix=WORKFLOW_ID_PREFIX,
     memo=_memo,
     summary=_summary,
+    log_field="reportId",
 )

@@ -731,4 +731,5 @@ CONTRACT: ProcessContract[ServiceActivationInput] = ProcessContract(
     memo=operator_memo,
     summary=_summary,
     details=_details,
+    log_field="orderId",
 )

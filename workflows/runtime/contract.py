@@ -45,6 +45,8 @@ class ProcessContract(Generic[I]):
     memo: Callable[[I], dict[str, str]] | None = None
     summary: Callable[[I], str] | None = None
     details: Callable[[I], str] | None = None
+    #: The business id's field in the hub's JSON logs (``orderId``), read off the workflow id.
+    log_field: str = "businessId"
 
     def workflow_id(self, business_id: str) -> str:
         return f"{self.workflow_id_prefix}{business_id}"

@@ -43,9 +43,9 @@ from activities.reconciliation import (
 from adapters import usage_files
 from adapters.regulator import RegulatorClient
 from hub.db import session_scope
-from hub.errors import PermanentError
+from hub.errors import CorrectionRefused, PermanentError
 from hub.models import RegulatoryReport, ReportStatus, utcnow
-from hub.paths import LocationRefused, require_within
+from hub.paths import LocationRefused, parse_location, require_within
 from hub.redact import redact_uri
 from hub.reporting import kev, registry
 from hub.reporting.periods import Quarter
@@ -582,7 +582,15 @@ class ReportStore:
     @defn("hub.open_report_correction")
     async def open_correction(self, data: OpenCorrectionInput) -> OpenedCorrection:
         """In one transaction: the refused version ends ``rejected`` and version n+1's row is
-        recorded. Idempotent: a retry answers the version recorded the first time."""
+        recorded. Idempotent: a retry answers the version recorded the first time. A source
+        outside the allowed roots, or a local one that is not there, is refused
+        (:class:`CorrectionRefused`) before anything is recorded."""
+        for what, source in (
+            ("networkSource", data.network_source),
+            ("billingSource", data.billing_source),
+        ):
+            if source:
+                self._check_correction_source(what, source)
         async with session_scope(self.sessions) as session:
             refused = await session.get(RegulatoryReport, data.report_id)
             if refused is None:
@@ -637,6 +645,19 @@ class ReportStore:
                 parameters.get("billingSource"),
                 parameters.get("manualFigures"),
             )
+
+    def _check_correction_source(self, what: str, source: str) -> None:
+        with outside_call():
+            try:
+                checked = checked_source(source, self.settings)
+            except LocationRefused as exc:
+                raise CorrectionRefused(f"{what}: {exc}", system=HUB) from None
+            if checked != BILLING_SYSTEM:
+                location = parse_location(checked)
+                if location.local and not Path(location.path).exists():
+                    raise CorrectionRefused(
+                        f"{what}: no such file or folder {location.path!r}", system=HUB
+                    )
 
     @defn("hub.previous_accepted_report")
     async def previous_accepted(self, data: PreviousReportInput) -> PreviousReport | None:

@@ -102,6 +102,11 @@ class ReportRejected(BusinessRejection):
     ended, or its version clashes with one received before. Only a new version can fix it."""
 
 
+class CorrectionRefused(BusinessRejection):
+    """A correction of a refused report names a source the hub may not or cannot read: the
+    preparer is asked again."""
+
+
 def error_class(name: str | None) -> type[HubError] | None:
     """The hub error class an ``ApplicationError.type`` names, or None for any other type.
 

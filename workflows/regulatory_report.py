@@ -82,7 +82,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from hub import search_attributes as sa
     from hub.alarms import EventType, PerceivedSeverity, ProbableCause
-    from hub.errors import ReportRejected
+    from hub.errors import CorrectionRefused, ReportRejected
     from hub.models import ReportStatus
     from hub.reporting.kev import MANUAL_FIGURES
 
@@ -426,7 +426,70 @@ class RegulatoryReport(ProcessWorkflow):
         abandons it, in a task; histories from before the task end it ``rejected`` at once."""
         if not workflow.patched(CORRECTION_TASK_PATCH):
             raise VersionEnded(ReportStatus.REJECTED, reasons)
+        refusal: str | None = None
+        while True:
+            outcome = await self._correction_task(
+                data, defaults, extracted, reasons, receipt_id, refusal
+            )
+            why = f"{outcome.decision} by {outcome.decided_by}: {outcome.comment}"
+            if outcome.decision != "correct":
+                raise VersionEnded(ReportStatus.REJECTED, [*reasons, why])
+            fields = outcome.fields
+            figures = {name: fields[name] for name, *_ in MANUAL_FIGURES if name in fields}
+            try:
+                opened: OpenedCorrection = await self.runtime.record(
+                    ReportStore.open_correction,
+                    OpenCorrectionInput(
+                        report_id=data.report_id,
+                        workflow_id_prefix=WORKFLOW_ID_PREFIX,
+                        prepared_by=outcome.decided_by,
+                        reason=outcome.comment or "",
+                        reasons=[*reasons, why],
+                        network_source=fields.get("networkSource") or None,
+                        billing_source=fields.get("billingSource") or None,
+                        manual_figures=figures or None,
+                    ),
+                    "hub: open the corrected version",
+                )
+                break
+            except ActivityError as err:
+                cause = application_cause(err)
+                if cause is None or cause.type != CorrectionRefused.__name__:
+                    raise
+                # A source the hub may not read: asked again, saying why, nothing recorded.
+                refusal = cause.message
+        following = dataclasses.replace(
+            data,
+            report_id=opened.report_id,
+            version=opened.version,
+            prepared_by=outcome.decided_by,
+            network_source=opened.network_source,
+            billing_source=opened.billing_source,
+            manual_figures=opened.manual_figures,
+            reason=outcome.comment,
+        )
+        await CONTRACT.start_next(following, opened.report_id)
+        self._status = ReportStatus.REJECTED
+        set_hub_status(sa.HubStatus.COMPLETED)
+        workflow.set_current_details(
+            f"rejected: {'; '.join(reasons)}; corrected as version {opened.version} "
+            f"({opened.report_id})"
+        )
+        return ReportResult(data.report_id, ReportStatus.REJECTED.value, reasons=[*reasons, why])
+
+    async def _correction_task(
+        self,
+        data: ReportInput,
+        defaults: ReportingDefaults,
+        extracted: ExtractResult,
+        reasons: list[str],
+        receipt_id: str | None,
+        refusal: str | None,
+    ) -> Any:
+        """The preparer's correction task, and its outcome; ``refusal``: why the last
+        correction could not be taken."""
         preparer = data.prepared_by if data.prepared_by != SCHEDULE_PREPARER else None
+        again = f" The last correction was refused: {refusal}." if refusal else ""
         spec = TaskSpec(
             kind="correction",
             title=f"Correct {data.report_type} {data.period} v{data.version}: "
@@ -434,7 +497,7 @@ class RegulatoryReport(ProcessWorkflow):
             description=(
                 "The regulator refused this version: " + "; ".join(reasons) + ". Correct it "
                 "(version n+1, with the reason and any corrected manual figures or sources; "
-                "it is approved again by a second person) or abandon it."
+                "it is approved again by a second person) or abandon it." + again
             ),
             decisions=["correct", "abandon"],
             candidate_groups=list(defaults.preparer_groups),
@@ -459,6 +522,7 @@ class RegulatoryReport(ProcessWorkflow):
                 "indicators": extracted.indicators,
                 "manualFigures": data.manual_figures or {},
                 "document": {"href": f"/regulatoryReports/{data.report_id}/document"},
+                **({"refusedCorrection": refusal} if refusal else {}),
             },
             follow_up_after=defaults.follow_up_after,
             escalate_after=defaults.escalate_after,
@@ -475,43 +539,7 @@ class RegulatoryReport(ProcessWorkflow):
             await self.runtime.tasks.cancel(task.id, "the report was cancelled")
             raise
         set_hub_status(sa.HubStatus.RUNNING)
-        why = f"{outcome.decision} by {outcome.decided_by}: {outcome.comment}"
-        if outcome.decision != "correct":
-            raise VersionEnded(ReportStatus.REJECTED, [*reasons, why])
-        fields = outcome.fields
-        figures = {name: fields[name] for name, *_ in MANUAL_FIGURES if name in fields}
-        opened: OpenedCorrection = await self.runtime.record(
-            ReportStore.open_correction,
-            OpenCorrectionInput(
-                report_id=data.report_id,
-                workflow_id_prefix=WORKFLOW_ID_PREFIX,
-                prepared_by=outcome.decided_by,
-                reason=outcome.comment or "",
-                reasons=[*reasons, why],
-                network_source=fields.get("networkSource") or None,
-                billing_source=fields.get("billingSource") or None,
-                manual_figures=figures or None,
-            ),
-            "hub: open the corrected version",
-        )
-        following = dataclasses.replace(
-            data,
-            report_id=opened.report_id,
-            version=opened.version,
-            prepared_by=outcome.decided_by,
-            network_source=opened.network_source,
-            billing_source=opened.billing_source,
-            manual_figures=opened.manual_figures,
-            reason=outcome.comment,
-        )
-        await CONTRACT.start_next(following, opened.report_id)
-        self._status = ReportStatus.REJECTED
-        set_hub_status(sa.HubStatus.COMPLETED)
-        workflow.set_current_details(
-            f"rejected: {'; '.join(reasons)}; corrected as version {opened.version} "
-            f"({opened.report_id})"
-        )
-        return ReportResult(data.report_id, ReportStatus.REJECTED.value, reasons=[*reasons, why])
+        return outcome
 
     async def _verdict(self, receipt: SubmitResult, defaults: ReportingDefaults) -> VerdictResult:
         deadline = workflow.now() + timedelta(seconds=defaults.verdict_timeout)

@@ -84,6 +84,21 @@ async def test_the_regulators_rejection_goes_back_to_the_preparer_who_corrects_i
     )
     assert bad.status_code == 400 and "investments" in bad.text, bad.text
     await portal.put("/_sim/verdicts", json={})
+    # A source the hub may not read: the decision is taken, the correction is not; asked again.
+    outside = await decide(
+        hub, task["id"], "preparer", "correct", comment="x", fields={"networkSource": "/etc"}
+    )
+    assert outside.status_code == 200, outside.text
+
+    async def asked_again() -> dict[str, Any] | None:
+        body = (await hub.api.get(f"/regulatoryReports/{report['id']}")).json()
+        return body if body["taskId"] not in (None, task["id"]) else None
+
+    again_task_id = (await eventually(asked_again, timeout=30))["taskId"]
+    again_task = (await hub.api.get(f"/tasks/{again_task_id}", headers=as_("preparer"))).json()
+    assert "networkSource" in again_task["evidence"]["refusedCorrection"]
+    assert "refused" in again_task["description"]
+    task = again_task
 
     corrected = await decide(
         hub,

@@ -128,7 +128,7 @@ class OrderStoreActivities:
                         )
                         item.state = new_state
                         session.add(item)
-        if transition is not None:
+        if transition is not None and activity.in_activity():
             specification, state = transition
             activity.metric_meter().with_additional_attributes(
                 {"specification": specification, "state": state}

@@ -1,6 +1,7 @@
-"""Export benchmark: N order state changes from the hub database to Parquet, end to end.
+"""Export benchmark: N order state changes from the hub database to Parquet, end to end,
+against what a user would write by hand: the ADBC driver of the same database and pyarrow.
 
-    .venv/bin/python -m bench.export --rows 10000000
+    .venv/bin/python -m bench.export --rows 1000000 [--database-url postgresql://...] [--repeat 3]
 
 Fills ``order_state_change`` of a fresh hub database (SQLite in a temporary folder, or the
 PostgreSQL of ``--database-url`` in a schema of its own) with N rows spread over ``--days``
@@ -10,6 +11,11 @@ local folder. The child reports the run's wall time (from starting the workflow 
 rows per second, and its peak RSS (the kernel's high-water mark, ``ru_maxrss``) next to the
 RSS it had before the run, so what the export adds is visible. The filling is not measured.
 The manifest's row count and every file's SHA-256 are checked afterwards.
+
+The baseline, in a child process of its own on the same table in the same run: the same
+query through ``adbc_driver_sqlite`` / ``adbc_driver_postgresql`` (``fetch_record_batch``)
+streamed into one ``pyarrow.parquet.ParquetWriter`` (zstd), no Temporal, no manifest, no
+partitions. The two alternate ``--repeat`` times; the medians and their ratio are printed.
 """
 
 from __future__ import annotations
@@ -167,7 +173,8 @@ async def run_export(database_url: str, data_dir: Path, batch_size: int) -> dict
             result: ExportResult = await env.client.execute_workflow(
                 ExportWorkflow.run,
                 ExportInput(
-                    export_id="bench",
+                    # One per run: each run exports the whole table (no watermark yet).
+                    export_id=f"bench-{data_dir.name}",
                     dataset="order_state_changes",
                     format="parquet",
                     destination=f"file://{data_dir / 'exports'}",
@@ -189,6 +196,50 @@ async def run_export(database_url: str, data_dir: Path, batch_size: int) -> dict
     finally:
         await engine.dispose()
         await env.shutdown()
+
+
+BASELINE_QUERY = (
+    "SELECT id, order_id, item_id, from_state, to_state, reason, at "
+    "FROM order_state_change ORDER BY at, id"
+)
+
+
+def run_baseline(database_url: str, data_dir: Path) -> dict[str, Any]:
+    """ADBC + pyarrow, as a user would write it: the query's batches into one Parquet file."""
+    import pyarrow.parquet as pq
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() == "sqlite":
+        import adbc_driver_sqlite.dbapi as driver
+
+        location = str(parsed.database)
+    else:
+        import adbc_driver_postgresql.dbapi as driver  # type: ignore[no-redef]
+
+        location = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    rss_before = _rss_mib()
+    started = time.perf_counter()
+    rows = 0
+    out = data_dir / "baseline.parquet"
+    with driver.connect(location) as connection, connection.cursor() as cursor:
+        cursor.execute(BASELINE_QUERY)
+        reader = cursor.fetch_record_batch()
+        with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    seconds = time.perf_counter() - started
+    size = out.stat().st_size
+    out.unlink()
+    return {
+        "rows": rows,
+        "bytes": size,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds if seconds else 0.0,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": _rss_mib(),
+    }
 
 
 # --- Driver -----------------------------------------------------------------------------------
@@ -226,6 +277,22 @@ def _postgres_admin(base: str, statement: str) -> None:
         connection.execute(statement)
 
 
+def _child(arguments: list[str], batch_size: int) -> dict[str, Any]:
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.export", "--batch-size", str(batch_size), *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median throughput."""
+    ordered = sorted(runs, key=lambda run: run["rows_per_second"])
+    return ordered[len(ordered) // 2]
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.export",
@@ -240,8 +307,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="",
         help="a PostgreSQL URL to fill a schema of its own in; default: SQLite in a temp folder",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--child", nargs=2, metavar=("URL", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", nargs=2, metavar=("URL", "DIR"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -251,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         figures = asyncio.run(run_export(args.child[0], Path(args.child[1]), args.batch_size))
         print(json.dumps(figures))
+        return 0
+    if args.baseline:
+        print(json.dumps(run_baseline(args.baseline[0], Path(args.baseline[1]))))
         return 0
 
     from hub.db import migrate
@@ -272,34 +344,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             fill_sqlite(workdir / "hub.db", args.rows, args.days)
         print(f"  filled in {time.perf_counter() - filling:.0f} s; exporting ...", flush=True)
-        child = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.export",
-                "--batch-size",
-                str(args.batch_size),
-                "--child",
-                url,
-                str(workdir),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
-        verify(figures["manifest_uri"], args.rows)
-        figures["database"] = kind
+        hub_runs, baseline_runs = [], []
+        for attempt in range(args.repeat):
+            (workdir / f"run-{attempt}").mkdir()
+            figures = _child(["--child", url, str(workdir / f"run-{attempt}")], args.batch_size)
+            verify(figures["manifest_uri"], args.rows)
+            hub_runs.append(figures)
+            baseline = _child(["--baseline", url, str(workdir)], args.batch_size)
+            if baseline["rows"] != args.rows:
+                raise SystemExit(f"the baseline read {baseline['rows']} rows of {args.rows}")
+            baseline_runs.append(baseline)
+        hub, base = _median(hub_runs), _median(baseline_runs)
+        ratio = hub["rows_per_second"] / base["rows_per_second"]
         if args.json:
-            print(json.dumps(figures, indent=2))
+            print(json.dumps({"database": kind, "hub": hub_runs, "baseline": baseline_runs,
+                              "ratio": ratio}, indent=2))  # fmt: skip
         else:
             print(
-                f"exported {figures['rows']:,} rows from {kind} to Parquet (zstd) in "
-                f"{figures['seconds']:.1f} s: {figures['rows_per_second']:,.0f} rows/s\n"
-                f"  {figures['files']} files, {figures['bytes'] / 2**20:,.1f} MiB; manifest and "
-                "checksums verified\n"
-                f"  worker RSS: {figures['rss_before_mib']:,.0f} MiB before the run, "
-                f"peak {figures['peak_rss_mib']:,.0f} MiB (ru_maxrss)"
+                f"exported {hub['rows']:,} rows from {kind} to Parquet (zstd), median of "
+                f"{args.repeat}:\n"
+                f"  hub:              {hub['seconds']:6.1f} s  {hub['rows_per_second']:>10,.0f} "
+                f"rows/s  peak RSS {hub['peak_rss_mib']:,.0f} MiB "
+                f"(before the run {hub['rss_before_mib']:,.0f})  {hub['files']} files, "
+                "manifest and checksums verified\n"
+                f"  ADBC + pyarrow:   {base['seconds']:6.1f} s  {base['rows_per_second']:>10,.0f} "
+                f"rows/s  peak RSS {base['peak_rss_mib']:,.0f} MiB "
+                f"(before {base['rss_before_mib']:,.0f})\n"
+                f"  hub / baseline:   {ratio:.2f}x rows/s"
             )
         return 0
     except subprocess.CalledProcessError as exc:

@@ -24,13 +24,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from hub import search_attributes
 from hub.codec import data_converter, generate_key_spec
-from hub.db import create_engine, migrate, session_factory
+from hub.db import create_engine, migrate, session_factory, sync_url
 from hub.sealing import generate_seal_key, public_spec
 from hub.settings import RetrySettings, Settings
 
@@ -287,6 +289,26 @@ async def hub(
 ) -> AsyncIterator[Hub]:
     async with AsyncExitStack() as stack:
         yield await start_hub(stack, hub_settings, temporal_client)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The hub database on SQLite, then on the machine's PostgreSQL (a schema per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub.db'}"
+        return
+    # A schema of its own per test on the real server, dropped afterwards.
+    schema = f"hub_test_{uuid.uuid4().hex[:12]}"
+    admin = create_sync_engine(sync_url(postgres_url()))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in postgres_url() else "?"
+    try:
+        yield f"{postgres_url()}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def postgres_url() -> str:

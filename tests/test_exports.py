@@ -90,11 +90,11 @@ class Exporter:
 
 
 def export_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("database_url", f"sqlite:///{tmp_path / 'hub.db'}")
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'hub.db'}",
         task_queue=f"test-{uuid.uuid4()}",
         retry={"hub": FAST_RETRY},
         # Small batches and files, so a handful of rows exercises batching and roll-over.
@@ -109,8 +109,9 @@ def export_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return export_settings(tmp_path)
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Every export test on SQLite and on PostgreSQL (read through its ADBC driver)."""
+    return export_settings(tmp_path, database_url=database_url)
 
 
 @pytest.fixture

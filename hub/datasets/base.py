@@ -21,6 +21,8 @@ from sqlalchemy import ColumnElement, DateTime, Select, String, type_coerce
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from hub.datasets import arrow_reader
+from hub.datasets.arrow_reader import timestamps_from_text
 from hub.exports import ExportDataset
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -102,12 +104,28 @@ class QueryDataset(Dataset):
         self._partition_column = partition_column
         self._query = query
         self._convert = convert
+        #: Read as Arrow by the database's ADBC driver (PostgreSQL): rows that need no Python
+        #: conversion, and no exact decimals (``NUMERIC`` comes as text from the driver).
+        self.arrow_native = convert is None and not any(
+            pa.types.is_decimal(field.type) for field in schema
+        )
 
     async def chunks(
         self, session: AsyncSession, files: ParquetSource, window: Window, batch_size: int
     ) -> AsyncIterator[Chunk]:
         statement = self._query(window)
-        dialect = session.get_bind().dialect.name
+        bind = session.get_bind()
+        uri = arrow_reader.arrow_uri(bind.engine.url) if self.arrow_native else None
+        if uri is not None:
+            sql, parameters = arrow_reader.compiled(statement, bind.dialect, uri[0])
+            batches = arrow_reader.stream(uri, sql, parameters)
+            async for batch in arrow_reader.in_thread(batches):
+                # The driver's batches, in pieces of ``batch_size`` rows as the other path
+                # reads them (slices share the batch's memory).
+                for offset in range(0, batch.num_rows, batch_size):
+                    yield partial(self._from_arrow, batch.slice(offset, batch_size))
+            return
+        dialect = bind.dialect.name
         if self._convert is None:
             statement = self._raw_timestamps(statement, dialect)
         text_timestamps = self._convert is None and dialect == "sqlite"
@@ -130,6 +148,9 @@ class QueryDataset(Dataset):
         ]
         return statement.with_only_columns(*columns, maintain_column_froms=True)
 
+    def _from_arrow(self, batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
+        return split_by_date(arrow_reader.conform(batch, self._schema), self._partition_column)
+
     def _to_batches(
         self, rows: Sequence[Any], text_timestamps: bool
     ) -> list[tuple[date, pa.RecordBatch]]:
@@ -137,20 +158,13 @@ class QueryDataset(Dataset):
         schema = self._schema
         columns = list(zip(*records, strict=True)) if records else [()] * len(schema)
         arrays = [
-            _timestamps_from_text(values, field.type)
+            timestamps_from_text(values, field.type)
             if text_timestamps and pa.types.is_timestamp(field.type)
             else pa.array(values, type=field.type)
             for values, field in zip(columns, schema, strict=True)
         ]
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         return split_by_date(batch, self._partition_column)
-
-
-def _timestamps_from_text(values: Sequence[str | None], data_type: pa.DataType) -> pa.Array:
-    """SQLite's stored text (``2026-03-01 10:00:00.000000``, UTC as ``UTCDateTime`` keeps
-    it), parsed by Arrow a column at a time."""
-    naive = pa.array(values, type=pa.string()).cast(pa.timestamp(data_type.unit))
-    return naive.cast(data_type)
 
 
 def model_columns(*attributes: Any) -> list[Any]:

@@ -4,11 +4,11 @@ and the order-state recorder the workflow calls."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -21,26 +21,6 @@ from hub.models import (
     ServiceOrder,
     ServiceOrderItem,
 )
-from tests.conftest import postgres_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.db'}"
-        return
-    # A schema of its own per test on the real server, dropped afterwards.
-    schema = f"hub_test_{uuid.uuid4().hex[:12]}"
-    admin = create_sync_engine(sync_url(postgres_url()))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url() else "?"
-    try:
-        yield f"{postgres_url()}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from adapters.usage_files import list_files, read_batches
 from hub.reconciliation import engine as r
 from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA, Category, Tariff
 from simulators.billing import PLANS
-from simulators.usage import INJECTABLE, UsageSpec, generate
+from simulators.usage import INJECTABLE, USAGE_MISMATCH, UsageSpec, generate
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 11, 2, tzinfo=UTC)
@@ -474,15 +474,19 @@ def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.P
     return pa.concat_tables(parts), total
 
 
-@pytest.mark.parametrize(("fmt", "partitions"), [("parquet", 1), ("csv.gz", 8), ("csv", 32)])
+@pytest.mark.parametrize(
+    ("fmt", "partitions", "sms_share"),
+    [("parquet", 1, 0.0), ("csv.gz", 8, 0.0), ("csv", 32, 0.0), ("parquet", 4, 0.1)],
+)
 def test_the_generators_ground_truth_is_found_exactly(
-    tmp_path: Path, fmt: str, partitions: int
+    tmp_path: Path, fmt: str, partitions: int, sms_share: float
 ) -> None:
     spec = UsageSpec(
         START,
         END,
         records=20_000,
         seed=partitions,
+        sms_share=sms_share,
         network_format=fmt,  # type: ignore[arg-type]
         records_per_file=6_000,
         rates={name: 0.01 for name in INJECTABLE},
@@ -493,6 +497,10 @@ def test_the_generators_ground_truth_is_found_exactly(
     pairs = set(zip(found["record_id"].to_pylist(), found["category"].to_pylist(), strict=True))
     expected = set(zip(truth["record_id"].to_pylist(), truth["category"].to_pylist(), strict=True))
     assert pairs == expected
+    if sms_share:
+        # SMS get every discrepancy but a usage mismatch (they have no usage to mismatch).
+        on_sms = pc.filter(found["category"], pc.equal(found["usage_type"], "sms"))
+        assert set(on_sms.to_pylist()) == set(INJECTABLE) - {USAGE_MISMATCH}
     assert summary.network_records == manifest.network_rows
     assert summary.billing_records == manifest.billing_rows
     assert {name: total.count for name, total in summary.categories.items()} == manifest.injected

@@ -432,12 +432,16 @@ def usage_generate(
     seed: Annotated[int, typer.Option(help="Same seed, same data")] = 1,
     records_per_file: Annotated[int, typer.Option(min=1)] = 1_000_000,
     voice_share: Annotated[
-        float | None, typer.Option(min=0, max=1, help="Share of voice calls (default: the generator's, 0.2)")
+        float | None,
+        typer.Option(min=0, max=1, help="Share of voice calls (default: the generator's, 0.2)"),
     ] = None,
     sms_share: Annotated[
         float,
         typer.Option(
-            min=0, max=1, help="Share of SMS, for regulatory reports (reconciliation ignores SMS)"
+            min=0,
+            max=1,
+            help="Share of SMS (default none: the files stay what they were before SMS). "
+            "Reconciliation prices them per message; regulatory reports count them",
         ),
     ] = 0.0,
 ) -> None:

@@ -471,7 +471,7 @@ def usage_generate(
             billing_format=billing_format,  # type: ignore[arg-type]
             records_per_file=records_per_file,
             sms_share=sms_share,
-            **({"voice_share": voice_share} if voice_share is not None else {}),
+            voice_share=UsageSpec.voice_share if voice_share is None else voice_share,
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -99,14 +99,21 @@ class BillingClient(SoapClient):
         ]
 
     async def get_tariffs(self) -> tuple[str, list[Tariff]]:
-        """The currency and every plan's usage prices (``GetTariffs``)."""
+        """The currency and every plan's usage prices (``GetTariffs``); a plan's SMS price is
+        None where billing has none."""
         reply = await self.call("GetTariffs")
         tariffs = [
             Tariff(
                 plan=str(item["planCode"]),
                 data_price_per_mb=float(item["dataPricePerMB"]),
                 voice_price_per_minute=float(item["voicePricePerMinute"]),
+                # Optional in the contract: a billing without SMS prices leaves it out.
+                sms_price_per_message=_price(item.get("smsPricePerMessage")),
             )
             for item in reply.get("tariff") or []
         ]
         return str(reply["currency"]), tariffs
+
+
+def _price(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)

@@ -9,7 +9,8 @@ across systems: the recording node's id and its local sequence number (``pgw-vie
 quantity it rated, the tariff applied, the charge, and whether the charge was billed.
 
 **Tariffs** come from billing over SOAP (``GetTariffs``): per plan, a price per megabyte of
-data (10^6 octets) and a price per minute of voice, charged per second.
+data (10^6 octets), a price per minute of voice, charged per second, and a price per SMS where
+billing has one (the element came later and is optional: a plan without it cannot price SMS).
 
 Charges and prices are decimal amounts carried as float64 (rounded to :data:`CHARGE_DECIMALS`
 where they are produced); comparisons always go through a tolerance.
@@ -81,7 +82,8 @@ class Category(StrEnum):
     DUPLICATE_IN_NETWORK = "duplicate_in_network"
     #: Billing rated the record more than once: every extra charge is over-billing.
     DUPLICATE_IN_BILLING = "duplicate_in_billing"
-    #: Data volume differs beyond tolerance: the difference at the tariff.
+    #: Data volume differs beyond tolerance: the difference at the tariff. (An SMS has no
+    #: quantity to differ: it is one message on both sides.)
     VOLUME_MISMATCH = "volume_mismatch"
     #: Voice duration differs beyond tolerance: the difference at the tariff.
     DURATION_MISMATCH = "duration_mismatch"
@@ -89,10 +91,11 @@ class Category(StrEnum):
     RATING_MISMATCH = "rating_mismatch"
     #: Rated but never billed, for usage the network carried: the whole charge.
     UNBILLED = "unbilled"
-    #: The network says data and billing says voice, or the reverse: quantities cannot be
+    #: The sides disagree on the kind of usage (data, voice, SMS): quantities cannot be
     #: compared. No revenue impact is claimed.
     USAGE_TYPE_MISMATCH = "usage_type_mismatch"
-    #: Billing rated with a plan its tariffs lack: the charge cannot be checked.
+    #: Billing rated with a plan its tariffs lack, or whose tariff has no price for the kind of
+    #: usage (an SMS on a plan without an SMS price): the charge cannot be checked.
     UNKNOWN_TARIFF = "unknown_tariff"
 
 
@@ -103,3 +106,5 @@ class Tariff:
     plan: str
     data_price_per_mb: float
     voice_price_per_minute: float
+    #: None when billing gave no SMS price for the plan: its SMS are not priced, never guessed.
+    sms_price_per_message: float | None = None

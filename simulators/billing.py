@@ -49,6 +49,10 @@ FORMATS = {
 }
 
 
+#: What every plan charges per SMS (the usage generator rates SMS at their plan's price).
+SMS_PRICE = Decimal("0.0900")
+
+
 @dataclass(frozen=True)
 class Plan:
     code: str
@@ -57,15 +61,18 @@ class Plan:
     qci: int
     downlink_bps: int
     uplink_bps: int
-    #: Usage prices: per megabyte (10^6 octets) of data, per minute of voice (per-second).
+    #: Usage prices: per megabyte (10^6 octets) of data, per minute of voice (per-second),
+    #: per SMS (None: the plan has no SMS price, and ``GetTariffs`` leaves the element out).
     data_price_per_mb: Decimal = Decimal("0.0100")
     voice_price_per_minute: Decimal = Decimal("0.0600")
+    sms_price_per_message: Decimal | None = SMS_PRICE
 
     def tariff_to_soap(self) -> dict[str, Any]:
         return {
             "planCode": self.code,
             "dataPricePerMB": self.data_price_per_mb,
             "voicePricePerMinute": self.voice_price_per_minute,
+            "smsPricePerMessage": self.sms_price_per_message,
         }
 
     def to_soap(self) -> dict[str, Any]:

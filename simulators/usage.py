@@ -18,9 +18,11 @@ The layout written under ``out``::
     manifest.json                                the parameters and the counts
 
 SMS (``record_type`` / ``usage_type`` ``sms``: one MSC SMS record each, no volume or duration,
-rated at :data:`SMS_PRICE`) are generated only when ``sms_share`` is above 0, the default:
-reconciliation does not know SMS yet (billing's ``GetTariffs`` has no SMS price), and with no
-SMS the files are exactly what they were before SMS existed.
+rated at their plan's SMS price, :data:`SMS_PRICE` on every simulated plan) are generated only
+when ``sms_share`` is above 0; the default is 0, and with no SMS the files are exactly what
+they were before SMS existed. Reconciliation prices an SMS per message from billing's
+``GetTariffs``; an SMS has no volume or duration to mismatch, so one whose rate band is the
+usage mismatch is left clean instead (every other category is injected on SMS as on the rest).
 
 Tariffs are the billing simulator's (:data:`simulators.billing.PLANS`), so a reconciliation
 that asks the simulator for them over SOAP prices exactly as this generator rated.
@@ -53,12 +55,14 @@ from hub.usage import (
     Category,
 )
 from simulators.billing import PLANS
+from simulators.billing import SMS_PRICE as SIMULATED_SMS_PRICE
 
 NetworkFormat = Literal["parquet", "csv", "csv.gz"]
 BillingFormat = Literal["parquet", "csv"]
 
 #: Injected categories in the order their rate bands are laid out. ``usage_mismatch`` becomes
-#: ``volume_mismatch`` for a data record and ``duration_mismatch`` for a voice record.
+#: ``volume_mismatch`` for a data record and ``duration_mismatch`` for a voice record; an SMS
+#: in its band gets no discrepancy (see the module's docstring).
 USAGE_MISMATCH = "usage_mismatch"
 INJECTABLE = (
     Category.MISSING_IN_BILLING.value,
@@ -83,12 +87,14 @@ DEFAULT_RATES: dict[str, float] = {
 _PLAN_CODES = list(PLANS)
 _DATA_PRICE = np.array([float(PLANS[c].data_price_per_mb) for c in _PLAN_CODES])
 _VOICE_PRICE = np.array([float(PLANS[c].voice_price_per_minute) for c in _PLAN_CODES])
+#: Billing's SMS price per plan (NaN for a plan without one: none of the simulator's).
+_SMS_PRICE = np.array([float(PLANS[c].sms_price_per_message or np.nan) for c in _PLAN_CODES])
 _RAT_TYPES = pa.array(["EUTRAN", "NR"])
 _APNS = pa.array(["internet", "ims", "internet.5g"])
 _RATING_GROUPS = np.array([10, 20, 30], dtype=np.int32)
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: What billing charges per SMS, on every plan (the billing simulator's tariffs have no SMS).
-SMS_PRICE = 0.09
+#: What billing charges per SMS, on every plan of the billing simulator.
+SMS_PRICE = float(SIMULATED_SMS_PRICE)
 
 
 @dataclass
@@ -169,6 +175,9 @@ def categories(spec: UsageSpec, seq: np.ndarray) -> np.ndarray:
         high = low + spec.rates.get(name, 0.0)
         result[(u >= low) & (u < high)] = index
         low = high
+    if spec.sms_share > 0:
+        # An SMS is one message on both sides: no usage to mismatch, so it stays clean.
+        result[(result == INJECTABLE.index(USAGE_MISMATCH)) & _kinds(spec, seq)[1]] = -1
     return result
 
 
@@ -180,12 +189,17 @@ def _digits(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     return pc.binary_join_element_wise(pa.scalar(prefix), text, "")
 
 
+def _kinds(spec: UsageSpec, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the usage events ``seq`` are voice, and which SMS (the rest is data)."""
+    kind = _uniform(seq, spec.seed * 1_000_003 + 1)
+    voice = kind < spec.voice_share
+    return voice, ~voice & (kind < spec.voice_share + spec.sms_share)
+
+
 def _records(spec: UsageSpec, seq: np.ndarray) -> dict[str, object]:
     """Every attribute of the usage events ``seq``, consistent on both sides."""
     seed = spec.seed * 1_000_003
-    kind = _uniform(seq, seed + 1)
-    voice = kind < spec.voice_share
-    sms = ~voice & (kind < spec.voice_share + spec.sms_share)
+    voice, sms = _kinds(spec, seq)
     # SMS are recorded by the MSCs, like calls.
     msc = voice | sms
     node = seq % spec.nodes
@@ -212,7 +226,7 @@ def _records(spec: UsageSpec, seq: np.ndarray) -> dict[str, object]:
         duration / 60 * _VOICE_PRICE[plan],
         volume / BYTES_PER_MB * _DATA_PRICE[plan],
     )
-    charge = np.where(sms, SMS_PRICE, charge)
+    charge = np.where(sms, _SMS_PRICE[plan], charge)
     return {
         "seq": seq,
         "voice": voice,

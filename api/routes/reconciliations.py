@@ -607,7 +607,7 @@ async def list_discrepancies(
     session: SessionDep,
     category: str | None = CategoryQuery,
     msisdn: str | None = None,
-    usageType: Literal["data", "voice"] | None = None,
+    usageType: Literal["data", "voice", "sms"] | None = None,
     offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:

@@ -4,12 +4,18 @@ Both sides are keyed by ``record_id``. The work runs in two stages, so that it s
 independent activities (and more workers make it faster):
 
 1. **split** (one task per input file): read the file, keep the period's rows, reduce them to
-   a compact *work* schema (:data:`NETWORK_WORK` / :data:`BILLING_WORK`: the quantity billing
-   charges for, a tariff code instead of a name, two 64-bit hashes of the record id), and
-   write them hash-partitioned into one Arrow IPC file with one record batch per partition.
+   a compact *work* schema (:data:`NETWORK_WORK` / :data:`BILLING_WORK`: the kind of usage as a
+   code, the quantity billing charges for, a tariff code instead of a name, two 64-bit hashes
+   of the record id), and write them hash-partitioned into one Arrow IPC file with one record
+   batch per partition.
 2. **reconcile** (one task per partition): the partition's batches of both sides are joined
    on the record id's hash, every key is classified (see :class:`hub.usage.Category`) and
    priced, and the discrepancies are written as one Parquet file.
+
+Usage is data (priced per octet), voice (per second) or SMS (per message: an SMS is a count,
+quantity 1 on both sides, so only its charge and its copies can be wrong, never its volume or
+duration). A charge whose tariff has no price for its kind of usage is reported as an unknown
+tariff, not checked against a guess.
 
 The join is a hash join done with vectorised primitives: Arrow dictionary-encodes the 64-bit
 hashes into dense codes, numpy counts copies per code and picks one row per code per side.
@@ -43,6 +49,10 @@ from hub.usage import (
 
 # --- Work schemas --------------------------------------------------------------------------
 
+#: The kinds of usage, in the order of their codes in the work schemas' ``usage`` column.
+USAGE_TYPES = ("data", "voice", "sms")
+DATA, VOICE, SMS = range(len(USAGE_TYPES))  # _work relies on DATA 0 and VOICE 1
+
 #: The input columns reconciliation reads; a file's other columns are never decoded.
 NETWORK_INPUT = pa.schema(
     [
@@ -65,8 +75,9 @@ NETWORK_WORK = pa.schema(
         pa.field("record_id", pa.string()),
         pa.field("h1", pa.uint64()),
         pa.field("h2", pa.uint64()),
-        pa.field("voice", pa.bool_()),
-        #: Octets (data) or seconds (voice): what billing charges for.
+        #: Index into :data:`USAGE_TYPES`; a type the engine does not know counts as data.
+        pa.field("usage", pa.int8()),
+        #: Octets (data), seconds (voice) or 1 (an SMS): what billing charges for.
         pa.field("quantity", pa.int64()),
         pa.field("event_time", UTC_MILLIS),
         pa.field("msisdn", pa.string()),
@@ -110,6 +121,7 @@ class Tolerances:
     A data record's volumes match when they differ by at most ``volume_bytes`` or
     ``volume_ratio`` of the network's volume, whichever is larger; a call's durations when
     they differ by at most ``duration_seconds``; a charge matches its tariff within ``charge``.
+    An SMS is one message on both sides: only its charge is compared.
     """
 
     volume_bytes: int = 1024
@@ -127,25 +139,25 @@ class TariffTable:
     """The run's tariffs as arrays indexed by tariff code (the order of ``plans``)."""
 
     plans: list[str]
-    data_per_byte: np.ndarray
-    voice_per_second: np.ndarray
+    #: Price per unit of usage: row :data:`DATA` per octet, :data:`VOICE` per second,
+    #: :data:`SMS` per message (NaN where the tariff has no SMS price); a last column of NaN
+    #: answers for unknown codes.
+    prices: np.ndarray
 
     @classmethod
     def of(cls, tariffs: Sequence[Tariff]) -> TariffTable:
-        return cls(
-            plans=[t.plan for t in tariffs],
-            data_per_byte=np.array([t.data_price_per_mb / BYTES_PER_MB for t in tariffs]),
-            voice_per_second=np.array([t.voice_price_per_minute / 60 for t in tariffs]),
-        )
+        prices = np.full((len(USAGE_TYPES), len(tariffs) + 1), np.nan)
+        for code, t in enumerate(tariffs):
+            prices[DATA, code] = t.data_price_per_mb / BYTES_PER_MB
+            prices[VOICE, code] = t.voice_price_per_minute / 60
+            if t.sms_price_per_message is not None:
+                prices[SMS, code] = t.sms_price_per_message
+        return cls(plans=[t.plan for t in tariffs], prices=prices)
 
-    def unit_price(self, codes: np.ndarray, voice: np.ndarray) -> np.ndarray:
-        """Price per octet or per second for each (code, voice); NaN for unknown codes."""
-        known = codes >= 0
-        safe = np.where(known, codes, 0)
-        if not self.plans:
-            return np.full(len(codes), np.nan)
-        price = np.where(voice, self.voice_per_second[safe], self.data_per_byte[safe])
-        return np.where(known, price, np.nan)
+    def unit_price(self, codes: np.ndarray, usage: np.ndarray) -> np.ndarray:
+        """Price per octet, second or message for each (code, usage code); NaN where the code
+        is unknown (-1) or its tariff has no price for the usage."""
+        return self.prices[usage, np.where(codes >= 0, codes, len(self.plans))]
 
     def codes(self, plans: pa.Array | pa.ChunkedArray) -> np.ndarray:
         found = pc.index_in(plans, value_set=pa.array(self.plans, pa.string()))
@@ -262,33 +274,52 @@ class Period:
 
 
 def _work(
-    table: pa.Table, voice: pa.ChunkedArray, quantity: pa.ChunkedArray, time: str, msisdn: str
+    table: pa.Table,
+    kind: str,
+    duration: pa.ChunkedArray,
+    volume: pa.ChunkedArray,
+    time: str,
+    msisdn: str,
 ) -> list[pa.Array | pa.ChunkedArray]:
-    """The columns both work schemas start with."""
+    """The columns both work schemas start with; ``kind`` names the usage type column."""
     ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
     h1, h2 = hash_strings(ids)
+    voice = pc.fill_null(pc.equal(table[kind], "voice"), False)
+    sms = pc.fill_null(pc.equal(table[kind], "sms"), False)
+    usage = pc.cast(voice, pa.int8())  # DATA is 0, VOICE 1
+    quantity = pc.if_else(voice, duration, volume)
+    if pc.any(sms).as_py():  # most files have none: then spare data and voice the work
+        usage = pc.if_else(sms, pa.scalar(SMS, pa.int8()), usage)
+        # An SMS is one message, whatever else its record carries.
+        quantity = pc.if_else(sms, 1, quantity)
     quantity = pc.cast(pc.fill_null(quantity, 0), pa.int64())
-    return [ids, pa.array(h1), pa.array(h2), voice, quantity, table[time], table[msisdn]]
+    return [
+        ids,
+        pa.array(h1),
+        pa.array(h2),
+        usage,
+        quantity,
+        table[time],
+        table[msisdn],
+    ]
 
 
 def network_work(table: pa.Table, period: Period) -> pa.Table:
     """Mediation CDRs (``hub.usage.NETWORK_SCHEMA`` columns) to :data:`NETWORK_WORK`."""
     table = period.keep(table, "record_opening_time")
-    voice = pc.fill_null(pc.equal(table["record_type"], "voice"), False)
     volume = pc.add(
         pc.fill_null(table["uplink_volume"], 0), pc.fill_null(table["downlink_volume"], 0)
     )
-    quantity = pc.if_else(voice, table["duration"], volume)
-    columns = _work(table, voice, quantity, "record_opening_time", "served_msisdn")
+    columns = _work(
+        table, "record_type", table["duration"], volume, "record_opening_time", "served_msisdn"
+    )
     return pa.Table.from_arrays(columns, schema=NETWORK_WORK)
 
 
 def billing_work(table: pa.Table, period: Period, tariffs: TariffTable) -> pa.Table:
     """Billing's rated records (``hub.usage.RATED_SCHEMA`` columns) to :data:`BILLING_WORK`."""
     table = period.keep(table, "start_time")
-    voice = pc.fill_null(pc.equal(table["usage_type"], "voice"), False)
-    quantity = pc.if_else(voice, table["duration"], table["volume"])
-    columns = _work(table, voice, quantity, "start_time", "msisdn")
+    columns = _work(table, "usage_type", table["duration"], table["volume"], "start_time", "msisdn")
     columns += [
         pa.array(tariffs.codes(table["tariff"]), pa.int16()),
         pc.fill_null(pc.cast(table["charge"], pa.float64()), 0.0),
@@ -513,8 +544,8 @@ def reconcile(
     ni = np.where(has_n, keys.network_row, network.num_rows)
     bi = np.where(has_b, keys.billing_row, billing.num_rows)
 
-    n_voice = _column(network, "voice", bool, False)[ni]
-    b_voice = _column(billing, "voice", bool, False)[bi]
+    n_usage = _column(network, "usage", np.int8, DATA)[ni]
+    b_usage = _column(billing, "usage", np.int8, DATA)[bi]
     when = np.where(
         has_n,
         _column(network, "event_time", "datetime64[ms]", 0).view(np.int64)[ni],
@@ -526,26 +557,28 @@ def reconcile(
     has_b &= in_period
 
     # The network says what the usage was; billing only where the network has no record.
-    voice = np.where(has_n, n_voice, b_voice)
+    usage = np.where(has_n, n_usage, b_usage)
+    voice = usage == VOICE
     net_qty = quantities[ni]
     bill_qty = _column(billing, "quantity", np.int64, 0)[bi]
     tariff = _column(billing, "tariff", np.int64, -1)[bi]
     charge = charges[bi]
     billed = billeds[bi]
-    known = tariff >= 0
-    expected = np.round(bill_qty * tariffs.unit_price(tariff, voice), CHARGE_DECIMALS)
+    unit = tariffs.unit_price(tariff, usage)
+    # Billing's tariff is known and has a price for this kind of usage.
+    priced = ~np.isnan(unit)
+    expected = np.round(bill_qty * unit, CHARGE_DECIMALS)
 
     both = has_n & has_b
-    same_type = both & (n_voice == b_voice)
+    same_type = both & (n_usage == b_usage)
     difference = net_qty - bill_qty
     volume_limit = np.maximum(tolerances.volume_bytes, tolerances.volume_ratio * net_qty)
-    volume_off = same_type & ~voice & (np.abs(difference) > volume_limit)
+    volume_off = same_type & (usage == DATA) & (np.abs(difference) > volume_limit)
     duration_off = same_type & voice & (np.abs(difference) > tolerances.duration_seconds)
     missing_in_billing = has_n & ~has_b
     # Billing's tariff prices a difference; the subscriber's plan where billing has none.
-    unit = tariffs.unit_price(tariff, voice)
-    needs_plan = (missing_in_billing | ((volume_off | duration_off) & ~known)).nonzero()[0]
-    unit[needs_plan] = _subscriber_unit(network, keys, needs_plan, voice, tariffs, plan_of)
+    needs_plan = (missing_in_billing | ((volume_off | duration_off) & ~priced)).nonzero()[0]
+    unit[needs_plan] = _subscriber_unit(network, keys, needs_plan, usage, tariffs, plan_of)
 
     found: dict[Category, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -565,10 +598,10 @@ def reconcile(
     add(Category.DURATION_MISMATCH, duration_off, difference * unit)
     with np.errstate(invalid="ignore"):
         misrated = (
-            has_b & known & ~(both & ~same_type) & (np.abs(charge - expected) > tolerances.charge)
+            has_b & priced & ~(both & ~same_type) & (np.abs(charge - expected) > tolerances.charge)
         )
     add(Category.RATING_MISMATCH, misrated, expected - charge)
-    add(Category.UNKNOWN_TARIFF, has_b & ~known, 0.0)
+    add(Category.UNKNOWN_TARIFF, has_b & ~priced, 0.0)
     # Rated, never billed, for usage the network carried (billing-only usage is no loss).
     add(Category.UNBILLED, both & ~billed, charge)
 
@@ -584,7 +617,7 @@ def reconcile(
         },
     )
     per_key = {
-        "voice": voice,
+        "usage": usage,
         "net_qty": net_qty,
         "bill_qty": bill_qty,
         "tariff": tariff,
@@ -621,7 +654,7 @@ def _subscriber_unit(
     network: pa.Table,
     keys: _Keys,
     where: np.ndarray,
-    voice: np.ndarray,
+    usage: np.ndarray,
     tariffs: TariffTable,
     plan_of: PlanLookup,
 ) -> np.ndarray:
@@ -630,7 +663,7 @@ def _subscriber_unit(
         return np.empty(0)
     rows = keys.network_row[where]
     msisdns = network["msisdn"].take(pa.array(rows, mask=rows < 0))
-    return tariffs.unit_price(plan_of.codes(msisdns), voice[where])
+    return tariffs.unit_price(plan_of.codes(msisdns), usage[where])
 
 
 def _side(table: pa.Table, name: str, rows: np.ndarray) -> pa.ChunkedArray | pa.Array:
@@ -667,7 +700,7 @@ def _discrepancies(
         [
             either("record_id"),
             pa.array(names, pa.string()),
-            pa.array(np.where(per_key["voice"][where], "voice", "data")),
+            pc.take(pa.array(USAGE_TYPES), pa.array(per_key["usage"][where])),
             either("msisdn"),
             either("event_time"),
             pa.array(per_key["net_qty"][where], mask=no_network),

@@ -438,7 +438,10 @@ def usage_generate(
     sms_share: Annotated[
         float,
         typer.Option(
-            min=0, max=1, help="Share of SMS, for regulatory reports (reconciliation ignores SMS)"
+            min=0,
+            max=1,
+            help="Share of SMS (default none: the files stay what they were before SMS). "
+            "Reconciliation prices them per message; regulatory reports count them",
         ),
     ] = 0.0,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +41,24 @@ async def test_tariffs_come_from_billing_over_soap(sims: Simulators) -> None:
         code: float(plan.data_price_per_mb) for code, plan in PLANS.items()
     }
     assert all(t.voice_price_per_minute > 0 for t in tariffs)
+    assert {t.plan: t.sms_price_per_message for t in tariffs} == {
+        code: float(billing_sim.SMS_PRICE) for code in PLANS
+    }
+
+
+async def test_a_plan_without_an_sms_price_reads_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A billing that sends no SMS price (the element is optional) is read, not refused."""
+    monkeypatch.setitem(PLANS, "IOT-M2M", replace(PLANS["IOT-M2M"], sms_price_per_message=None))
+    async with serve_in_background(billing_sim.create_app()) as url:
+        client = BillingClient(CONTRACTS_DIR / "billing.wsdl", url + "/billing")
+        try:
+            _, tariffs = await client.get_tariffs()
+        finally:
+            await client.aclose()
+    by_plan = {t.plan: t for t in tariffs}
+    assert by_plan["IOT-M2M"].sms_price_per_message is None
+    assert by_plan["IOT-M2M"].voice_price_per_minute == 0.2
+    assert by_plan["BASIC-4G"].sms_price_per_message == float(billing_sim.SMS_PRICE)
 
 
 async def test_crm_cases_through_the_adapter(sims: Simulators) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -14,16 +15,22 @@ from adapters.usage_files import list_files, read_batches
 from hub.reconciliation import engine as r
 from hub.usage import NETWORK_SCHEMA, RATED_SCHEMA, Category, Tariff
 from simulators.billing import PLANS
-from simulators.usage import INJECTABLE, UsageSpec, generate
+from simulators.usage import INJECTABLE, USAGE_MISMATCH, UsageSpec, generate
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 END = datetime(2026, 11, 2, tzinfo=UTC)
 PERIOD = r.Period(START, END)
 #: What the split reads: the period and the clock skew around it.
 READ = PERIOD.widened(r.Tolerances().clock_skew_seconds)
+#: The billing simulator's tariffs, as its GetTariffs answers them.
 TARIFFS = r.TariffTable.of(
     [
-        Tariff(code, float(plan.data_price_per_mb), float(plan.voice_price_per_minute))
+        Tariff(
+            code,
+            float(plan.data_price_per_mb),
+            float(plan.voice_price_per_minute),
+            None if plan.sms_price_per_message is None else float(plan.sms_price_per_message),
+        )
         for code, plan in PLANS.items()
     ]
 )
@@ -85,11 +92,15 @@ def billing_rows(rows: list[dict[str, object]]) -> pa.Table:
 
 
 def classify(
-    network: pa.Table, billing: pa.Table
+    network: pa.Table,
+    billing: pa.Table,
+    tariffs: r.TariffTable = TARIFFS,
+    subscriptions: pa.Table | None = None,
 ) -> tuple[dict[tuple[str, str], float], r.PartitionSummary]:
-    subscriptions = pa.table({"msisdn": ["436600000001"], "plan": ["BASIC-4G"]})
+    if subscriptions is None:
+        subscriptions = pa.table({"msisdn": ["436600000001"], "plan": ["BASIC-4G"]})
     found, summary = r.reconcile(
-        network, billing, TARIFFS, r.PlanLookup.of(subscriptions, TARIFFS), r.Tolerances(), PERIOD
+        network, billing, tariffs, r.PlanLookup.of(subscriptions, tariffs), r.Tolerances(), PERIOD
     )
     return {
         (row["record_id"], row["category"]): row["revenue_impact"] for row in found.to_pylist()
@@ -229,10 +240,152 @@ def test_usage_billing_alone_knows_of_is_no_lost_revenue() -> None:
 
 
 def test_sides_that_disagree_on_the_kind_of_usage_are_not_compared() -> None:
-    network = network_rows([{"record_id": "t", "record_type": "voice", "duration": 120}])
-    billing = billing_rows([{"record_id": "t", "volume": 120, "charge": 0.0}])
+    network = network_rows(
+        [
+            {"record_id": "t", "record_type": "voice", "duration": 120},
+            {"record_id": "s", "record_type": "sms"},
+            {"record_id": "d", "downlink_volume": 10**6},
+        ]
+    )
+    billing = billing_rows(
+        [
+            {"record_id": "t", "volume": 120, "charge": 0.0},
+            {"record_id": "s", "usage_type": "data", "volume": 10**6, "charge": 0.01},
+            {"record_id": "d", "usage_type": "sms", "charge": 0.09},
+        ]
+    )
     found, _ = classify(network, billing)
-    assert found == {("t", Category.USAGE_TYPE_MISMATCH): 0.0}
+    assert found == {
+        ("t", Category.USAGE_TYPE_MISMATCH): 0.0,
+        ("s", Category.USAGE_TYPE_MISMATCH): 0.0,
+        ("d", Category.USAGE_TYPE_MISMATCH): 0.0,
+    }
+
+
+# --- SMS: a count, priced per message ------------------------------------------------------------
+
+#: Tariffs with an SMS price per plan that tells the plans apart, and one plan without any.
+SMS_PRICES = {"BASIC-4G": 0.12, "STANDARD-5G": 0.05, "UNLIMITED-5G": 0.03, "IOT-M2M": None}
+SMS_TARIFFS = r.TariffTable.of(
+    [
+        Tariff(code, float(plan.data_price_per_mb), float(plan.voice_price_per_minute), price)
+        for (code, plan), price in zip(PLANS.items(), SMS_PRICES.values(), strict=True)
+    ]
+)
+
+
+def sms_network(rows: list[dict[str, object]]) -> pa.Table:
+    return network_rows([{"record_type": "sms", "duration": None, **row} for row in rows])
+
+
+def sms_billing(rows: list[dict[str, object]], tariffs: r.TariffTable = SMS_TARIFFS) -> pa.Table:
+    defaults = {"msisdn": "436600000001", "usage_type": "sms", "tariff": "STANDARD-5G"}
+    full = [{**defaults, "start_time": START, "billed": True, **row} for row in rows]
+    return r.billing_work(pa.Table.from_pylist(full, schema=r.RATED_INPUT), READ, tariffs)
+
+
+def test_sms_are_one_message_each_priced_at_the_tariff() -> None:
+    # STANDARD-5G (billing's tariff) 0.05 per SMS; BASIC-4G (the subscriber's plan) 0.12.
+    network = sms_network(
+        [
+            {"record_id": "ok"},
+            # Whatever an SMS record carries beside, it is one message: nothing to mismatch.
+            {"record_id": "odd", "duration": 30, "downlink_volume": 5_000_000},
+            {"record_id": "lost"},
+            {"record_id": "misrated"},
+            {"record_id": "unbilled"},
+            {"record_id": "dup-n"},
+            {"record_id": "dup-n"},
+            {"record_id": "dup-b"},
+        ]
+    )
+    billing = sms_billing(
+        [
+            {"record_id": "ok", "charge": 0.05},
+            {"record_id": "odd", "charge": 0.05},
+            {"record_id": "misrated", "charge": 0.50},
+            {"record_id": "unbilled", "charge": 0.05, "billed": False},
+            {"record_id": "dup-n", "charge": 0.05},
+            {"record_id": "dup-b", "charge": 0.05},
+            {"record_id": "dup-b", "charge": 0.05},
+            {"record_id": "dup-b", "charge": 0.05},
+            {"record_id": "ghost", "charge": 0.05},
+        ]
+    )
+    found, summary = classify(network, billing, SMS_TARIFFS)
+    assert found == {
+        ("lost", Category.MISSING_IN_BILLING): 0.12,  # one SMS at the subscriber's BASIC-4G
+        ("misrated", Category.RATING_MISMATCH): -0.45,  # tariff says 0.05, charged 0.50
+        ("unbilled", Category.UNBILLED): 0.05,
+        ("dup-n", Category.DUPLICATE_IN_NETWORK): 0.0,
+        ("dup-b", Category.DUPLICATE_IN_BILLING): -0.10,  # two extra charges of 0.05
+        ("ghost", Category.MISSING_IN_NETWORK): -0.05,
+    }
+    assert summary.matched_records == 6
+    assert summary.leakage == pytest.approx(0.12 + 0.05)
+    rows, _ = r.reconcile(
+        network, billing, SMS_TARIFFS, r.PlanLookup.empty(), r.Tolerances(), PERIOD
+    )
+    misrated = rows.filter(pc.equal(rows["record_id"], "misrated")).to_pylist()[0]
+    assert misrated["usage_type"] == "sms"
+    assert (misrated["network_quantity"], misrated["billed_quantity"]) == (1, 1)
+    assert misrated["expected_charge"] == 0.05
+
+
+def test_an_sms_under_a_tariff_without_an_sms_price_is_reported_not_guessed() -> None:
+    network = sms_network([{"record_id": "m2m"}, {"record_id": "m2m-lost"}])
+    billing = sms_billing([{"record_id": "m2m", "tariff": "IOT-M2M", "charge": 0.50}])
+    # Data on the same plan is still checked: only the SMS price is missing.
+    network = pa.concat_tables(
+        [network, network_rows([{"record_id": "data", "downlink_volume": 10 * 10**6}])]
+    )
+    billing = pa.concat_tables(
+        [
+            billing,
+            sms_billing(
+                [{"record_id": "data", "usage_type": "data", "volume": 10 * 10**6,
+                  "tariff": "IOT-M2M", "charge": 0.10}]  # 10 MB at 0.05 is 0.50
+            ),
+        ]
+    )  # fmt: skip
+    on_m2m = pa.table({"msisdn": ["436600000001"], "plan": ["IOT-M2M"]})
+    found, summary = classify(network, billing, SMS_TARIFFS, on_m2m)
+    assert found == {
+        ("m2m", Category.UNKNOWN_TARIFF): 0.0,
+        ("m2m-lost", Category.MISSING_IN_BILLING): 0.0,  # the plan has no SMS price
+        ("data", Category.RATING_MISMATCH): 0.40,
+    }
+    assert summary.leakage == pytest.approx(0.40)
+
+
+def test_billing_without_any_sms_price_leaves_every_sms_unpriced() -> None:
+    """A billing whose GetTariffs predates the SMS price: data and voice as before."""
+    old_tariffs = r.TariffTable.of(
+        [
+            Tariff(code, float(plan.data_price_per_mb), float(plan.voice_price_per_minute))
+            for code, plan in PLANS.items()
+        ]
+    )
+    network = pa.concat_tables(
+        [
+            sms_network([{"record_id": "sms"}, {"record_id": "sms-lost"}]),
+            network_rows([{"record_id": "data", "downlink_volume": 10**6}]),
+        ]
+    )
+    billing = pa.concat_tables(
+        [
+            sms_billing([{"record_id": "sms", "charge": 0.09}], old_tariffs),
+            sms_billing(
+                [{"record_id": "data", "usage_type": "data", "volume": 10**6, "charge": 0.01}],
+                old_tariffs,
+            ),
+        ]
+    )
+    found, _ = classify(network, billing, old_tariffs)
+    assert found == {
+        ("sms", Category.UNKNOWN_TARIFF): 0.0,
+        ("sms-lost", Category.MISSING_IN_BILLING): 0.0,
+    }
 
 
 def test_a_record_at_the_edge_of_the_period_counts_once() -> None:
@@ -321,15 +474,19 @@ def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.P
     return pa.concat_tables(parts), total
 
 
-@pytest.mark.parametrize(("fmt", "partitions"), [("parquet", 1), ("csv.gz", 8), ("csv", 32)])
+@pytest.mark.parametrize(
+    ("fmt", "partitions", "sms_share"),
+    [("parquet", 1, 0.0), ("csv.gz", 8, 0.0), ("csv", 32, 0.0), ("parquet", 4, 0.1)],
+)
 def test_the_generators_ground_truth_is_found_exactly(
-    tmp_path: Path, fmt: str, partitions: int
+    tmp_path: Path, fmt: str, partitions: int, sms_share: float
 ) -> None:
     spec = UsageSpec(
         START,
         END,
         records=20_000,
         seed=partitions,
+        sms_share=sms_share,
         network_format=fmt,  # type: ignore[arg-type]
         records_per_file=6_000,
         rates={name: 0.01 for name in INJECTABLE},
@@ -340,6 +497,10 @@ def test_the_generators_ground_truth_is_found_exactly(
     pairs = set(zip(found["record_id"].to_pylist(), found["category"].to_pylist(), strict=True))
     expected = set(zip(truth["record_id"].to_pylist(), truth["category"].to_pylist(), strict=True))
     assert pairs == expected
+    if sms_share:
+        # SMS get every discrepancy but a usage mismatch (they have no usage to mismatch).
+        on_sms = pc.filter(found["category"], pc.equal(found["usage_type"], "sms"))
+        assert set(on_sms.to_pylist()) == set(INJECTABLE) - {USAGE_MISMATCH}
     assert summary.network_records == manifest.network_rows
     assert summary.billing_records == manifest.billing_rows
     assert {name: total.count for name, total in summary.categories.items()} == manifest.injected

@@ -28,7 +28,8 @@ from workflows.reconciliation import BillingReconciliation
 async def test_a_period_from_billings_export_is_reconciled_exactly(
     hub: Hub, sims: Simulators, tmp_path: Path, billing_export_dir: Path
 ) -> None:
-    manifest = make_data(tmp_path / "data", network_format="csv.gz")
+    # With SMS: priced per message at the SMS price billing's GetTariffs answers.
+    manifest = make_data(tmp_path / "data", network_format="csv.gz", sms_share=0.1)
     shutil.rmtree(billing_export_dir)
     shutil.copytree(tmp_path / "data" / "billing", billing_export_dir)
 
@@ -54,6 +55,12 @@ async def test_a_period_from_billings_export_is_reconciled_exactly(
     table = pq.read_table(io.BytesIO(download.content))
     found = set(zip(table["record_id"].to_pylist(), table["category"].to_pylist(), strict=True))
     assert found == truth(tmp_path / "data")
+    sms = await hub.api.get(
+        f"{RUNS}/{started['id']}/discrepancies", params={"usageType": "sms", "limit": 10_000}
+    )
+    assert sms.status_code == 200 and sms.json()
+    assert {row["usageType"] for row in sms.json()} == {"sms"}
+    assert "rating_mismatch" in {row["category"] for row in sms.json()}
     # Bulk data stayed in files: the workspace's intermediate files are gone, the result kept.
     workspace = hub.settings.resolved_reconciliation_dir / started["id"]
     assert sorted(p.name for p in workspace.iterdir()) == ["discrepancies.parquet"]

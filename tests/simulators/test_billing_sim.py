@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,25 @@ async def test_list_plans(service: Any, control: httpx.AsyncClient) -> None:
     assert by_code["BASIC-4G"].monthlyFee == Decimal("9.90")
     assert (by_code["UNLIMITED-5G"].qci, by_code["UNLIMITED-5G"].downlinkBps) == (8, 10**9)
     assert by_code["IOT-M2M"].uplinkBps == 256_000
+
+
+async def test_get_tariffs_prices_sms_per_plan(
+    service: Any, control: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = await service.GetTariffs()
+    by_code = {tariff.planCode: tariff for tariff in reply.tariff}
+    assert {code: t.smsPricePerMessage for code, t in by_code.items()} == {
+        code: plan.sms_price_per_message for code, plan in billing.PLANS.items()
+    }
+    assert by_code["BASIC-4G"].smsPricePerMessage == billing.SMS_PRICE
+    # A plan without an SMS price answers without the (optional) element.
+    monkeypatch.setitem(
+        billing.PLANS, "IOT-M2M", replace(billing.PLANS["IOT-M2M"], sms_price_per_message=None)
+    )
+    reply = await service.GetTariffs()
+    by_code = {tariff.planCode: tariff for tariff in reply.tariff}
+    assert by_code["IOT-M2M"].smsPricePerMessage is None
+    assert by_code["IOT-M2M"].voicePricePerMinute == Decimal("0.2000")
 
 
 async def test_account_is_one_per_customer(service: Any, control: httpx.AsyncClient) -> None:

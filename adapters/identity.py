@@ -80,7 +80,8 @@ class IdentityProviderClient:
     @property
     def token_endpoint(self) -> str:
         """Where a client exchanges its credentials for a token: ``HUB_OIDC_TOKEN_ENDPOINT``,
-        else the discovery document's (fetched by :meth:`discover` or any call before)."""
+        else the discovery document's, known after :meth:`discover` or any other call (a
+        :class:`PermanentError` before)."""
         if self._configured_token_endpoint:
             return self._configured_token_endpoint
         if self._discovery is None:
@@ -160,13 +161,14 @@ class IdentityProviderClient:
     ) -> None:
         """Delete a registered client (RFC 7592); one already gone is success.
 
-        The URI must be on the provider's origin: the registration access token is sent to no
-        other server, whatever a stored URI says.
+        The URI must be on the origin of the provider's registration endpoint: the
+        registration access token is sent to no other server, whatever a stored URI says.
         """
-        if _origin(registration_client_uri) != _origin(self._issuer):
+        registration = str((await self.discover())["registration_endpoint"])
+        if _origin(registration_client_uri) != _origin(registration):
             raise PermanentError(
-                f"registration_client_uri {registration_client_uri!r} is not on the "
-                f"provider's origin {_origin(self._issuer)}",
+                f"registration_client_uri {registration_client_uri!r} is not on the origin "
+                f"of the provider's registration endpoint {registration!r}",
                 system=SYSTEM,
             )
         await self._send(

@@ -231,8 +231,9 @@ class Settings(BaseSettings):
     #: keys (``iss`` must equal it; discovery at ``<issuer>/.well-known/openid-configuration``).
     #: Empty: OAuth2 is off, only API keys are accepted. ``http`` only on a loopback host.
     oidc_issuer: str = ""
-    #: The ``aud`` the API's tokens must carry: the resource indicator clients ask tokens for.
-    oidc_audience: str = "hub-api"
+    #: The ``aud`` the API's tokens must carry; also the resource indicator (RFC 8707, so an
+    #: absolute URI) clients ask tokens for.
+    oidc_audience: str = "urn:telecom-hub:api"
     #: The token endpoint partners are given; empty: the discovery document's.
     oidc_token_endpoint: str = ""
     #: The initial access token that lets the hub register clients at the provider (RFC 7591).

@@ -113,6 +113,8 @@ async def test_delete_is_idempotent(status: int) -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("openid-configuration"):
+            return httpx.Response(200, json=DISCOVERY)
         seen.append(request)
         return httpx.Response(status)
 
@@ -122,7 +124,9 @@ async def test_delete_is_idempotent(status: int) -> None:
 
 async def test_delete_sends_the_token_to_the_provider_only() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("no request may be sent")
+        if request.url.path.endswith("openid-configuration"):
+            return httpx.Response(200, json=DISCOVERY)
+        raise AssertionError("the registration access token may not be sent elsewhere")
 
     with pytest.raises(PermanentError, match="origin"):
         await provider(httpx.MockTransport(handler)).delete_client(

@@ -9,67 +9,17 @@ without restarting the API; a deleted client (RFC 7592) gets no more tokens.
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.identity import IdentityProviderClient, RegisteredClient
+from adapters.identity import IdentityProviderClient
 from api.oauth import TokenValidator
 from hub.tools import idp as provider
 from tests.conftest import Hub, IdentityProvider, eventually
-
-ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
-
-
-async def register(hub: Hub, scopes: list[str], partner_id: str | None = None) -> RegisteredClient:
-    async with IdentityProviderClient(hub.settings) as identity:
-        return await identity.register_client(
-            client_name=f"test-{uuid.uuid4().hex[:8]}",
-            scopes=scopes,
-            partner_id=partner_id or f"p-{uuid.uuid4().hex[:8]}",
-        )
-
-
-async def access_token(idp: IdentityProvider, client: RegisteredClient, scope: str) -> str:
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await idp.token(http, client.client_id, client.client_secret, scope)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["token_type"].lower() == "bearer"
-    return str(body["access_token"])
-
-
-async def call(hub: Hub, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(
-        transport=hub.api._transport, base_url="http://hub.test", headers=headers
-    ) as api:
-        return await api.request(method, path, **kwargs)
-
-
-def idp_signed(idp: IdentityProvider, **overrides: Any) -> str:
-    """A token signed with the provider's own current key, with claims of the test's choice."""
-    key = provider.read_keys(idp.keys_file)[0]
-    now = int(time.time())
-    claims = {
-        "iss": idp.issuer,
-        "aud": idp.audience,
-        "sub": "crafted",
-        "client_id": "crafted",
-        "iat": now,
-        "exp": now + 300,
-        "scope": "orders:read",
-    } | overrides
-    return jwt.encode(
-        {k: v for k, v in claims.items() if v is not None},
-        jwt.PyJWK(key).key,
-        algorithm="ES256",
-        headers={"kid": key["kid"], "typ": "at+jwt"},
-    )
+from tests.oauth.clients import ORDERS, access_token, call, idp_signed, register
 
 
 def assert_invalid_token(response: httpx.Response) -> None:

@@ -139,3 +139,23 @@ def test_settings_refuse_http_issuer_off_loopback() -> None:
         settings(oidc_issuer="http://idp.example.net")
     assert settings(oidc_issuer="http://[::1]:8110").oidc_issuer
     assert settings(oidc_issuer="https://idp.example.net").oidc_issuer
+
+
+def test_production_wants_https_and_a_strong_registration_token() -> None:
+    from tests.conftest import PAYLOAD_KEYS, SEAL_PUBLIC_KEY
+
+    strong = "Qm9rZ3xVbHd6cFhvS1RyQWdGcE5zWWVjTm1i"
+    production: dict[str, object] = {
+        "environment": "production",
+        "api_key": ["A" * 12 + "bcdefghijklmnop0123456789"],
+        "payload_keys": PAYLOAD_KEYS,
+        "seal_public_key": SEAL_PUBLIC_KEY,
+        "oidc_issuer": "https://idp.example.net",
+        "oidc_registration_token": strong,
+    }
+    assert settings(**production).oidc_issuer == "https://idp.example.net"
+    with pytest.raises(ValueError, match="https URL in production"):
+        settings(**production | {"oidc_issuer": "http://127.0.0.1:8110"})
+    with pytest.raises(ValueError, match="HUB_OIDC_REGISTRATION_TOKEN") as caught:
+        settings(**production | {"oidc_registration_token": "changeme-changeme-changeme"})
+    assert "changeme" not in str(caught.value)

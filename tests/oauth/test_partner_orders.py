@@ -98,6 +98,9 @@ async def test_partner_cannot_see_operator_orders(hub: Hub, idp: IdentityProvide
     token = await partner_token(hub, idp, "partner-c")
     assert (await call(hub, "GET", f"{ORDERS}/{placed.json()['id']}", token)).status_code == 404
     assert (await call(hub, "GET", ORDERS, token)).json() == []
+    # An operator's token (no partner_id) sees it, as an API key does.
+    operator = idp_signed(idp, scope="orders:read")
+    assert (await call(hub, "GET", f"{ORDERS}/{placed.json()['id']}", operator)).status_code == 200
 
 
 async def test_partner_token_does_partner_things_only(hub: Hub, idp: IdentityProvider) -> None:

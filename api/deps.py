@@ -208,11 +208,18 @@ async def authenticate(
 ) -> Principal:
     """The caller whose API key or bearer JWT the request carries; 401 without a valid one.
 
-    A bearer credential shaped like a JWT is judged as a token, anything else as an API key;
-    ``X-API-Key`` is always a key.
+    With OAuth2 on, a bearer credential shaped like a JWT is judged as a token (settings
+    refuse API keys of that shape then), anything else as an API key; ``X-API-Key`` is always
+    a key, and so is everything while OAuth2 is off.
     """
-    if api_key is None and bearer is not None and looks_like_jwt(bearer.credentials):
-        return await principal_for_token(bearer.credentials, token_validator(request))
+    validator = token_validator(request)
+    if (
+        validator is not None
+        and api_key is None
+        and bearer is not None
+        and looks_like_jwt(bearer.credentials)
+    ):
+        return await principal_for_token(bearer.credentials, validator)
     return principal_for(offered_key(api_key, bearer), settings)
 
 

@@ -427,6 +427,13 @@ class Settings(BaseSettings):
             raise ValueError(f"HUB_OIDC_TOKEN_ENDPOINT {problem}")
         if not self.oidc_audience:
             raise ValueError("HUB_OIDC_AUDIENCE must be set when HUB_OIDC_ISSUER is")
+        # A bearer credential with two dots is judged as a JWT (api.oauth.looks_like_jwt).
+        keys = [*self.api_key, *(c.key.get_secret_value() for c in self.api_clients)]
+        if any(key.count(".") == 2 for key in keys):
+            raise ValueError(
+                "HUB_API_KEY / HUB_API_CLIENTS: with HUB_OIDC_ISSUER set, an API key must not "
+                "contain exactly two dots (it would be taken for a JWT)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -292,3 +292,10 @@ async def test_refusal_is_a_bearer_challenge(validator: TokenValidator, signing_
     with pytest.raises(ApiError) as off:
         await principal_for_token(sign(signing_key, claims()), None)
     assert off.value.status == 401
+
+
+def test_with_oauth2_on_no_api_key_may_look_like_a_jwt() -> None:
+    with pytest.raises(ValueError, match="two dots"):
+        Settings(_env_file=None, oidc_issuer=ISSUER, api_key=["a.b.c"])  # type: ignore[call-arg]
+    # With OAuth2 off such a key is a key like any other.
+    assert Settings(_env_file=None, api_key=["a.b.c"]).api_key == ["a.b.c"]  # type: ignore[call-arg]

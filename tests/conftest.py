@@ -229,6 +229,7 @@ class IdentityProvider:
     audience: str
     keys_file: Path
     process: subprocess.Popen[bytes]
+    log: Path
 
     def hub_settings(self) -> dict[str, Any]:
         """The hub settings that point at this provider (OAuth2 on, registration possible)."""
@@ -272,7 +273,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
         )
     try:
         provider.wait_until_ready(issuer, process, log=log)
-        yield IdentityProvider(issuer, initial_access_token, audience, keys_file, process)
+        yield IdentityProvider(issuer, initial_access_token, audience, keys_file, process, log)
     finally:
         process.terminate()
         try:

@@ -14,6 +14,7 @@ from api import errors, openapi
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
 from api.metrics import HttpMetrics, HttpMetricsMiddleware
+from api.oauth import TokenValidator
 from api.routes import (
     codec,
     dead_letters,
@@ -60,6 +61,8 @@ def create_app(
         try:
             yield
         finally:
+            if app.state.tokens is not None:
+                await app.state.tokens.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -67,7 +70,8 @@ def create_app(
         version="0.1.0",
         description=(
             "Durable business processes between CRM, billing, HSS and partners, on Temporal. "
-            "Authenticate with `X-API-Key` or `Authorization: Bearer`."
+            "Authenticate with an API key (`X-API-Key` or `Authorization: Bearer`) or an OAuth2 "
+            "access token of the hub's OpenID provider (`Authorization: Bearer`)."
         ),
         lifespan=lifespan,
         # Served by api.openapi with local assets: FastAPI's own pages load from a CDN.
@@ -77,6 +81,8 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = HttpMetrics()
     app.state.state_gauges = metrics.StateGauges()
+    # OAuth2 bearer JWTs beside API keys, when an issuer is configured (api.oauth).
+    app.state.tokens = TokenValidator(settings) if settings.oidc_issuer else None
     # Added first, so CORS wraps it: a browser can read the 413 too.
     app.add_middleware(
         BodyLimit,

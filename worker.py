@@ -54,7 +54,6 @@ from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from adapters.vies import ViesClient
 from hub.db import create_engine, migrate, session_factory
-from hub.partners.callbacks import CallbackPolicy
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect
 from workflows.exports import ExportWorkflow
@@ -131,13 +130,7 @@ async def build_activities(
     registry = CompanyRegistryClient(
         settings.registry_url, token=settings.registry_token, timeout=timeout
     )
-    callbacks = CallbackClient(
-        CallbackPolicy(
-            allow_http=settings.partners_callback_allow_http,
-            allow_loopback=settings.partners_callback_allow_loopback,
-            allow_private=settings.partners_callback_allow_private,
-        )
-    )
+    callbacks = CallbackClient(settings.callback_policy)
     for client in (credit, crm, hss, billing, export, regulator, vies, registry, callbacks):
         stack.push_async_callback(client.aclose)
     provider = identity if identity is not None else identity_provider(settings)

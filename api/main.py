@@ -19,6 +19,8 @@ from api.routes import (
     exports,
     health,
     inventory_audits,
+    parties,
+    partners,
     reconciliations,
     regulatory_reports,
     service_orders,
@@ -95,6 +97,9 @@ def create_app(
     app.include_router(reconciliations.router)
     app.include_router(inventory_audits.router)
     app.include_router(regulatory_reports.router)
+    app.include_router(partners.router)
+    app.include_router(parties.party_router)
+    app.include_router(parties.party_role_router)
     app.include_router(exports.router)
     app.include_router(codec.router)
     return app

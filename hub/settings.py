@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.partners.callbacks import CallbackPolicy
 from hub.permissions import ALL_SCOPES, WILDCARD, plain_key_name
 from hub.sealing import Sealer, Unsealer, public_spec
 
@@ -266,8 +267,9 @@ class Settings(BaseSettings):
     partners_allowed_scopes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["orders:read", "orders:write"]
     )
-    #: Callbacks: plain http (development and tests only; refused in production), and
-    #: addresses on loopback or private networks (``make run`` allows loopback).
+    #: Callbacks: plain http (always allowed in development; elsewhere only with this, and
+    #: refused in production), and addresses on loopback or private networks (``make run``
+    #: allows loopback).
     partners_callback_allow_http: bool = False
     partners_callback_allow_loopback: bool = False
     partners_callback_allow_private: bool = False
@@ -517,6 +519,16 @@ class Settings(BaseSettings):
             return self.billing_export_url
         parsed = urlsplit(self.billing_url)
         return f"{parsed.scheme}://{parsed.netloc}"
+
+    @property
+    def callback_policy(self) -> CallbackPolicy:
+        """Where partners' callbacks may point: plain http in development (or when allowed
+        outside production), loopback and private addresses when allowed."""
+        return CallbackPolicy(
+            allow_http=self.partners_callback_allow_http or self.environment == "development",
+            allow_loopback=self.partners_callback_allow_loopback,
+            allow_private=self.partners_callback_allow_private,
+        )
 
     @property
     def resolved_sanctions_list(self) -> Path:

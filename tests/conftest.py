@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from hub.sealing import generate_seal_key, public_spec
 from hub.settings import RetrySettings, Settings
 
 API_KEY = "test-key-" + "x" * 24
-SYSTEM_NAMES = ("credit", "crm", "hss", "billing", "regulator")
+SYSTEM_NAMES = ("credit", "crm", "hss", "billing", "regulator", "vies", "registry", "partner")
 
 
 def temporal_binary() -> str:
@@ -242,6 +242,8 @@ def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
         hss_url=simulator_process["hss"],
         billing_url=billing_url,
         regulator_url=simulator_process["regulator"] + "/regulator",
+        vies_url=simulator_process["vies"] + "/vies",
+        registry_url=simulator_process["registry"],
         http_timeout=5.0,
         retry={name: FAST_RETRY for name in (*SYSTEM_NAMES, "hub")},
     )
@@ -261,6 +263,16 @@ class Hub:
 async def hub(
     hub_settings: Settings, temporal_client: Client, sims: Simulators
 ) -> AsyncIterator[Hub]:
+    async with running_hub(hub_settings, temporal_client) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_hub(
+    hub_settings: Settings, temporal_client: Client, **activities: Any
+) -> AsyncIterator[Hub]:
+    """A worker and the API on the test's settings; ``activities``: keyword arguments of
+    :func:`worker.build_activities` (an identity provider of the test's)."""
     from api.main import create_app
     from worker import build_activities, create_workers
 
@@ -270,9 +282,9 @@ async def hub(
     app = create_app(hub_settings, temporal=temporal_client, run_migrations=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
-        activities = await build_activities(hub_settings, sessions, stack)
+        built = await build_activities(hub_settings, sessions, stack, **activities)
         for worker in create_workers(
-            temporal_client, activities, hub_settings, task_queue=hub_settings.task_queue
+            temporal_client, built, hub_settings, task_queue=hub_settings.task_queue
         ):
             await stack.enter_async_context(worker)
         await stack.enter_async_context(app.router.lifespan_context(app))

@@ -123,7 +123,7 @@ async def test_a_partner_is_onboarded_and_offboarded(
     # No secret in clear in the history.
     history = await hub.client.get_workflow_handle(active["workflowId"]).fetch_history()
     text = history.to_json()
-    for secret in identity.secrets_issued + [credentials["webhookSecret"]]:
+    for secret in [*identity.secrets_issued, credentials["webhookSecret"]]:
         assert secret not in text
 
     # Offboarding: asked by one person, approved by another.

@@ -498,15 +498,21 @@ async def test_an_approval_escalates_to_the_managers_with_an_alarm(partners: Par
     finally:
         partners.doubles.escalate_after = 3600.0
     kind = f"task/{task.task_id}/escalation"
-    assert partners.alarms.of(handle.id, kind) == [PerceivedSeverity.MAJOR]
+
+    async def raised() -> bool:
+        return partners.alarms.of(handle.id, kind) == [PerceivedSeverity.MAJOR]
+
+    await eventually(raised, timeout=15)
     [record] = [r for r in partners.hub.task_records[handle.id] if r.action == "escalated"]
     assert record.candidate_groups == ["wholesale-managers"]
     await partners.decide(handle, "approval", "approve", "mia", ["wholesale-managers"])
     await partners.status(handle, "active")
-    assert partners.alarms.of(handle.id, kind) == [
-        PerceivedSeverity.MAJOR,
-        PerceivedSeverity.CLEARED,
-    ]
+
+    async def cleared() -> bool:
+        severities = partners.alarms.of(handle.id, kind)
+        return severities == [PerceivedSeverity.MAJOR, PerceivedSeverity.CLEARED]
+
+    await eventually(cleared, timeout=15)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def replayer() -> Replayer:
 
 
 def test_histories_are_there() -> None:
-    assert len(list(HISTORIES.glob("*.json"))) >= 16
+    assert len(list(HISTORIES.glob("*.json"))) >= 17
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda path: path.stem)

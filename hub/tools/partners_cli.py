@@ -20,7 +20,9 @@ from rich.table import Table
 
 from hub.tools.cli import DEFAULT_API_URL, ApiKey, ApiUrl, _api, _call, _fail, _json, console
 
-partners_app = typer.Typer(help="Wholesale partners, through the hub API.", no_args_is_help=True)
+partners_app: typer.Typer = typer.Typer(
+    help="Wholesale partners, through the hub API.", no_args_is_help=True
+)
 
 APPLICATIONS = "/partnerApplications"
 ApplicationId = Annotated[str, typer.Argument(metavar="ID", help="The application's id.")]

@@ -12,6 +12,7 @@ there from the start. An outage of a member state's system is a fault rule with
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from simulators.billing import XML_MEDIA_TYPE, SoapContract
 
 WSDL_PATH = Path(__file__).resolve().parents[1] / "contracts" / "vies.wsdl"
 TNS = "urn:telecom-hub:vies:v1"
+COUNTRY = re.compile(r"[A-Z]{2}")
+NUMBER = re.compile(r"[0-9A-Za-z+*.]{2,12}")
 #: The company ``make run``'s README onboards (the registry simulator knows it too).
 DEMO_NUMBERS = {
     "ATU12345678": {
@@ -87,6 +90,9 @@ class ViesSimulator(Simulator):
 
     def check_vat(self, values: dict[str, Any]) -> Reply:
         country, number = values["countryCode"], values["vatNumber"]
+        # The contract's pattern facets, which zeep does not enforce when it parses.
+        if not COUNTRY.fullmatch(country) or not NUMBER.fullmatch(number):
+            raise BusinessError(500, "INVALID_INPUT", code="INVALID_INPUT")
         known = self.numbers.get(f"{country}{number}")
         self.checks.append({"countryCode": country, "vatNumber": number})
         result = {

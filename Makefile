@@ -1,11 +1,14 @@
 # The two commands of the README, and the checks.
 #
-#   make run         set up .venv and start the whole stack here (python -m hub.tools.devstack)
-#   make test        set up .venv and run the test suite (PYTEST_ARGS="-k orders -x" to narrow)
+#   make run         set up .venv and idp/node_modules, start the whole stack here
+#                    (python -m hub.tools.devstack)
+#   make test        set up the same and run the test suite (PYTEST_ARGS="-k orders -x" to narrow)
 #   make lint        ruff (lint and format) and mypy
 #   make clean-data  wipe data/: Temporal history, hub database, simulator state, logs
 #
-# The project is (re)installed into .venv only when pyproject.toml is newer than the stamp.
+# The project is (re)installed into .venv only when pyproject.toml is newer than the stamp;
+# the OpenID provider's npm packages (idp/, Node.js 20.19+) by `npm ci` only when
+# idp/package-lock.json is newer than what npm installed.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,6 +16,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PACKAGES := hub workflows activities adapters api simulators bench worker.py
+NPM_STAMP := idp/node_modules/.package-lock.json
 
 .PHONY: install run test lint clean-data
 
@@ -25,13 +29,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+$(NPM_STAMP): idp/package-lock.json idp/package.json
+	@command -v node >/dev/null || { echo "Node.js 20.19 or newer is needed (the OpenID provider in idp/)" >&2; exit 1; }
+	cd idp && npm ci --no-audit --no-fund
+	touch $@
 
-run: $(STAMP)
+install: $(STAMP) $(NPM_STAMP)
+
+run: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m hub.tools.devstack
 
 # pytest exits 5 when it collected no test: that fails like any other non-zero status.
-test: $(STAMP)
+test: $(STAMP) $(NPM_STAMP)
 	@echo "$(BIN)/python -m pytest $(PYTEST_ARGS)"
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \

@@ -49,6 +49,7 @@ from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.files import Files
 from adapters.hss import HssClient
+from adapters.identity import IdentityProviderClient
 from adapters.registry import CompanyRegistryClient
 from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
@@ -81,19 +82,13 @@ Activities = dict[str, list[Callable[..., Awaitable[Any]]]]
 
 
 def identity_provider(settings: Settings) -> IdentityProvider:
-    """The identity provider partners' OAuth2 clients are registered at (RFC 7591).
-
-    Its adapter (``adapters/identity.py``) comes with the OAuth2 work; until it is in this
-    build, registering a partner's client fails and the provisioning compensates."""
-    try:
-        from adapters.identity import (  # type: ignore[import-not-found,unused-ignore]
-            IdentityProviderClient,
-        )
-    except ImportError:
-        logger.warning("no identity provider adapter: partner provisioning cannot register clients")
+    """The identity provider partners' OAuth2 clients are registered at (RFC 7591):
+    ``HUB_OIDC_ISSUER``'s. Without one, registering a partner's client fails and the
+    provisioning compensates."""
+    if not settings.oidc_issuer:
+        logger.warning("HUB_OIDC_ISSUER is not set: partner provisioning cannot register clients")
         return NoIdentityProvider()
-    provider: IdentityProvider = IdentityProviderClient(settings)
-    return provider
+    return IdentityProviderClient(settings)
 
 
 async def build_activities(

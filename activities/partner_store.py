@@ -28,9 +28,6 @@ from hub.partners import webhooks
 from hub.sealing import Sealer, Unsealer
 from hub.settings import Settings
 
-#: The related party role under which an order names the partner that placed it.
-PARTNER_ROLE = "partner"
-
 
 class CredentialsGone(BusinessRejection):
     """The credentials were handed out already (or the partner is gone)."""
@@ -123,28 +120,19 @@ class OpenOrdersResult:
 
 
 async def open_orders_of(session: AsyncSession, organization_id: str) -> list[str]:
-    """The orders not yet final that name the organization as their ``partner`` party.
-
-    Orders carry the partner in their TMF641 ``relatedParty`` (its own column arrives with the
-    OAuth2 work, migration 0008); the open ones are few, so they are filtered here."""
+    """The orders not yet final that the partner placed (its token's ``partner_id`` is the
+    organization's id, as its client was registered)."""
     rows = await session.exec(
-        select(ServiceOrder).where(
+        select(ServiceOrder.id)
+        .where(
+            ServiceOrder.partner_id == organization_id,
             col(ServiceOrder.state).not_in(
                 [OrderState.COMPLETED, OrderState.FAILED, OrderState.CANCELLED]
-            )
+            ),
         )
+        .order_by(col(ServiceOrder.order_date))
     )
-    found = []
-    for order in rows:
-        for party in order.document.get("relatedParty") or []:
-            if (
-                isinstance(party, dict)
-                and party.get("id") == organization_id
-                and (party.get("role") or PARTNER_ROLE).lower() == PARTNER_ROLE
-            ):
-                found.append(order.id)
-                break
-    return found
+    return list(rows)
 
 
 class PartnerStore:

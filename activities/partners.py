@@ -41,10 +41,19 @@ WEBHOOK_SECRET = "webhook_secret"
 
 
 class RegisteredClientLike(Protocol):
-    client_id: str
-    client_secret: str
-    registration_access_token: str
-    registration_client_uri: str
+    """``adapters.identity.RegisteredClient``: what the provider answers a registration."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def client_secret(self) -> str: ...
+
+    @property
+    def registration_access_token(self) -> str: ...
+
+    @property
+    def registration_client_uri(self) -> str: ...
 
 
 class IdentityProvider(Protocol):
@@ -64,8 +73,8 @@ class IdentityProvider(Protocol):
 
 
 class NoIdentityProvider:
-    """Stands in where no identity provider adapter is configured: registering a client fails
-    (the provisioning compensates), deleting one has nothing to delete."""
+    """Stands in where no identity provider is configured (``HUB_OIDC_ISSUER``): registering a
+    client fails (the provisioning compensates), deleting one has nothing to delete."""
 
     token_endpoint = ""
 

@@ -1,7 +1,8 @@
 """The API's dependencies, as ``Annotated`` aliases the routes declare.
 
 Every route but ``/health`` and the docs declares ``Depends(require_scope(Scope.X))``: the
-caller is authenticated (:func:`authenticate`, a :class:`Principal`) and must hold that scope.
+caller is authenticated (:func:`authenticate`, a :class:`Principal`: an API key, or an OAuth2
+bearer JWT of ``HUB_OIDC_ISSUER`` validated by :mod:`api.oauth`) and must hold that scope.
 A handler that needs to know who calls (a decider) takes the principal from the same call:
 ``decider: Annotated[Principal, Depends(require_scope(Scope.DEADLETTERS_DECIDE))]``, declared
 before its other dependencies (FastAPI solves them in order: the 403 must come before a
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,7 +23,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.errors import ApiError
-from hub.permissions import PLAIN_KEY_GROUPS, PLAIN_KEY_SCOPES, WILDCARD, Scope, plain_key_name
+from api.oauth import InvalidToken, ProviderUnavailable, TokenValidator, looks_like_jwt
+from hub.permissions import (
+    PARTNER_SCOPES,
+    PLAIN_KEY_GROUPS,
+    PLAIN_KEY_SCOPES,
+    WILDCARD,
+    Scope,
+    plain_key_name,
+)
 from hub.settings import Settings
 from hub.temporal import connect
 
@@ -68,11 +77,16 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 class Principal:
     """Who is calling and what they may do: the answer of :func:`authenticate`."""
 
-    #: For audit records and deciders: ``api-key:<name>`` (later an OIDC subject).
+    #: For audit records and deciders: ``api-key:<name>``, or ``oidc:<sub>`` for a token.
     subject: str
     scopes: frozenset[str]
     #: Candidate groups of human tasks (``ops``, ``wholesale``).
     groups: frozenset[str] = frozenset()
+    #: The wholesale partner whose token this is: it sees only that partner's resources.
+    #: None for API keys and operators' tokens, which see everything.
+    partner_id: str | None = None
+    #: ``api-key`` or ``oidc`` (a bearer JWT): what a refusal's challenge names.
+    authenticated_by: str = "api-key"
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or WILDCARD in self.scopes
@@ -108,7 +122,8 @@ API_KEY_HEADER = APIKeyHeader(
 )
 BEARER = HTTPBearer(
     scheme_name="bearer",
-    description="`Authorization: Bearer <API key>`",
+    description="`Authorization: Bearer <API key>` or `Authorization: Bearer <access token>` "
+    "(a JWT of the hub's OpenID provider, HUB_OIDC_ISSUER)",
     auto_error=False,
 )
 ApiKeyHeaderDep = Annotated[str | None, Security(API_KEY_HEADER)]
@@ -144,8 +159,67 @@ def principal_for(offered: str | None, settings: Settings) -> Principal:
     return found
 
 
-def authenticate(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep) -> Principal:
-    """The caller whose API key the request carries; 401 without a known one."""
+def _token_refused(description: str) -> ApiError:
+    # RFC 6750 section 3: the challenge says why. ``description`` is one of api.oauth's fixed
+    # texts, never anything of the token, so it cannot break out of the quoted string.
+    challenge = (
+        f'Bearer realm="telecom-hub", error="invalid_token", error_description="{description}"'
+    )
+    return ApiError(
+        401, f"invalid bearer token: {description}", headers={"WWW-Authenticate": challenge}
+    )
+
+
+def token_validator(request: Request) -> TokenValidator | None:
+    """The app's validator of bearer JWTs; None while OAuth2 is off (no ``HUB_OIDC_ISSUER``)."""
+    return getattr(request.app.state, "tokens", None)
+
+
+async def principal_for_token(token: str, validator: TokenValidator | None) -> Principal:
+    """The caller whose bearer JWT ``token`` is; 401 (``invalid_token``) if it is not valid,
+    503 when the issuer's keys cannot be fetched to judge it."""
+    if validator is None:
+        raise _token_refused("OAuth2 is not enabled on this hub")
+    try:
+        bearer = await validator.validate(token)
+    except InvalidToken as exc:
+        raise _token_refused(str(exc)) from exc
+    except ProviderUnavailable as exc:
+        raise ApiError(
+            503,
+            "the identity provider cannot be reached to check the token; try again",
+            headers={"Retry-After": "5"},
+        ) from exc
+    scopes = bearer.scopes
+    if bearer.partner_id is not None:
+        # Whatever the provider put into it, a partner's token does partner things only.
+        scopes &= PARTNER_SCOPES
+    return Principal(
+        subject=f"oidc:{bearer.subject}",
+        scopes=scopes,
+        groups=bearer.groups,
+        partner_id=bearer.partner_id,
+        authenticated_by="oidc",
+    )
+
+
+async def authenticate(
+    request: Request, settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep
+) -> Principal:
+    """The caller whose API key or bearer JWT the request carries; 401 without a valid one.
+
+    With OAuth2 on, a bearer credential shaped like a JWT is judged as a token (settings
+    refuse API keys of that shape then), anything else as an API key; ``X-API-Key`` is always
+    a key, and so is everything while OAuth2 is off.
+    """
+    validator = token_validator(request)
+    if (
+        validator is not None
+        and api_key is None
+        and bearer is not None
+        and looks_like_jwt(bearer.credentials)
+    ):
+        return await principal_for_token(bearer.credentials, validator)
     return principal_for(offered_key(api_key, bearer), settings)
 
 
@@ -153,14 +227,22 @@ PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
 def require_scope(
-    scope: Scope, *, caller: Callable[..., Principal] = authenticate
+    scope: Scope, *, caller: Callable[..., Principal | Awaitable[Principal]] = authenticate
 ) -> Callable[..., Principal]:
     """A dependency answering the authenticated :class:`Principal` if it holds ``scope``, and
     403 naming the scope if not. ``caller`` finds the principal (:func:`authenticate`)."""
 
     def check(principal: Principal) -> Principal:
         if not principal.allows(scope):
-            raise ApiError(403, f"{principal.subject} lacks the scope {scope.value!r}")
+            headers = None
+            if principal.authenticated_by == "oidc":
+                headers = {
+                    "WWW-Authenticate": f'Bearer realm="telecom-hub", '
+                    f'error="insufficient_scope", scope="{scope.value}"'
+                }
+            raise ApiError(
+                403, f"{principal.subject} lacks the scope {scope.value!r}", headers=headers
+            )
         return principal
 
     # Set here, not written in the signature: these annotations are strings, which FastAPI

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import errors, openapi
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
+from api.oauth import TokenValidator
 from api.routes import (
     codec,
     dead_letters,
@@ -56,6 +57,8 @@ def create_app(
         try:
             yield
         finally:
+            if app.state.tokens is not None:
+                await app.state.tokens.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -63,7 +66,8 @@ def create_app(
         version="0.1.0",
         description=(
             "Durable business processes between CRM, billing, HSS and partners, on Temporal. "
-            "Authenticate with `X-API-Key` or `Authorization: Bearer`."
+            "Authenticate with an API key (`X-API-Key` or `Authorization: Bearer`) or an OAuth2 "
+            "access token of the hub's OpenID provider (`Authorization: Bearer`)."
         ),
         lifespan=lifespan,
         # Served by api.openapi with local assets: FastAPI's own pages load from a CDN.
@@ -71,6 +75,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
+    # OAuth2 bearer JWTs beside API keys, when an issuer is configured (api.oauth).
+    app.state.tokens = TokenValidator(settings) if settings.oidc_issuer else None
     # Added first, so CORS wraps it: a browser can read the 413 too.
     app.add_middleware(
         BodyLimit,

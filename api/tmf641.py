@@ -284,6 +284,21 @@ def customer_of(order: ServiceOrderCreate) -> Customer:
     return Customer(id=party.id, name=party.name or party.id)
 
 
+#: The role under which an order names the wholesale partner that placed it.
+PARTNER_ROLE = "wholesalePartner"
+
+
+def with_partner(order: ServiceOrderCreate, partner_id: str) -> ServiceOrderCreate:
+    """The order as a partner's token placed it: the partner is its ``wholesalePartner``
+    related party, whatever wholesale partner the body named (a partner cannot order in
+    another's name)."""
+    parties = [p for p in order.relatedParty if (p.role or "").lower() != PARTNER_ROLE.lower()]
+    partner = RelatedParty.model_validate(
+        {"id": partner_id, "role": PARTNER_ROLE, "@referredType": "Organization"}
+    )
+    return order.model_copy(update={"relatedParty": [*parties, partner]})
+
+
 def order_items(order: ServiceOrderCreate, *, sealer: Sealer | None) -> list[ServiceItem]:
     """Validate every item; the first problem found is reported. Keys leave here sealed with
     ``sealer`` (None: as they are, for development without seal keys)."""

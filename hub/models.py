@@ -59,6 +59,9 @@ class ServiceOrder(SQLModel, table=True):
     external_id: str | None = Field(default=None, unique=True, index=True, max_length=200)
     state: str = Field(default=OrderState.ACKNOWLEDGED, index=True, max_length=32)
     customer_id: str | None = Field(default=None, index=True, max_length=200)
+    #: The wholesale partner whose token placed the order (its ``partner_id`` claim); only
+    #: that partner sees it. None: placed by the operator (an API key or operator token).
+    partner_id: str | None = Field(default=None, index=True, max_length=128)
     workflow_id: str = Field(max_length=200)
     order_date: datetime = Field(default_factory=utcnow)
     #: Indexed, as is ``updated_at``: the incremental exports read by them.

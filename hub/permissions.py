@@ -46,6 +46,10 @@ ALL_SCOPES: frozenset[str] = frozenset(Scope)
 #: ``partners:credentials`` for that.
 PLAIN_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {Scope.CODEC_DECODE, Scope.PARTNERS_CREDENTIALS}
 
+#: The most a wholesale partner's token may do, whatever scopes its provider put into it:
+#: place and read its own orders. Onboarding grants partners a subset of these.
+PARTNER_SCOPES: frozenset[str] = frozenset({Scope.ORDERS_READ, Scope.ORDERS_WRITE})
+
 #: The candidate groups of human tasks a plain key belongs to: all of them.
 PLAIN_KEY_GROUPS: frozenset[str] = frozenset({WILDCARD})
 

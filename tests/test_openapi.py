@@ -167,3 +167,32 @@ async def test_the_security_schemes_authenticate_as_before(http: httpx.AsyncClie
     ):
         response = await http.get("/exportRuns", headers=headers)
         assert response.status_code != 401, (headers, response.text)
+
+
+def test_openapi_with_oauth2_names_the_token_url_and_each_route_scope(tmp_path: Path) -> None:
+    from openapi_spec_validator import validate
+
+    from hub.permissions import ALL_SCOPES
+
+    app = create_app(
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            environment="test",
+            database_url=f"sqlite:///{tmp_path / 'hub.db'}",
+            api_key=[API_KEY],
+            oidc_issuer="http://127.0.0.1:8110",
+        )
+    )
+    spec = app.openapi()
+    flow = spec["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "http://127.0.0.1:8110/token"
+    assert set(flow["scopes"]) == ALL_SCOPES
+    orders = spec["paths"]["/tmf-api/serviceOrdering/v4/serviceOrder"]
+    assert {"oauth2": ["orders:write"]} in orders["post"]["security"]
+    assert {"oauth2": ["orders:read"]} in orders["get"]["security"]
+    for method, path, operation in operations(spec):
+        if path not in OPEN:
+            [requirement] = [r for r in operation["security"] if "oauth2" in r]
+            assert requirement["oauth2"] and requirement["oauth2"][0] in ALL_SCOPES, (method, path)
+    assert app.openapi() == spec  # idempotent
+    validate(spec)

@@ -32,8 +32,8 @@ from api.deps import (
     BearerDep,
     Principal,
     SettingsDep,
+    authenticate,
     offered_key,
-    principal_for,
     require_scope,
 )
 from api.errors import ApiError
@@ -46,16 +46,22 @@ audit = logging.getLogger("hub.audit")
 router = APIRouter(prefix="/codec", tags=["Temporal codec"], route_class=CheckedRoute)
 
 #: Who calls without a key when ``HUB_CODEC_ALLOW_ANONYMOUS`` lets them.
-ANONYMOUS = Principal("anonymous", frozenset({Scope.CODEC_ENCODE, Scope.CODEC_DECODE}))
+ANONYMOUS = Principal(
+    "anonymous",
+    frozenset({Scope.CODEC_ENCODE, Scope.CODEC_DECODE}),
+    authenticated_by="anonymous",
+)
 
 
-def codec_caller(settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep) -> Principal:
-    """The authenticated caller; without a key, :data:`ANONYMOUS` where allowed. A key that
-    is given must be valid, allowed or not."""
+async def codec_caller(
+    request: Request, settings: SettingsDep, api_key: ApiKeyHeaderDep, bearer: BearerDep
+) -> Principal:
+    """The authenticated caller; without a key, :data:`ANONYMOUS` where allowed. A key or
+    token that is given must be valid, allowed or not."""
     offered = offered_key(api_key, bearer)
     if settings.codec_allow_anonymous and offered is None:
         return ANONYMOUS
-    return principal_for(offered, settings)
+    return await authenticate(request, settings, api_key, bearer)
 
 
 Encoder = Annotated[Principal, Depends(require_scope(Scope.CODEC_ENCODE, caller=codec_caller))]

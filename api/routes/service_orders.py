@@ -1,10 +1,18 @@
-"""TMF641 Service Ordering: ``/tmf-api/serviceOrdering/v4``."""
+"""TMF641 Service Ordering: ``/tmf-api/serviceOrdering/v4``.
+
+A wholesale partner's token (a :class:`~api.deps.Principal` with a ``partner_id``) sees only
+the orders it placed: another's order, or one the operator placed, is a 404 wherever it is
+named (read, cancel, a cancellation), and lists hold its own only. The partner is recorded on
+the order (``partner_id``) and in it, as the ``wholesalePartner`` related party. API keys and
+operators' tokens see every order.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy import update
@@ -14,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
+from api.deps import Principal, SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
@@ -24,7 +32,9 @@ from api.tmf641 import (
     customer_of,
     order_items,
     redacted,
+    with_partner,
 )
+from hub.errors import ValidationFailure
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -38,12 +48,19 @@ from workflows.service_activation import (
     CancelRequest,
     ServiceActivation,
     ServiceActivationInput,
+    ServiceItem,
 )
 
 PREFIX = "/tmf-api/serviceOrdering/v4"
 router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"], route_class=CheckedRoute)
-READ = [Depends(require_scope(Scope.ORDERS_READ))]
-WRITE = [Depends(require_scope(Scope.ORDERS_WRITE))]
+#: Who reads or writes orders; declared first in each handler, so a 403 comes before any work.
+Reader = Annotated[Principal, Depends(require_scope(Scope.ORDERS_READ))]
+Writer = Annotated[Principal, Depends(require_scope(Scope.ORDERS_WRITE))]
+
+
+def _visible(order: ServiceOrder, caller: Principal) -> bool:
+    """A partner sees its own orders only; everybody else sees every order."""
+    return caller.partner_id is None or order.partner_id == caller.partner_id
 
 
 def _base_url(request: Request, public_url: str) -> str:
@@ -99,19 +116,63 @@ async def _items_of(
     return grouped
 
 
-async def _existing(session: AsyncSession, external_id: str) -> ServiceOrder | None:
-    return (
+def _added_imsis(document: Mapping[str, Any]) -> set[str]:
+    """The IMSIs an order's ``add`` items activate (IMSIs are not secret: kept in the row)."""
+    found = set()
+    for item in document.get("serviceOrderItem", []):
+        if item.get("action") != "add":
+            continue
+        for characteristic in (item.get("service") or {}).get("serviceCharacteristic") or []:
+            if characteristic.get("name") == "imsi":
+                found.add(str(characteristic.get("value")))
+    return found
+
+
+async def _check_partner_owns(
+    session: AsyncSession, partner_id: str, items: list[ServiceItem]
+) -> None:
+    """A partner modifies or deletes only subscribers that its own completed orders added:
+    another party's subscriber is, to it, one that does not exist (400, nothing started)."""
+    changed = [(i, item) for i, item in enumerate(items) if item.action != "add"]
+    if not changed:
+        return
+    documents = await session.exec(
+        select(ServiceOrder.document).where(
+            ServiceOrder.partner_id == partner_id, ServiceOrder.state == OrderState.COMPLETED
+        )
+    )
+    owned: set[str] = set()
+    for document in documents:
+        owned |= _added_imsis(document)
+    for index, item in changed:
+        if item.service.imsi not in owned:
+            raise ValidationFailure(
+                f"serviceOrderItem[{index}].service.serviceCharacteristic[imsi]",
+                "no subscriber with this IMSI was activated by your orders",
+            )
+
+
+async def _existing(
+    session: AsyncSession, external_id: str, caller: Principal
+) -> ServiceOrder | None:
+    """The order placed before under ``external_id`` (a retried POST answers it). An
+    ``externalId`` is unique across the hub: one that another party's order holds is a 409
+    for a partner, which learns nothing of that order."""
+    order = (
         await session.exec(select(ServiceOrder).where(ServiceOrder.external_id == external_id))
     ).first()
+    if order is not None and not _visible(order, caller):
+        raise ApiError(409, "externalId: already used; give each order an externalId of its own")
+    return order
 
 
 @router.post(
     "/serviceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Create a service order and start its workflow",
-    dependencies=WRITE,
 )
 async def create_service_order(
+    caller: Writer,
     body: ServiceOrderCreate,
     request: Request,
     response: Response,
@@ -120,9 +181,13 @@ async def create_service_order(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     base = _base_url(request, settings.public_url)
+    if caller.partner_id is not None:
+        body = with_partner(body, caller.partner_id)
     customer = customer_of(body)
     items = order_items(body, sealer=settings.sealer())
-    if body.externalId and (existing := await _existing(session, body.externalId)):
+    if caller.partner_id is not None:
+        await _check_partner_owns(session, caller.partner_id, items)
+    if body.externalId and (existing := await _existing(session, body.externalId, caller)):
         response.status_code = status.HTTP_200_OK
         return _order_json(existing, (await _items_of(session, [existing.id]))[existing.id], base)
 
@@ -132,6 +197,7 @@ async def create_service_order(
         id=order_id,
         external_id=body.externalId,
         customer_id=customer.id,
+        partner_id=caller.partner_id,
         workflow_id=ORDER_PROCESS.workflow_id(order_id),
         document=document,
     )
@@ -144,7 +210,7 @@ async def create_service_order(
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        if body.externalId and (existing := await _existing(session, body.externalId)):
+        if body.externalId and (existing := await _existing(session, body.externalId, caller)):
             response.status_code = status.HTTP_200_OK
             return _order_json(
                 existing, (await _items_of(session, [existing.id]))[existing.id], base
@@ -172,8 +238,9 @@ async def create_service_order(
     return _order_json(order, rows, base)
 
 
-@router.get("/serviceOrder", summary="List service orders", dependencies=READ)
+@router.get("/serviceOrder", summary="List service orders")
 async def list_service_orders(
+    caller: Reader,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -185,6 +252,8 @@ async def list_service_orders(
 ) -> list[dict[str, Any]]:
     one_of("state", state, OrderState)
     conditions = []
+    if caller.partner_id is not None:
+        conditions.append(ServiceOrder.partner_id == caller.partner_id)
     if state is not None:
         conditions.append(ServiceOrder.state == state)
     if externalId is not None:
@@ -203,18 +272,20 @@ async def list_service_orders(
     return [_order_json(order, items[order.id], base) for order in orders]
 
 
-async def _order_or_404(session: AsyncSession, order_id: str) -> ServiceOrder:
+async def _order_or_404(session: AsyncSession, order_id: str, caller: Principal) -> ServiceOrder:
+    """The order, if ``caller`` may see it; the same 404 whether it does not exist or is
+    another's, so a partner cannot tell the two apart."""
     order = await session.get(ServiceOrder, order_id)
-    if order is None:
+    if order is None or not _visible(order, caller):
         raise ApiError(404, f"no service order with id {order_id!r}")
     return order
 
 
-@router.get("/serviceOrder/{order_id}", summary="Read one service order", dependencies=READ)
+@router.get("/serviceOrder/{order_id}", summary="Read one service order")
 async def get_service_order(
-    order_id: str, request: Request, session: SessionDep, settings: SettingsDep
+    caller: Reader, order_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    order = await _order_or_404(session, order_id)
+    order = await _order_or_404(session, order_id, caller)
     items = await _items_of(session, [order.id])
     return _order_json(order, items[order.id], _base_url(request, settings.public_url))
 
@@ -237,9 +308,9 @@ def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
     "/cancelServiceOrder",
     status_code=status.HTTP_201_CREATED,
     summary="Cancel a service order that has not completed",
-    dependencies=WRITE,
 )
 async def cancel_service_order(
+    caller: Writer,
     body: CancelServiceOrderCreate,
     request: Request,
     response: Response,
@@ -248,7 +319,7 @@ async def cancel_service_order(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     base = _base_url(request, settings.public_url)
-    order = await _order_or_404(session, body.serviceOrder.id)
+    order = await _order_or_404(session, body.serviceOrder.id, caller)
     existing = (
         await session.exec(
             select(CancelServiceOrder).where(CancelServiceOrder.order_id == order.id)
@@ -307,13 +378,12 @@ async def cancel_service_order(
     return _cancel_json(cancel, base)
 
 
-@router.get(
-    "/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request", dependencies=READ
-)
+@router.get("/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request")
 async def get_cancel_service_order(
-    cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
+    caller: Reader, cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     cancel = await session.get(CancelServiceOrder, cancel_id)
-    if cancel is None:
+    order = await session.get(ServiceOrder, cancel.order_id) if cancel is not None else None
+    if cancel is None or order is None or not _visible(order, caller):
         raise ApiError(404, f"no cancelServiceOrder with id {cancel_id!r}")
     return _cancel_json(cancel, _base_url(request, settings.public_url))

@@ -5,6 +5,9 @@ Starts everything the hub needs on this machine, in this order, and supervises i
     temporal     the Temporal CLI's dev server; history in data/temporal.db
     simulators   the outside systems (python -m simulators); state in data/simulators/,
                  billing's usage export in data/drop/billing/ (a demo day, written once)
+    idp          the OpenID provider (idp/server.mjs, oidc-provider on Node.js) whose tokens
+                 the API accepts; signing keys in data/idp/jwks.json, clients in
+                 data/idp/state.json
     worker       python worker.py; migrates the hub database (data/hub.db) first
     api          uvicorn api.main:create_app
 
@@ -14,11 +17,11 @@ SIGTERM stops them all gracefully, the API first and Temporal last (a second Ctr
 is left). All state lives under ``data/``, so running it again resumes where it stopped.
 
 It works in the current directory, as the hub's settings do: ``data/`` and ``.env`` are
-relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS``, ``HUB_SEAL_KEYS`` and ``HUB_API_CLIENTS``
-(one ``partner-admin`` who may fetch a partner's credentials) are generated into ``.env`` when
-neither the environment nor ``.env`` sets them (the API, outside production, seals to the
-public half of ``HUB_SEAL_KEYS``). Partners' callbacks may point at loopback (the partner
-simulator).
+relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS``, ``HUB_SEAL_KEYS``,
+``HUB_OIDC_REGISTRATION_TOKEN`` and ``HUB_API_CLIENTS`` (one ``partner-admin`` who may fetch a
+partner's credentials) are generated into ``.env`` when neither the environment nor ``.env``
+sets them (the API, outside production, seals to the public half of ``HUB_SEAL_KEYS``).
+Partners' callbacks may point at loopback (the partner simulator).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ from temporalio.client import Client
 from hub import search_attributes
 from hub.codec import generate_key_spec
 from hub.sealing import generate_seal_key
-from hub.settings import REPO_ROOT
+from hub.settings import REPO_ROOT, Settings
+from hub.tools import idp
 
 logger = logging.getLogger("hub.devstack")
 console = Console()
@@ -97,6 +101,8 @@ GENERATED_SECRETS: dict[str, Callable[[], str]] = {
         ],
         separators=(",", ":"),
     ),
+    # The initial access token with which the hub registers partners' OAuth2 clients.
+    "HUB_OIDC_REGISTRATION_TOKEN": lambda: secrets.token_urlsafe(32),
 }
 
 ORDERS_PATH = "/tmf-api/serviceOrdering/v4/serviceOrder"
@@ -110,6 +116,7 @@ class StackConfig:
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     api_port: int = 8000
+    idp_port: int = idp.DEFAULT_PORT
     simulator_ports: dict[str, int] = field(
         default_factory=lambda: {
             "credit": 8101,
@@ -136,6 +143,7 @@ class StackConfig:
             "Temporal gRPC": self.temporal_port,
             "Temporal Web UI": self.temporal_ui_port,
             "hub API": self.api_port,
+            "OpenID provider": self.idp_port,
             **{f"{name} simulator": port for name, port in self.simulator_ports.items()},
         }
 
@@ -146,6 +154,10 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def idp_issuer(self) -> str:
+        return f"http://{self.host}:{self.idp_port}"
 
     def simulator_url(self, name: str) -> str:
         return f"http://{self.host}:{self.simulator_ports[name]}"
@@ -255,6 +267,7 @@ def child_environment(
             "HUB_CRM_URL": config.simulator_url("crm"),
             "HUB_HSS_URL": config.simulator_url("hss"),
             "HUB_BILLING_URL": config.simulator_url("billing") + "/billing",
+            "HUB_OIDC_ISSUER": config.idp_issuer,
             # Logs reach data/logs/ as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -687,6 +700,7 @@ class DevStack:
             for arg in (f"--{name}-port", str(port))
         ]
         demo = ensure_demo_usage(config.data_dir / "drop")
+        self._start_idp(env)
         # The simulators need nothing from Temporal: start them while it comes up.
         self._spawn(
             Child(
@@ -709,6 +723,10 @@ class DevStack:
         added = register_search_attributes(config.temporal_address, namespace)
         if added:
             console.print(f"  registered search attributes {', '.join(added)}")
+        self._wait_until(
+            f"the OpenID provider on {config.idp_issuer}",
+            lambda: idp.discovery_ok(config.idp_issuer),
+        )
         health_urls = [
             config.simulator_url(name) + "/_sim/health" for name in config.simulator_ports
         ]
@@ -739,6 +757,27 @@ class DevStack:
         )  # fmt: skip
         self._wait_until(
             f"the API on {config.api_url}", lambda: http_ok(config.api_url + "/health")
+        )
+
+    def _start_idp(self, env: Mapping[str, str]) -> None:
+        """The OpenID provider, with the keys of data/idp/ (made the first time)."""
+        folder = self.config.data_dir / "idp"
+        keys = folder / "jwks.json"
+        idp.ensure_keys(keys)
+        try:
+            argv = idp.command()
+        except idp.IdpUnavailable as exc:
+            raise DevStackError(str(exc)) from exc
+        self._spawn(
+            Child("idp", argv, self.config.log_dir / "idp.log"),
+            idp.environment(
+                issuer=self.config.idp_issuer,
+                keys_file=keys,
+                initial_access_token=env["HUB_OIDC_REGISTRATION_TOKEN"],
+                audience=oidc_audience(env),
+                state_file=folder / "state.json",
+                base=env,
+            ),
         )
 
     def _spawn(self, child: Child, env: Mapping[str, str]) -> Child:
@@ -815,6 +854,11 @@ class DevStack:
             "decrypts payloads through the API's /codec (no key: development only)",
         )
         table.add_row("Hub API", config.api_url, "OpenAPI docs at /docs")
+        table.add_row(
+            "OpenID provider",
+            config.idp_issuer,
+            f"oidc-provider; token endpoint /token, audience {oidc_audience(env)}",
+        )
         table.add_row("Hub worker", f"task queue {env.get('HUB_TASK_QUEUE') or 'hub'}", "")
         for name in config.simulator_ports:
             url = config.simulator_url(name)
@@ -855,6 +899,18 @@ class DevStack:
             console.print(
                 f"export PARTNER_ADMIN_KEY='{admin}'", markup=False, highlight=False, soft_wrap=True
             )
+        registration = env.get("HUB_OIDC_REGISTRATION_TOKEN", "")
+        console.print(
+            f"\nOAuth2: the OpenID provider at {config.idp_issuer} registers clients with this "
+            "initial access token (README, 'OAuth2 bearer tokens', registers one and gets a "
+            "token with curl):"
+        )
+        console.print(
+            f"export HUB_IDP={config.idp_issuer} HUB_OIDC_REGISTRATION_TOKEN='{registration}'",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print(
             "\nTry it: paste this into a shell. It creates a 5G activation (fresh IMSI and "
             "MSISDN each time) and reads it back; `.venv/bin/hub order wait $ORDER_ID` then waits "
@@ -884,6 +940,11 @@ class DevStack:
             "\n[bold]Ctrl-C stops everything[/]; running it again resumes where it stopped "
             f"(all state is under {config.data_dir}/)."
         )
+
+
+def oidc_audience(env: Mapping[str, str]) -> str:
+    """The audience of the API's tokens: ``HUB_OIDC_AUDIENCE``, else the setting's default."""
+    return env.get("HUB_OIDC_AUDIENCE") or str(Settings.model_fields["oidc_audience"].default)
 
 
 def run(config: StackConfig | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -4,11 +4,8 @@ One row per wholesale partner: its application, the TMF632 organization and TMF6
 it became, what was provisioned for it (sealed secrets only), and where its onboarding stands.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01 10:47:15
-
-Another branch adds 0008 (service orders' partner_id); when both are merged, this one's
-down_revision becomes '0008'.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from alembic import op
 
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -417,7 +417,11 @@ async def test_each_check_finding_goes_to_the_approver(
     task = await partners.task(handle, "approval")
     assert task.candidate_groups == ["wholesale"]
     assert finding in partners.findings(handle)
-    [record] = [r for r in partners.hub.task_records[handle.id] if r.action == "created"]
+
+    async def recorded() -> list[Any]:
+        return [r for r in partners.hub.task_records[handle.id] if r.action == "created"]
+
+    [record] = await eventually(recorded, timeout=15)
     assert finding in [f["code"] for f in record.evidence["findings"]]
     await partners.decide(handle, "approval", "reject", "bob")
     result = await handle.result()

@@ -166,3 +166,34 @@ async def test_a_provisioning_failure_leaves_nothing_behind(
     crm = await sims.state("crm")
     assert [o for o in crm["organizations"] if o["id"] == org_id] == []
     assert identity.of(org_id) == []
+
+
+async def test_a_partner_that_does_not_answer_parks_until_it_is_fixed(
+    partner_hub: Hub, sims: Simulators, identity: IdentityProviderDouble
+) -> None:
+    hub = partner_hub
+    body = await known_company(sims)
+    await sims.fault("partner", operation="notify", kind="transient", status=503)
+    created = await apply(hub, body)
+    waiting = await reaches(hub, created["id"], "awaitingApproval")
+    await decide(hub, waiting["taskId"], "approver")
+
+    async def parked() -> list[dict[str, Any]]:
+        response = await hub.api.get(
+            "/deadLetters", params={"process": "partner-onboarding", "status": "parked"},
+            headers=as_("operator"),
+        )  # fmt: skip
+        return [d for d in response.json() if d["workflowId"] == created["workflowId"]]
+
+    [letter] = await eventually(parked, timeout=30)
+    assert letter["step"] == "partner.connectivity_test" and "503" in letter["lastError"]
+    assert "sealed:" in letter["input"]["webhook_secret_sealed"]  # never the secret itself
+    assert (await application(hub, created["id"]))["status"] == "testing"
+    await sims.clear_faults()  # the partner fixed its endpoint
+    retried = await hub.api.post(
+        f"/deadLetters/{letter['id']}/retry", json={"reason": "endpoint fixed"},
+        headers=as_("operator"),
+    )  # fmt: skip
+    assert retried.status_code == 200, retried.text
+    active = await reaches(hub, created["id"], "active")
+    assert identity.of(active["organizationId"]) == [active["clientId"]]

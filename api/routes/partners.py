@@ -6,7 +6,7 @@ media), its representatives, a ``callbackUrl`` and the ``requestedScopes``. It i
 then a ``PartnerOnboarding`` workflow is started for it; the same registration number again
 answers the open application (200). What can never succeed is refused at the door with a 400
 naming the field, and nothing is started: no VAT id, one malformed for its country, an unknown
-scope, a callback the hub may not call (:mod:`hub.partners.callbacks`).
+scope, a callback the hub may not call (:mod:`api.partner_applications`).
 
 The organization and its party role are served read-only at their TMF paths
 (:mod:`api.routes.parties`).
@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -32,12 +31,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.partner_store import open_orders_of
 from api.deps import Principal, SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
-from api.inbound import CheckedRoute, unfit_name
+from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
+from api.partner_applications import (
+    ApplicationCreate,
+    ApplicationPublic,
+    Credentials,
+    OffboardBody,
+    OffboardPublic,
+    checked,
+)
 from api.routes.parties import base_url, organization_path, party_role_path
 from hub.models import PartnerApplication, PartnerStatus
-from hub.partners.callbacks import check_callback_url
-from hub.partners.vat import parse_vat_id
 from hub.permissions import Scope
 from hub.sealing import Unsealer, generate_seal_key, public_spec
 from hub.settings import Settings
@@ -60,107 +65,9 @@ READ = [Depends(require_scope(Scope.PARTNERS_READ))]
 Applicant = Annotated[Principal, Depends(require_scope(Scope.PARTNERS_WRITE))]
 Issuer = Annotated[Principal, Depends(require_scope(Scope.PARTNERS_CREDENTIALS))]
 
-#: ``organizationIdentification[].identificationType`` of the two numbers an application needs.
-REGISTRATION = "companyRegistrationNumber"
-VAT = "vatId"
 UPDATE_TIMEOUT = timedelta(seconds=15)
 #: The update failures' types, as the caller's statuses.
 REFUSALS = {"CredentialsGone": 410, "NotActive": 409}
-
-
-class OrganizationIdentification(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    identificationType: str = Field(
-        min_length=1,
-        max_length=64,
-        examples=[REGISTRATION, VAT],
-        description=f"{REGISTRATION} or {VAT}",
-    )
-    identificationId: str = Field(min_length=1, max_length=64)
-    issuingAuthority: str | None = Field(default=None, max_length=200)
-
-
-class ContactMedium(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mediumType: str = Field(min_length=1, max_length=32, examples=["email"])
-    preferred: bool | None = None
-    characteristic: dict[str, str] = Field(default_factory=dict)
-
-
-class OrganizationCreate(BaseModel):
-    """The TMF632 organization applying."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    tradingName: str | None = Field(default=None, max_length=200)
-    organizationIdentification: list[OrganizationIdentification] = Field(max_length=10)
-    contactMedium: list[ContactMedium] = Field(default_factory=list, max_length=10)
-
-
-class Representative(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    givenName: str = Field(min_length=1, max_length=100)
-    familyName: str = Field(min_length=1, max_length=100)
-    role: str | None = Field(default=None, max_length=100)
-
-
-class ApplicationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    organization: OrganizationCreate
-    representatives: list[Representative] = Field(default_factory=list, max_length=20)
-    callbackUrl: str = Field(min_length=1, max_length=2000)
-    requestedScopes: list[str] = Field(min_length=1, max_length=20)
-
-
-class ApplicationPublic(BaseModel):
-    id: str
-    href: str
-    status: str
-    workflowId: str
-    name: str
-    registrationNumber: str
-    vatId: str
-    organizationId: str
-    organizationHref: str
-    partyRoleId: str
-    partyRoleHref: str
-    callbackUrl: str
-    requestedScopes: list[str]
-    findings: list[dict[str, Any]]
-    checks: dict[str, Any]
-    highRisk: bool
-    taskId: str | None = Field(description="the task the application waits on, if any")
-    appliedBy: str
-    approvedBy: list[str]
-    billingAccountId: str | None
-    clientId: str | None
-    credentialsIssuedAt: datetime | None
-    reasons: list[str]
-    createdAt: datetime
-    updatedAt: datetime
-
-
-class Credentials(BaseModel):
-    clientId: str
-    clientSecret: str
-    tokenEndpoint: str
-    webhookSecret: str = Field(description="the key of the Standard Webhooks signatures")
-
-
-class OffboardBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-class OffboardPublic(BaseModel):
-    application: ApplicationPublic
-    taskId: str
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -201,68 +108,6 @@ def public(request: Request, settings: Settings, row: PartnerApplication) -> App
         createdAt=_utc(row.created_at) or row.created_at,
         updatedAt=_utc(row.updated_at) or row.updated_at,
     )
-
-
-def _bad(field: str, message: str) -> ApiError:
-    return ApiError(400, f"{field}: {message}")
-
-
-def _identification(body: ApplicationCreate, kind: str) -> tuple[int, str]:
-    found = [
-        (index, item.identificationId)
-        for index, item in enumerate(body.organization.organizationIdentification)
-        if item.identificationType == kind
-    ]
-    field = "organization.organizationIdentification"
-    if not found:
-        raise _bad(field, f"no entry with identificationType {kind!r}")
-    if len(found) > 1:
-        raise _bad(field, f"more than one entry with identificationType {kind!r}")
-    return found[0]
-
-
-def checked(body: ApplicationCreate, settings: Settings) -> tuple[str, str]:
-    """The registration number and the VAT id, once the application can succeed; else 400."""
-    for field, text in (
-        ("organization.name", body.organization.name),
-        ("organization.tradingName", body.organization.tradingName),
-        *(
-            (f"representatives[{i}].{part}", getattr(rep, part))
-            for i, rep in enumerate(body.representatives)
-            for part in ("givenName", "familyName")
-        ),
-    ):
-        if text is not None and (problem := unfit_name(text)):
-            raise _bad(field, problem)
-    known = {item.identificationType for item in body.organization.organizationIdentification}
-    unknown = sorted(known - {REGISTRATION, VAT})
-    if unknown:
-        raise _bad(
-            "organization.organizationIdentification",
-            f"unknown identificationType {unknown[0]!r}; one of {REGISTRATION}, {VAT}",
-        )
-    _, registration = _identification(body, REGISTRATION)
-    if problem := unfit_name(registration):
-        raise _bad("organization.organizationIdentification", f"{REGISTRATION} {problem}")
-    index, vat_text = _identification(body, VAT)
-    try:
-        vat = parse_vat_id(vat_text)
-    except ValueError as exc:
-        raise _bad(
-            f"organization.organizationIdentification[{index}].identificationId", str(exc)
-        ) from None
-    allowed = set(settings.partners_allowed_scopes)
-    for position, scope in enumerate(body.requestedScopes):
-        if scope not in allowed:
-            raise _bad(
-                f"requestedScopes[{position}]",
-                f"unknown scope {scope!r}; a partner may ask for {', '.join(sorted(allowed))}",
-            )
-    try:
-        check_callback_url(body.callbackUrl, settings.callback_policy)
-    except ValueError as exc:
-        raise _bad("callbackUrl", str(exc)) from None
-    return registration, str(vat)
 
 
 def workflow_input(row: PartnerApplication) -> PartnerInput:

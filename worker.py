@@ -32,18 +32,29 @@ from activities.hss import HssActivities
 from activities.inventory import InventoryActivities, InventoryAuditStore
 from activities.metrics import StepMetrics
 from activities.orders import OrderStoreActivities
+from activities.partner_store import PartnerStore
+from activities.partners import (
+    IdentityProvider,
+    NoIdentityProvider,
+    PartnerCheckActivities,
+    PartnerProvisioningActivities,
+)
 from activities.policies import PolicyActivities
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
 from activities.reporting import RegulatorActivities, ReportingActivities, ReportStore
 from activities.tasks import TaskStore
 from adapters.billing import BillingClient
 from adapters.billing_export import BillingExportClient
+from adapters.callbacks import CallbackClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
 from adapters.files import Files
 from adapters.hss import HssClient
+from adapters.identity import IdentityProviderClient
+from adapters.registry import CompanyRegistryClient
 from adapters.regulator import RegulatorClient
 from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
+from adapters.vies import ViesClient
 from hub import logs
 from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
@@ -57,6 +68,7 @@ from workflows import (
 )
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
+from workflows.partner_onboarding import PartnerOnboarding
 from workflows.reconciliation import BillingReconciliation
 from workflows.regulatory_report import RegulatoryReport
 from workflows.service_activation import ServiceActivation
@@ -69,6 +81,7 @@ WORKFLOWS: list[type] = [
     BillingReconciliation,
     InventoryAudit,
     RegulatoryReport,
+    PartnerOnboarding,
 ]
 
 #: Workflow id prefix -> the business id's field in the JSON logs (``orderId``).
@@ -83,10 +96,25 @@ LOG_REFERENCES = {
 Activities = dict[str, list[Callable[..., Awaitable[Any]]]]
 
 
+def identity_provider(settings: Settings) -> IdentityProvider:
+    """The identity provider partners' OAuth2 clients are registered at (RFC 7591):
+    ``HUB_OIDC_ISSUER``'s. Without one, registering a partner's client fails and the
+    provisioning compensates."""
+    if not settings.oidc_issuer:
+        logger.warning("HUB_OIDC_ISSUER is not set: partner provisioning cannot register clients")
+        return NoIdentityProvider()
+    return IdentityProviderClient(settings)
+
+
 async def build_activities(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], stack: AsyncExitStack
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    stack: AsyncExitStack,
+    *,
+    identity: IdentityProvider | None = None,
 ) -> Activities:
-    """Every activity, bound to adapters built from settings; the stack closes the adapters."""
+    """Every activity, bound to adapters built from settings; the stack closes the adapters.
+    ``identity``: the identity provider (default: :func:`identity_provider`)."""
     timeout = settings.http_timeout
     credit = CreditAgencyClient(settings.credit_url, token=settings.credit_token, timeout=timeout)
     crm = CrmClient(settings.crm_url, token=settings.crm_token, timeout=timeout)
@@ -108,8 +136,29 @@ async def build_activities(
         password=settings.regulator_password,
         timeout=timeout,
     )
-    for client in (credit, crm, hss, billing, export, regulator):
+    vies = ViesClient(settings.vies_wsdl, settings.vies_url, timeout=timeout)
+    registry = CompanyRegistryClient(
+        settings.registry_url, token=settings.registry_token, timeout=timeout
+    )
+    callbacks = CallbackClient(settings.callback_policy)
+    for client in (credit, crm, hss, billing, export, regulator, vies, registry, callbacks):
         stack.push_async_callback(client.aclose)
+    provider = identity if identity is not None else identity_provider(settings)
+    if hasattr(provider, "aclose"):
+        stack.push_async_callback(provider.aclose)
+    sealer, unsealer = settings.sealer(), settings.unsealer()
+    partner_checks = PartnerCheckActivities(
+        vies=vies, registry=registry, credit=credit, sanctions_list=settings.resolved_sanctions_list
+    )
+    partner_provisioning = PartnerProvisioningActivities(
+        billing=billing,
+        crm=crm,
+        identity=provider,
+        callbacks=callbacks,
+        sealer=sealer,
+        unsealer=unsealer,
+    )
+    partners = PartnerStore(sessions, settings, sealer=sealer, unsealer=unsealer)
     notifier = build_notifier(settings)
     stack.push_async_callback(notifier.aclose)
     credit_acts, crm_acts = CreditActivities(credit), CrmActivities(crm)
@@ -185,6 +234,22 @@ async def build_activities(
             reports.archive,
             regulator_acts.submit_report,
             regulator_acts.get_submission,
+            partners.defaults,
+            partners.record,
+            partners.register_callback,
+            partners.remove_callback,
+            partners.hand_out_credentials,
+            partners.open_orders,
+            partner_checks.check_vat,
+            partner_checks.lookup_company,
+            partner_checks.company_score,
+            partner_checks.screen_sanctions,
+            partner_provisioning.open_wholesale_account,
+            partner_provisioning.upsert_organization,
+            partner_provisioning.delete_organization,
+            partner_provisioning.register_client,
+            partner_provisioning.delete_client,
+            partner_provisioning.connectivity_test,
         ]
     )
 

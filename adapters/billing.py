@@ -35,6 +35,21 @@ class BillingClient(SoapClient):
         )
         return str(reply["accountId"]), bool(reply["created"])
 
+    async def create_wholesale_account(
+        self, *, partner_id: str, name: str, currency: str, vat_id: str, idempotency_key: str
+    ) -> tuple[str, bool]:
+        """A wholesale partner's account, opened if needed: (account id, opened by this call)."""
+        reply = await self.call(
+            "CreateAccount",
+            idempotencyKey=idempotency_key,
+            customerId=partner_id,
+            name=name,
+            currency=currency,
+            accountType="wholesale",
+            vatId=vat_id,
+        )
+        return str(reply["accountId"]), bool(reply["created"])
+
     async def close_account(self, account_id: str, *, idempotency_key: str) -> None:
         await self.call("CloseAccount", idempotencyKey=idempotency_key, accountId=account_id)
 

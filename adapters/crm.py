@@ -1,4 +1,4 @@
-"""The CRM (REST): customers and the services they hold."""
+"""The CRM (REST): customers and the services they hold, cases, partners' organizations."""
 
 from __future__ import annotations
 
@@ -145,3 +145,40 @@ class CrmClient(RestClient):
             idempotency_key=idempotency_key,
         )
         return str(self.body(response)["id"])
+
+    async def upsert_organization(
+        self,
+        organization_id: str,
+        *,
+        name: str,
+        trading_name: str | None,
+        vat_id: str,
+        registration_number: str,
+        billing_account_id: str | None,
+        status: str,
+        idempotency_key: str,
+    ) -> bool:
+        """Create or update a wholesale partner's record; True when this call created it."""
+        response = await self.request(
+            "PUT",
+            f"/organizations/{organization_id}",
+            json={
+                "name": name,
+                "tradingName": trading_name,
+                "vatId": vat_id,
+                "registrationNumber": registration_number,
+                "billingAccountId": billing_account_id,
+                "status": status,
+            },
+            idempotency_key=idempotency_key,
+        )
+        return bool(self.body(response).get("created"))
+
+    async def delete_organization(self, organization_id: str, *, idempotency_key: str) -> None:
+        """Remove a partner's record (compensation); one already gone is fine."""
+        await self.request(
+            "DELETE",
+            f"/organizations/{organization_id}",
+            idempotency_key=idempotency_key,
+            ok_statuses=frozenset({404}),
+        )

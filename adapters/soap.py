@@ -43,8 +43,9 @@ def fault_code(fault: zeep.exceptions.Fault) -> str:
 class SoapClient:
     """One SOAP port: the binding of a WSDL file, bound to an address.
 
-    Subclasses name the binding and map fault codes that mean "not found", "conflict", or the
-    system's business refusal (raised as ``rejection``, a ``BusinessRejection`` subclass).
+    Subclasses name the binding and map fault codes that mean "not found", "conflict", the
+    system's business refusal (raised as ``rejection``, a ``BusinessRejection`` subclass), or an
+    outage the system reports as a fault (``transient_codes``: worth another try).
     """
 
     system = "soap"
@@ -52,6 +53,7 @@ class SoapClient:
     not_found_codes: frozenset[str] = frozenset()
     conflict_codes: frozenset[str] = frozenset()
     rejection_codes: frozenset[str] = frozenset()
+    transient_codes: frozenset[str] = frozenset()
     rejection: type[BusinessRejection] = BusinessRejection
 
     def __init__(
@@ -83,6 +85,8 @@ class SoapClient:
         except zeep.exceptions.Fault as exc:
             code = fault_code(exc)
             text = f"{operation} fault {code}: {exc.message}"
+            if code in self.transient_codes:
+                raise TransientError(text, system=self.system) from exc
             if code in self.not_found_codes:
                 raise NotFoundError(text, system=self.system) from exc
             if code in self.conflict_codes:

@@ -22,6 +22,8 @@ from api.routes import (
     health,
     inventory_audits,
     metrics,
+    parties,
+    partners,
     reconciliations,
     regulatory_reports,
     service_orders,
@@ -111,6 +113,9 @@ def create_app(
     app.include_router(reconciliations.router)
     app.include_router(inventory_audits.router)
     app.include_router(regulatory_reports.router)
+    app.include_router(partners.router)
+    app.include_router(parties.party_router)
+    app.include_router(parties.party_role_router)
     app.include_router(exports.router)
     app.include_router(codec.router)
     app.include_router(metrics.router)

@@ -9,6 +9,8 @@ above ``adapters/`` ever sees one. The tree::
         ├── NotFoundError         the outside system has no such record (404)
         ├── ConflictError         the record exists in a state that forbids the call (409)
         ├── AuthenticationError   our credentials were refused (401, 403): a person must act
+        ├── CallbackRefused       a partner's callback refused a notification or may not be
+        │                         called (its address): the partner or an operator repairs it
         └── BusinessRejection     the system answered, and the answer is "no"
             ├── CreditDeclined    the credit agency declined the customer
             ├── UnknownPlan       billing does not sell the plan ordered
@@ -77,6 +79,13 @@ class ConflictError(PermanentError):
 
 class AuthenticationError(PermanentError):
     """The system refused our credentials: a technical failure a person repairs (parked)."""
+
+    parks = True
+
+
+class CallbackRefused(PermanentError):
+    """A partner's callback answered a notification with a refusal (a 4xx), or points where
+    the hub must not send (a private address): parked until the partner's endpoint is fixed."""
 
     parks = True
 

@@ -1,6 +1,7 @@
 """The hub database's tables: what must outlive Temporal's workflow retention.
 
-Secrets are never stored here: order documents are kept with Ki, OP and OPc redacted.
+Secrets are never stored here in clear: order documents are kept with Ki, OP and OPc redacted,
+and a partner's client secret and tokens only as sealed tokens (:mod:`hub.sealing`).
 """
 
 from __future__ import annotations
@@ -480,6 +481,87 @@ class RegulatoryReport(SQLModel, table=True):
     due_date: datetime | None = None
     #: The receipt of the accepted version this one corrects.
     supersedes: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- Wholesale partners -----------------------------------------------------------------------
+
+
+class PartnerStatus(StrEnum):
+    """Where a partner's application stands; rejected, closed and failed are final."""
+
+    CHECKING = "checking"
+    AWAITING_APPROVAL = "awaitingApproval"
+    PROVISIONING = "provisioning"
+    TESTING = "testing"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    OFFBOARDING = "offboarding"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (PartnerStatus.REJECTED, PartnerStatus.CLOSED, PartnerStatus.FAILED)
+
+
+class PartnerApplication(SQLModel, table=True):
+    """A wholesale partner: its application, the TMF632 organization and TMF669 party role it
+    became, what was provisioned for it, and where its onboarding stands.
+
+    The organization (``organization`` holds the TMF632 document as applied for) and its
+    party role are served read-only at their TMF paths from this row. ``*_sealed`` columns
+    hold sealed tokens only; the client and webhook secrets are deleted once handed out.
+    """
+
+    __tablename__ = "partner_application"
+
+    id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(default=PartnerStatus.CHECKING, index=True, max_length=24)
+    workflow_id: str = Field(index=True, max_length=200)
+    #: The company registry number and the VAT id, as given (the registry number identifies
+    #: an application: the same number again answers the open one).
+    registration_number: str = Field(index=True, max_length=64)
+    vat_id: str = Field(index=True, max_length=32)
+    name: str = Field(index=True, max_length=200)
+    organization_id: str = Field(unique=True, index=True, max_length=64)
+    organization_status: str = Field(default="initialized", max_length=24)
+    party_role_id: str = Field(unique=True, index=True, max_length=64)
+    party_role_status: str = Field(default="pending", max_length=24)
+    organization: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    representatives: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    callback_url: str = Field(max_length=2000)
+    requested_scopes: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    #: The checks' answers, and what the approver must look at.
+    checks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    findings: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    high_risk: bool = False
+    task_id: str | None = Field(default=None, max_length=64)
+    applied_by: str = Field(max_length=200)
+    approved_by: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    billing_account_id: str | None = Field(default=None, max_length=64)
+    crm_recorded: bool = False
+    client_id: str | None = Field(default=None, max_length=200)
+    registration_client_uri: str | None = Field(default=None, max_length=2000)
+    client_secret_sealed: str | None = None
+    registration_token_sealed: str | None = None
+    webhook_secret_sealed: str | None = None
+    #: The callback stored for notifications (event subscriptions, once they exist).
+    callback_registered: bool = False
+    credentials_issued_at: datetime | None = None
+    credentials_issued_to: str | None = Field(default=None, max_length=200)
+    offboarding_requested_by: str | None = Field(default=None, max_length=200)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     error_message: str | None = None
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -3,8 +3,9 @@
 Each route needs one scope: reading a resource, changing it, or deciding on it are separate,
 so a read-only dashboard, a CRM that places orders, and the NOC that repairs them can each
 get a key that does only that. ``*`` grants every scope. Decoding Temporal payloads
-(``codec:decode``) shows workflow inputs and results in clear, so no key holds it unless it
-is given explicitly.
+(``codec:decode``) shows workflow inputs and results in clear, and fetching a partner's
+OAuth2 client secret (``partners:credentials``, once) hands out a secret: no key holds either
+unless it is given explicitly.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class Scope(StrEnum):
     EXPORTS_READ = "exports:read"
     EXPORTS_WRITE = "exports:write"
     METRICS_READ = "metrics:read"
+    PARTNERS_READ = "partners:read"
+    PARTNERS_WRITE = "partners:write"
+    PARTNERS_CREDENTIALS = "partners:credentials"
     CODEC_ENCODE = "codec:encode"
     CODEC_DECODE = "codec:decode"
 
@@ -38,9 +42,10 @@ WILDCARD = "*"
 
 ALL_SCOPES: frozenset[str] = frozenset(Scope)
 
-#: What a key of ``HUB_API_KEY`` may do: everything but reading payloads in clear. Give a
-#: client of ``HUB_API_CLIENTS`` ``codec:decode`` for that.
-PLAIN_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {Scope.CODEC_DECODE}
+#: What a key of ``HUB_API_KEY`` may do: everything but reading payloads in clear and fetching
+#: a partner's client secret. Give a client of ``HUB_API_CLIENTS`` ``codec:decode`` or
+#: ``partners:credentials`` for that.
+PLAIN_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {Scope.CODEC_DECODE, Scope.PARTNERS_CREDENTIALS}
 
 #: The most a wholesale partner's token may do, whatever scopes its provider put into it:
 #: place and read its own orders. Onboarding grants partners a subset of these.

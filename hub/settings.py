@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from hub.partners.callbacks import CallbackPolicy
 from hub.permissions import ALL_SCOPES, WILDCARD, plain_key_name
 from hub.sealing import Sealer, Unsealer, public_spec
 
@@ -46,7 +47,17 @@ def _seconds(value: object) -> object:
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 #: The outside systems the hub talks to; each has its own URL, credentials and retry policy.
-SYSTEMS = ("credit", "crm", "hss", "billing", "regulator")
+SYSTEMS = (
+    "credit",
+    "crm",
+    "hss",
+    "billing",
+    "regulator",
+    "vies",
+    "registry",
+    "identity",
+    "partner",
+)
 #: Reconciliation's data activities: their own task queue, thread pool and retry policy.
 RECONCILIATION = "reconciliation"
 #: Not an outside system of the processes but the NMS behind them: the ``alarms.*`` activities
@@ -146,6 +157,9 @@ def _default_retry() -> dict[str, RetrySettings]:
     policies = {name: RetrySettings() for name in SYSTEMS}
     # The legacy billing system is slow and flaky: give it more room.
     policies["billing"] = RetrySettings(maximum_attempts=12, attempt_timeout=timedelta(seconds=60))
+    # A partner's callback in the connectivity test: a few quick tries, then the step parks
+    # for the partner to fix its endpoint (an operator retries it).
+    policies["partner"] = RetrySettings(maximum_attempts=3, maximum_interval=timedelta(seconds=5))
     # The hub's own database: quick and local.
     policies["hub"] = RetrySettings(
         initial_interval=timedelta(milliseconds=200),
@@ -264,8 +278,53 @@ class Settings(BaseSettings):
     regulator_wsdl: Path = CONTRACTS_DIR / "regulator.wsdl"
     regulator_username: str = ""
     regulator_password: str = ""
+    #: The VAT number check (SOAP, modelled on EU VIES ``checkVat``; ``contracts/vies.wsdl``).
+    vies_url: str = "http://127.0.0.1:8106/vies"
+    vies_wsdl: Path = CONTRACTS_DIR / "vies.wsdl"
+    #: The company registry (REST): registration number to name, legal form, status.
+    registry_url: str = "http://127.0.0.1:8107"
+    registry_token: str = ""
     #: Seconds to connect and to read one reply, for every outside call.
     http_timeout: float = 10.0
+
+    #: Partner onboarding: the sanctions list, a file in the EU Financial Sanctions Files XML
+    #: format; empty: the small sample list that ships for tests and the demo.
+    partners_sanctions_list: Path | None = None
+    #: A name this similar (0-100, normalised names) to a listed one is a hit to review.
+    partners_sanctions_threshold: float = Field(default=88.0, ge=0, le=100)
+    #: A company credit score below this is a finding, and makes the application high risk.
+    partners_min_credit_score: int = Field(default=500, ge=0)
+    #: Registry and VAT names less similar than this (0-100, normalised) are a finding.
+    partners_name_match_threshold: float = Field(default=85.0, ge=0, le=100)
+    #: Who approves applications, and the SLA of the approval task.
+    partners_approver_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["wholesale"]
+    )
+    partners_approval_follow_up: Duration = timedelta(days=1)
+    partners_approval_escalation: Duration = timedelta(days=3)
+    partners_approval_escalation_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["wholesale-managers"]
+    )
+    #: An application nobody decided by then is rejected (never approved by default).
+    partners_approval_due: Duration = timedelta(days=10)
+    #: Who reviews a sanctions hit (before the approval).
+    partners_compliance_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["compliance"]
+    )
+    #: The scopes a partner may ask for.
+    partners_allowed_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["orders:read", "orders:write"]
+    )
+    #: Callbacks: plain http (always allowed in development; elsewhere only with this, and
+    #: refused in production), and addresses on loopback or private networks (``make run``
+    #: allows loopback).
+    partners_callback_allow_http: bool = False
+    partners_callback_allow_loopback: bool = False
+    partners_callback_allow_private: bool = False
+    #: The connectivity test: how long the partner has to answer the signed test notification.
+    partners_connectivity_timeout: Duration = timedelta(seconds=10)
+    #: The currency of wholesale billing accounts.
+    partners_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
     #: Regulatory reporting: the operator the reports are for, by the regulator's id.
     reporting_operator_id: str = "AT-OPERATOR-1"
@@ -406,6 +465,10 @@ class Settings(BaseSettings):
         "reporting_approver_groups",
         "reporting_preparer_groups",
         "reporting_approval_escalation_groups",
+        "partners_approver_groups",
+        "partners_approval_escalation_groups",
+        "partners_compliance_groups",
+        "partners_allowed_scopes",
         mode="before",
     )
     @classmethod
@@ -466,6 +529,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"HUB_API_CLIENTS: the key of {client.name!r} {problem}")
         if self.codec_allow_anonymous:
             raise ValueError("HUB_CODEC_ALLOW_ANONYMOUS must not be true in production")
+        if self.partners_callback_allow_http:
+            raise ValueError(
+                "HUB_PARTNERS_CALLBACK_ALLOW_HTTP must not be true in production: partner "
+                "callbacks carry signed notifications and must use https"
+            )
         registration_token = self.oidc_registration_token.get_secret_value()
         if registration_token and (problem := weak_key(registration_token)):
             raise ValueError(f"HUB_OIDC_REGISTRATION_TOKEN {problem}")
@@ -539,6 +607,22 @@ class Settings(BaseSettings):
             return self.billing_export_url
         parsed = urlsplit(self.billing_url)
         return f"{parsed.scheme}://{parsed.netloc}"
+
+    @property
+    def callback_policy(self) -> CallbackPolicy:
+        """Where partners' callbacks may point: plain http in development (or when allowed
+        outside production), loopback and private addresses when allowed."""
+        return CallbackPolicy(
+            allow_http=self.partners_callback_allow_http or self.environment == "development",
+            allow_loopback=self.partners_callback_allow_loopback,
+            allow_private=self.partners_callback_allow_private,
+        )
+
+    @property
+    def resolved_sanctions_list(self) -> Path:
+        from hub.partners.sanctions import SAMPLE_LIST
+
+        return self.partners_sanctions_list or SAMPLE_LIST
 
     @property
     def resolved_reporting_dir(self) -> Path:

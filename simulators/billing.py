@@ -343,6 +343,8 @@ class BillingSimulator(Simulator):
             "customerId": values["customerId"],
             "name": values["name"],
             "currency": values["currency"],
+            "accountType": values.get("accountType") or "retail",
+            "vatId": values.get("vatId"),
             "createdAt": datetime.now(UTC).isoformat(),
         }
         self.accounts[account["accountId"]] = account

@@ -2,7 +2,9 @@
 
 A credit check reserves an amount of the customer's exposure; deleting the check releases it.
 A check is declined when the customer is on the declined list, or when the reservation would
-take the customer's exposure (sum of its approved checks) over the credit limit.
+take the customer's exposure (sum of its approved checks) over the credit limit. A check of
+amount 0 reserves nothing: it asks for the score alone (a company's, before onboarding it).
+Scores are stable per customer; ``PUT /_sim/scores/{customerId}`` sets one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class CreditCheckCreate(BaseModel):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
 
+class Score(BaseModel):
+    score: int = Field(ge=300, le=850)
+
+
 class CreditLimit(BaseModel):
     limit: float = Field(ge=0)
 
@@ -54,18 +60,21 @@ class CreditSimulator(Simulator):
         self.checks: dict[str, dict[str, Any]] = {}
         self.declined: set[str] = set()
         self.limit = DEFAULT_CREDIT_LIMIT
+        self.scores: dict[str, int] = {}
 
     def dump_records(self) -> dict[str, Any]:
         return {
             "checks": list(self.checks.values()),
             "declined": sorted(self.declined),
             "creditLimit": self.limit,
+            "scores": self.scores,
         }
 
     def load_records(self, data: dict[str, Any]) -> None:
         self.checks = {check["id"]: check for check in data["checks"]}
         self.declined = set(data["declined"])
         self.limit = float(data.get("creditLimit", DEFAULT_CREDIT_LIMIT))
+        self.scores = dict(data.get("scores", {}))
 
     def exposure(self, customer_id: str) -> float:
         return sum(
@@ -88,7 +97,7 @@ class CreditSimulator(Simulator):
             "amount": body.amount,
             "currency": body.currency,
             "decision": "declined" if reason else "approved",
-            "score": score_for(body.customerId),
+            "score": self.scores.get(body.customerId, score_for(body.customerId)),
             "reason": reason,
             "createdAt": datetime.now(UTC).isoformat(),
         }
@@ -141,6 +150,13 @@ def create_app(state_file: Path | None = None) -> FastAPI:
             sim.declined.discard(customer_id)
             await sim.persist()
         return Response(status_code=204)
+
+    @app.put("/_sim/scores/{customer_id}", tags=["simulator control"])
+    async def put_score(customer_id: str, body: Score) -> Score:
+        async with sim.lock:
+            sim.scores[customer_id] = body.score
+            await sim.persist()
+        return body
 
     @app.get("/_sim/credit-limit", tags=["simulator control"])
     async def get_limit() -> CreditLimit:

@@ -1,4 +1,5 @@
-"""CRM simulator (REST, default port 8102): customers, the services they subscribe to, cases.
+"""CRM simulator (REST, default port 8102): customers, the services they subscribe to, cases,
+and the wholesale partners' organizations.
 
 Both are upserted with ``PUT`` under ids the caller chooses, so a retried call converges on
 the same record. A service upsert only overwrites the fields present in its body: moving a
@@ -65,6 +66,19 @@ class CaseCreate(BaseModel):
     reference: str | None = None
 
 
+class OrganizationUpsert(BaseModel):
+    """A wholesale partner's record (``PUT /organizations/{id}``): created or updated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    tradingName: str | None = None
+    vatId: str | None = None
+    registrationNumber: str | None = None
+    billingAccountId: str | None = None
+    status: Literal["active", "closed"] = "active"
+
+
 class CrmSimulator(Simulator):
     name = "crm"
 
@@ -72,11 +86,13 @@ class CrmSimulator(Simulator):
         #: Customers by id; each holds its services by id under ``"services"``.
         self.customers: dict[str, dict[str, Any]] = {}
         self.cases: dict[str, dict[str, Any]] = {}
+        self.organizations: dict[str, dict[str, Any]] = {}
 
     def dump_records(self) -> dict[str, Any]:
         return {
             "customers": [self._public(customer) for customer in self.customers.values()],
             "cases": list(self.cases.values()),
+            "organizations": list(self.organizations.values()),
         }
 
     def load_records(self, data: dict[str, Any]) -> None:
@@ -88,6 +104,24 @@ class CrmSimulator(Simulator):
             for customer in data["customers"]
         }
         self.cases = {case["id"]: case for case in data.get("cases", [])}
+        self.organizations = {org["id"]: org for org in data.get("organizations", [])}
+
+    # -- organizations ----------------------------------------------------------------------
+
+    def upsert_organization(self, organization_id: str, raw: bytes) -> Reply:
+        body = parse_body(OrganizationUpsert, raw)
+        created = organization_id not in self.organizations
+        record = {"id": organization_id, **body.model_dump()}
+        record["createdAt"] = self.organizations.get(organization_id, {}).get(
+            "createdAt", datetime.now(UTC).isoformat()
+        )
+        self.organizations[organization_id] = record
+        return Reply.json(201 if created else 200, {**record, "created": created})
+
+    def delete_organization(self, organization_id: str) -> Reply:
+        if self.organizations.pop(organization_id, None) is None:
+            raise BusinessError(404, "organization not found")
+        return Reply.empty()
 
     @staticmethod
     def _public(customer: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +321,28 @@ def create_app(state_file: Path | None = None) -> FastAPI:
             request,
             "deleteService",
             lambda _: sim.delete_service(customer_id, service_id),
+            idempotency_key=key,
+        )
+
+    @app.put("/organizations/{organization_id}", tags=["organizations"])
+    async def upsert_organization(
+        request: Request, organization_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "upsertOrganization",
+            lambda raw: sim.upsert_organization(organization_id, raw),
+            idempotency_key=key,
+        )
+
+    @app.delete("/organizations/{organization_id}", status_code=204, tags=["organizations"])
+    async def delete_organization(
+        request: Request, organization_id: str, key: IdempotencyKey = None
+    ) -> Response:
+        return await sim.call(
+            request,
+            "deleteOrganization",
+            lambda _: sim.delete_organization(organization_id),
             idempotency_key=key,
         )
 

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,7 +41,7 @@ from hub.sealing import generate_seal_key, public_spec
 from hub.settings import RetrySettings, Settings
 
 API_KEY = "test-key-" + "x" * 24
-SYSTEM_NAMES = ("credit", "crm", "hss", "billing", "regulator")
+SYSTEM_NAMES = ("credit", "crm", "hss", "billing", "regulator", "vies", "registry", "partner")
 
 
 def temporal_binary() -> str:
@@ -313,6 +313,8 @@ def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
         hss_url=simulator_process["hss"],
         billing_url=billing_url,
         regulator_url=simulator_process["regulator"] + "/regulator",
+        vies_url=simulator_process["vies"] + "/vies",
+        registry_url=simulator_process["registry"],
         http_timeout=5.0,
         retry={name: FAST_RETRY for name in (*SYSTEM_NAMES, "hub")},
     )
@@ -328,36 +330,43 @@ class Hub:
     sessions: Any
 
 
-async def start_hub(stack: AsyncExitStack, settings: Settings, client: Client) -> Hub:
-    """A hub on ``stack``: database migrated, worker(s) on ``client``, the API app in-process."""
-    from api.main import create_app
-    from worker import build_activities, create_workers
-
-    migrate(settings.resolved_database_url)
-    engine = create_engine(settings.resolved_database_url)
-    sessions = session_factory(engine)
-    app = create_app(settings, temporal=client, run_migrations=False)
-    stack.push_async_callback(engine.dispose)
-    activities = await build_activities(settings, sessions, stack)
-    for worker in create_workers(client, activities, settings, task_queue=settings.task_queue):
-        await stack.enter_async_context(worker)
-    await stack.enter_async_context(app.router.lifespan_context(app))
-    api = await stack.enter_async_context(
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://hub.test",
-            headers={"X-API-Key": API_KEY},
-        )
-    )
-    return Hub(settings, client, api, sessions)
-
-
 @pytest.fixture
 async def hub(
     hub_settings: Settings, temporal_client: Client, sims: Simulators
 ) -> AsyncIterator[Hub]:
+    async with running_hub(hub_settings, temporal_client) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_hub(
+    hub_settings: Settings, temporal_client: Client, **activities: Any
+) -> AsyncIterator[Hub]:
+    """A worker and the API on the test's settings; ``activities``: keyword arguments of
+    :func:`worker.build_activities` (an identity provider of the test's)."""
+    from api.main import create_app
+    from worker import build_activities, create_workers
+
+    migrate(hub_settings.resolved_database_url)
+    engine = create_engine(hub_settings.resolved_database_url)
+    sessions = session_factory(engine)
+    app = create_app(hub_settings, temporal=temporal_client, run_migrations=False)
     async with AsyncExitStack() as stack:
-        yield await start_hub(stack, hub_settings, temporal_client)
+        stack.push_async_callback(engine.dispose)
+        built = await build_activities(hub_settings, sessions, stack, **activities)
+        for worker in create_workers(
+            temporal_client, built, hub_settings, task_queue=hub_settings.task_queue
+        ):
+            await stack.enter_async_context(worker)
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://hub.test",
+                headers={"X-API-Key": API_KEY},
+            )
+        )
+        yield Hub(hub_settings, temporal_client, api, sessions)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

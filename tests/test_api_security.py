@@ -211,6 +211,15 @@ ROUTES: list[tuple[str, str, Scope]] = [
     ("DELETE", "/exportSchedules/{export_id}", Scope.EXPORTS_WRITE),
     ("GET", "/exportRuns", Scope.EXPORTS_READ),
     ("GET", "/exportRuns/{run_id}", Scope.EXPORTS_READ),
+    ("POST", "/partnerApplications", Scope.PARTNERS_WRITE),
+    ("GET", "/partnerApplications", Scope.PARTNERS_READ),
+    ("GET", "/partnerApplications/{application_id}", Scope.PARTNERS_READ),
+    ("POST", "/partnerApplications/{application_id}/credentials", Scope.PARTNERS_CREDENTIALS),
+    ("POST", "/partnerApplications/{application_id}/offboard", Scope.PARTNERS_WRITE),
+    ("GET", "/tmf-api/partyManagement/v4/organization", Scope.PARTNERS_READ),
+    ("GET", "/tmf-api/partyManagement/v4/organization/{organization_id}", Scope.PARTNERS_READ),
+    ("GET", "/tmf-api/partyRoleManagement/v4/partyRole", Scope.PARTNERS_READ),
+    ("GET", "/tmf-api/partyRoleManagement/v4/partyRole/{party_role_id}", Scope.PARTNERS_READ),
     ("POST", "/codec/encode", Scope.CODEC_ENCODE),
     ("GET", "/metrics", Scope.METRICS_READ),
     ("POST", "/codec/decode", Scope.CODEC_DECODE),
@@ -281,11 +290,11 @@ async def test_each_route_answers_403_naming_the_scope_it_needs(
         assert allowed.status_code not in (401, 403), allowed.text
 
 
-async def test_plain_keys_may_do_everything_but_decode(api: Api) -> None:
+async def test_plain_keys_may_do_everything_but_decode_and_hand_out_secrets(api: Api) -> None:
     for method, path, scope in ROUTES:
         response = await api.http.request(method, concrete(path))
-        if scope == Scope.CODEC_DECODE:
-            assert_tmf(response, 403, "codec:decode", f"api-key:{plain_key_name(API_KEY)}")
+        if scope in (Scope.CODEC_DECODE, Scope.PARTNERS_CREDENTIALS):
+            assert_tmf(response, 403, scope.value, f"api-key:{plain_key_name(API_KEY)}")
         else:
             assert response.status_code not in (401, 403), (method, path, response.text)
 
@@ -307,7 +316,7 @@ def test_principals_allow_their_scopes_and_groups() -> None:
     everyone = Principal("api-key:noc", frozenset({"*"}), frozenset({"*"}))
     assert everyone.allows("codec:decode") and everyone.member_of("wholesale")
     assert Scope.CODEC_DECODE not in PLAIN_KEY_SCOPES
-    assert set(Scope) - PLAIN_KEY_SCOPES == {Scope.CODEC_DECODE}
+    assert set(Scope) - PLAIN_KEY_SCOPES == {Scope.CODEC_DECODE, Scope.PARTNERS_CREDENTIALS}
 
 
 def test_clients_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:

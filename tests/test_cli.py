@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from api.tmf641 import ServiceOrderCreate, customer_of, order_items
 from hub.codec import EncryptionCodec
 from hub.sealing import Unsealer
+from hub.settings import ApiClient
 from hub.tools import cli, devstack
 from hub.tools.devstack import StackConfig
 
@@ -260,13 +261,23 @@ def test_order_wait_gives_up_at_the_timeout(fake_api: Callable[..., FakeApi]) ->
 def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
     Path(".env").write_text("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1")  # no final \n
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
-    assert added == ["HUB_PAYLOAD_KEYS", "HUB_SEAL_KEYS", "HUB_OIDC_REGISTRATION_TOKEN"]
+    assert added == [
+        "HUB_PAYLOAD_KEYS",
+        "HUB_SEAL_KEYS",
+        "HUB_API_CLIENTS",
+        "HUB_OIDC_REGISTRATION_TOKEN",
+    ]
     assert values["HUB_API_KEY"] == "keep-me"
     text = Path(".env").read_text()
     assert text.startswith("# mine\nHUB_API_KEY=keep-me\nHUB_CRM_URL=http://crm:1\n")
     assert devstack.read_env_file(Path(".env")) == values
     assert EncryptionCodec.from_specs([values["HUB_PAYLOAD_KEYS"]]).key_ids == ["k1"]
     assert Unsealer.from_specs([values["HUB_SEAL_KEYS"]]).key_ids == ["s1"]
+    [admin] = [ApiClient(**client) for client in json.loads(values["HUB_API_CLIENTS"])]
+    assert (admin.name, admin.scopes) == (
+        "partner-admin",
+        ["partners:read", "partners:credentials"],
+    )
 
     # Running again changes nothing.
     assert devstack.ensure_env_file(Path(".env"), environ={}) == (values, [])
@@ -276,6 +287,7 @@ def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
 def test_env_file_is_created_with_the_secrets_private() -> None:
     values, added = devstack.ensure_env_file(Path(".env"), environ={})
     assert sorted(added) == [
+        "HUB_API_CLIENTS",
         "HUB_API_KEY",
         "HUB_OIDC_REGISTRATION_TOKEN",
         "HUB_PAYLOAD_KEYS",
@@ -291,6 +303,7 @@ def test_secrets_from_the_environment_are_not_written() -> None:
         "HUB_API_KEY": "from-env",
         "HUB_PAYLOAD_KEYS": "k9:" + "A" * 44,
         "HUB_SEAL_KEYS": "s9:" + "A" * 44,
+        "HUB_API_CLIENTS": "[]",
         "HUB_OIDC_REGISTRATION_TOKEN": "from-env",
     }
     values, added = devstack.ensure_env_file(Path(".env"), environ=environ)

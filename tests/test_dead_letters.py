@@ -250,6 +250,9 @@ async def test_a_failing_compensation_is_parked_too(hub: Hub, sims: Simulators) 
         "hss": True,
         "billing": True,
         "regulator": False,
+        "vies": False,
+        "registry": False,
+        "partner": False,
     }
     await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{void['id']}")
     assert (await hub.api.post(f"{LETTERS}/{parked['id']}/retry", json={})).status_code == 200

@@ -650,6 +650,7 @@ def recon_list(
 
 from hub.tools.deadletters_cli import deadletters_app  # noqa: E402
 from hub.tools.exports_cli import exports_app  # noqa: E402
+from hub.tools.partners_cli import partners_app  # noqa: E402
 from hub.tools.reports_cli import reports_app  # noqa: E402
 from hub.tools.tasks_cli import tasks_app  # noqa: E402
 
@@ -657,3 +658,4 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(deadletters_app, name="deadletters")
 app.add_typer(exports_app, name="exports")
 app.add_typer(reports_app, name="reports")
+app.add_typer(partners_app, name="partners")

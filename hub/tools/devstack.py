@@ -3,7 +3,7 @@
 Starts everything the hub needs on this machine, in this order, and supervises it::
 
     temporal     the Temporal CLI's dev server; history in data/temporal.db
-    simulators   the four outside systems (python -m simulators); state in data/simulators/,
+    simulators   the outside systems (python -m simulators); state in data/simulators/,
                  billing's usage export in data/drop/billing/ (a demo day, written once)
     idp          the OpenID provider (idp/server.mjs, oidc-provider on Node.js) whose tokens
                  the API accepts; signing keys in data/idp/jwks.json, clients in
@@ -17,9 +17,11 @@ SIGTERM stops them all gracefully, the API first and Temporal last (a second Ctr
 is left). All state lives under ``data/``, so running it again resumes where it stopped.
 
 It works in the current directory, as the hub's settings do: ``data/`` and ``.env`` are
-relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS``, ``HUB_SEAL_KEYS`` and
-``HUB_OIDC_REGISTRATION_TOKEN`` are generated into ``.env`` when neither the environment nor
-``.env`` sets them (the API, outside production, seals to the public half of ``HUB_SEAL_KEYS``).
+relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS``, ``HUB_SEAL_KEYS``,
+``HUB_OIDC_REGISTRATION_TOKEN`` and ``HUB_API_CLIENTS`` (one ``partner-admin`` who may fetch a
+partner's credentials) are generated into ``.env`` when neither the environment nor ``.env``
+sets them (the API, outside production, seals to the public half of ``HUB_SEAL_KEYS``).
+Partners' callbacks may point at loopback (the partner simulator).
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ SIMULATOR_TITLES = {
     "hss": "HSS simulator (REST)",
     "billing": "Billing simulator (SOAP)",
     "regulator": "Regulator portal simulator (SOAP)",
+    "vies": "VAT check simulator (SOAP, VIES-like)",
+    "registry": "Company registry simulator (REST)",
+    "partner": "Wholesale partner simulator (callbacks)",
 }
 
 #: Secrets the stack needs, and how to make a fresh one when neither env nor .env has it.
@@ -84,6 +89,18 @@ GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     "HUB_API_KEY": lambda: f"{secrets.token_urlsafe(32)},{secrets.token_urlsafe(32)}",
     "HUB_PAYLOAD_KEYS": lambda: generate_key_spec("k1"),
     "HUB_SEAL_KEYS": lambda: generate_seal_key("s1"),
+    # Who may fetch a partner's client secret (once): no plain key may.
+    "HUB_API_CLIENTS": lambda: json.dumps(
+        [
+            {
+                "name": "partner-admin",
+                "key": secrets.token_urlsafe(32),
+                "scopes": ["partners:read", "partners:credentials"],
+                "groups": ["ops"],
+            }
+        ],
+        separators=(",", ":"),
+    ),
     # The initial access token with which the hub registers partners' OAuth2 clients.
     "HUB_OIDC_REGISTRATION_TOKEN": lambda: secrets.token_urlsafe(32),
 }
@@ -109,6 +126,9 @@ class StackConfig:
             "hss": 8103,
             "billing": 8104,
             "regulator": 8105,
+            "vies": 8106,
+            "registry": 8107,
+            "partner": 8108,
         }
     )
     data_dir: Path = Path("data")
@@ -257,7 +277,25 @@ def child_environment(
     )
     if "regulator" in config.simulator_ports:
         env["HUB_REGULATOR_URL"] = config.simulator_url("regulator") + "/regulator"
+    if "vies" in config.simulator_ports:
+        env["HUB_VIES_URL"] = config.simulator_url("vies") + "/vies"
+    if "registry" in config.simulator_ports:
+        env["HUB_REGISTRY_URL"] = config.simulator_url("registry")
+    # The partner simulator listens on loopback: let callbacks point there, unless .env says.
+    env.setdefault("HUB_PARTNERS_CALLBACK_ALLOW_LOOPBACK", "true")
     return env
+
+
+def partner_admin_key(env: Mapping[str, str]) -> str | None:
+    """The key of the ``partner-admin`` client of ``HUB_API_CLIENTS``, if there is one."""
+    try:
+        clients = json.loads(env.get("HUB_API_CLIENTS") or "[]")
+    except ValueError:
+        return None
+    for client in clients if isinstance(clients, list) else []:
+        if isinstance(client, dict) and client.get("name") == "partner-admin":
+            return str(client.get("key") or "") or None
+    return None
 
 
 def api_environment(env: Mapping[str, str]) -> dict[str, str]:
@@ -837,7 +875,7 @@ class DevStack:
             url = config.simulator_url(name)
             table.add_row(
                 SIMULATOR_TITLES.get(name, f"{name} simulator"),
-                f"{url}/{name}" if name in ("billing", "regulator") else url,
+                f"{url}/{name}" if name in ("billing", "regulator", "vies") else url,
                 "state at /_sim/state",
             )
         database = env.get("HUB_DATABASE_URL") or f"sqlite:///{data / 'hub.db'}"
@@ -862,6 +900,15 @@ class DevStack:
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
+            )
+        admin = partner_admin_key(env)
+        if admin:
+            console.print(
+                "The key that may fetch a partner's credentials once (the README's "
+                "PARTNER_ADMIN_KEY):"
+            )
+            console.print(
+                f"export PARTNER_ADMIN_KEY='{admin}'", markup=False, highlight=False, soft_wrap=True
             )
         registration = env.get("HUB_OIDC_REGISTRATION_TOKEN", "")
         console.print(

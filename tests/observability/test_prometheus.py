@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from temporalio.client import Client
 from hub.codec import data_converter
 from hub.settings import ApiClient, Settings
 from hub.temporal import metrics_runtime
-from tests.conftest import Hub, Simulators, eventually, free_port, served_api, start_hub
+from tests.conftest import Hub, Simulators, eventually, free_port, running_hub, served_api
 from tests.factories import new_identity, order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +77,8 @@ async def metered_hub(
         data_converter=data_converter(hub_settings.payload_keys),
         runtime=metrics_runtime(hub_settings.worker_metrics_address),
     )
-    async with AsyncExitStack() as stack:
-        yield await start_hub(stack, hub_settings, client)
+    async with running_hub(hub_settings, client) as running:
+        yield running
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ async def test_customer_with_services_cannot_be_deleted(client: httpx.AsyncClien
     assert service_deleted.status_code == absent_deleted.status_code == 204
     assert missing.status_code == 404
     assert customer_deleted.status_code == 204
-    assert state == {"customers": [], "cases": []}
+    assert state == {"customers": [], "cases": [], "organizations": []}
 
 
 async def test_delete_is_replayed_under_its_key(client: httpx.AsyncClient) -> None:

@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.alarms import AlarmActivities
 from activities.billing import BillingActivities
+from activities.breaker import BreakerActivities, BreakerInterceptor
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
 from activities.dead_letters import DeadLetterStore
@@ -60,12 +61,15 @@ from hub.db import create_engine, migrate, session_factory
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect, metrics_runtime
 from workflows import (
+    breaker,
     exports,
     inventory_audit,
+    partner_onboarding,
     reconciliation,
     regulatory_report,
     service_activation,
 )
+from workflows.breaker import CircuitBreaker
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
 from workflows.partner_onboarding import PartnerOnboarding
@@ -82,12 +86,21 @@ WORKFLOWS: list[type] = [
     InventoryAudit,
     RegulatoryReport,
     PartnerOnboarding,
+    CircuitBreaker,
 ]
 
 #: Workflow id prefix -> the business id's field in the JSON logs (``orderId``).
 LOG_REFERENCES = {
     module.CONTRACT.workflow_id_prefix: module.CONTRACT.log_field
-    for module in (service_activation, exports, reconciliation, inventory_audit, regulatory_report)
+    for module in (
+        service_activation,
+        exports,
+        reconciliation,
+        inventory_audit,
+        regulatory_report,
+        partner_onboarding,
+        breaker,
+    )
 }
 
 
@@ -298,8 +311,15 @@ def create_workers(
     client: Client, activities: Activities, settings: Settings, *, task_queue: str
 ) -> list[Worker]:
     """One worker per task queue, all in this process: the workflows and the hub's own
-    activities on ``task_queue``, each outside system's activities on its own queue."""
+    activities on ``task_queue``, each outside system's activities on its own queue; the
+    circuit breakers watch every outside call and hold a system's queue while it is down."""
     workers = []
+    breakers = BreakerActivities(client, settings, task_queue)
+    activities = {
+        **activities,
+        "hub": [*activities.get("hub", []), breakers.set_queue_rate, breakers.breaker_settings],
+    }
+    watch = BreakerInterceptor(client, settings, task_queue)
     for system, functions in activities.items():
         concurrency = settings.worker_max_concurrent_activities
         executor = None
@@ -322,7 +342,7 @@ def create_workers(
             max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
             max_task_queue_activities_per_second=settings.rate_limit.get(system),
             graceful_shutdown_timeout=settings.worker_shutdown_grace,
-            interceptors=[StepMetrics()],
+            interceptors=[StepMetrics(), watch],
         )
         if executor is not None:
             # The worker does not own its executor: let the threads go when it does.

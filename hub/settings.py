@@ -440,6 +440,19 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
+    #: Circuit breakers of the outside systems (activities.breaker): a system whose calls
+    #: failed for this share of at least ``breaker_min_calls`` calls within ``breaker_window``
+    #: has its calls held; one is let through every ``breaker_probe_interval``.
+    breaker_enabled: bool = True
+    breaker_error_ratio: float = Field(default=0.5, gt=0, le=1)
+    breaker_min_calls: int = Field(default=20, ge=1)
+    breaker_window: Duration = timedelta(seconds=30)
+    breaker_probe_interval: Duration = timedelta(seconds=10)
+    #: Half-open: the calls per second let through, and how long for a success to come back
+    #: (Temporal's queue rate limiter hands out the first task within ~1.5 s at 10/s, ~5 s
+    #: at 1/s: the window must be longer than that).
+    breaker_probe_rate: float = Field(default=5.0, gt=0)
+    breaker_probe_window: Duration = timedelta(seconds=15)
     #: Logs of the worker and the API: ``json`` (one object per line, with the workflow, run,
     #: activity and business ids) or ``text``; and the level.
     log_format: Literal["json", "text"] = "json"

@@ -707,4 +707,5 @@ CONTRACT: ProcessContract[PartnerInput] = ProcessContract(
     workflow_id_prefix=WORKFLOW_ID_PREFIX,
     memo=_memo,
     summary=_summary,
+    log_field="applicationId",
 )

@@ -4,7 +4,7 @@ A pure ASGI middleware (no buffering of bodies), recording into the app's own
 :class:`prometheus_client.CollectorRegistry` (``app.state.metrics``), so two apps in one process
 (the tests) never share counters. The route label is the route's path template
 (``/tmf-api/serviceOrdering/v4/serviceOrder/{id}``), never the path itself: a caller cannot
-grow the series by calling made-up paths (those are ``unmatched``).
+grow the series by calling made-up paths (those are ``unmatched``) or methods (``other``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: a second or more.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED = "unmatched"
+#: Methods counted by name; any other (a client may send any token) is ``other``.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # No ``*_created`` series beside every counter: they double what Prometheus stores and no rule
 # reads them.
@@ -73,5 +75,6 @@ class HttpMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
             method = scope.get("method", "GET")
+            method = method if method in METHODS else "other"
             self.metrics.requests.labels(template, method, str(status)).inc()
             self.metrics.duration.labels(template, method).observe(time.perf_counter() - started)

@@ -51,7 +51,7 @@ MAX_TOKEN_BYTES = 8 * 1024
 _PUBLIC_MEMBERS = frozenset({"kty", "kid", "use", "alg", "crv", "x", "y", "n", "e"})
 #: A JWS in compact form: three base64url parts.
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
-_PARTNER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_PARTNER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _DISCOVERY_PATH = "/.well-known/openid-configuration"
 #: Seconds between tries while no key could be fetched at all (the provider is down).
 _RETRY_WITHOUT_KEYS = 1.0
@@ -255,7 +255,7 @@ def _bearer(claims: dict[str, Any]) -> AccessToken:
         raise InvalidToken("scope must be a string")
     partner_id = claims.get("partner_id")
     if partner_id is not None and (
-        not isinstance(partner_id, str) or not _PARTNER_ID.match(partner_id)
+        not isinstance(partner_id, str) or not _PARTNER_ID.fullmatch(partner_id)
     ):
         raise InvalidToken("partner_id is not an identifier")
     groups = claims.get("groups", [])

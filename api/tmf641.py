@@ -288,11 +288,30 @@ def customer_of(order: ServiceOrderCreate) -> Customer:
 PARTNER_ROLE = "wholesalePartner"
 
 
+#: Between a partner's id and its own customer id (no partner id holds it): ``p-1~CUST-7``.
+PARTNER_CUSTOMER_SEPARATOR = "~"
+
+
+def partner_customer(partner_id: str, customer_id: str) -> str:
+    """A partner's customer as the hub and the systems behind it know it: in the partner's
+    namespace, so no partner can name (and change) the operator's or another partner's."""
+    prefix = f"{partner_id}{PARTNER_CUSTOMER_SEPARATOR}"
+    return customer_id if customer_id.startswith(prefix) else prefix + customer_id
+
+
 def with_partner(order: ServiceOrderCreate, partner_id: str) -> ServiceOrderCreate:
     """The order as a partner's token placed it: the partner is its ``wholesalePartner``
     related party, whatever wholesale partner the body named (a partner cannot order in
-    another's name)."""
-    parties = [p for p in order.relatedParty if (p.role or "").lower() != PARTNER_ROLE.lower()]
+    another's name), and its customers are in the partner's namespace
+    (:func:`partner_customer`)."""
+    parties = []
+    for party in order.relatedParty:
+        role = (party.role or "").lower()
+        if role == PARTNER_ROLE.lower():
+            continue
+        if role == "customer":
+            party = party.model_copy(update={"id": partner_customer(partner_id, party.id)})
+        parties.append(party)
     partner = RelatedParty.model_validate(
         {"id": partner_id, "role": PARTNER_ROLE, "@referredType": "Organization"}
     )

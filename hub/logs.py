@@ -27,6 +27,8 @@ from temporalio import activity, workflow
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _TEMPORAL = {"temporal_workflow", "temporal_activity"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: The hub's own loggers: the only ones ``HUB_LOG_LEVEL=DEBUG`` makes verbose.
+HUB_LOGGERS = ("hub", "api", "activities", "adapters", "workflows", "worker", "simulators")
 #: Marks the handler :func:`configure` installed, so calling it again replaces it.
 _OURS = "_hub_handler"
 
@@ -59,7 +61,8 @@ class JsonLines(logging.Formatter):
                 doc[key] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
+        # ASCII only: U+2028 or NEL in a message must not split a line for a log reader.
+        return json.dumps(doc, ensure_ascii=True)
 
     @staticmethod
     def _temporal(record: logging.LogRecord) -> dict[str, Any]:
@@ -117,7 +120,10 @@ def configure(
     for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    # DEBUG is the hub's own: libraries' debug logs hold whole SOAP envelopes and payloads.
+    root.setLevel("INFO" if level == "DEBUG" else level)
+    for name in HUB_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -204,6 +204,10 @@ function buildProvider() {
       properties: ['partner_id'],
       validator(ctx, key, value, metadata) {
         if (key !== 'partner_id') return;
+        // A client is registered for what it may do: no scope would mean every scope.
+        if (!metadata.scope || typeof metadata.scope !== 'string') {
+          throw new errors.InvalidClientMetadata('scope is required');
+        }
         if (value !== undefined && (typeof value !== 'string' || !PARTNER_ID.test(value))) {
           throw new errors.InvalidClientMetadata('partner_id must be a short identifier');
         }
@@ -243,7 +247,19 @@ loadState();
 let provider = buildProvider();
 let handler = provider.callback();
 
-const server = createServer((req, res) => handler(req, res));
+// RFC 7592 read and delete only: an update (PUT) could change a client's partner_id or
+// scopes, which only its registration fixed.
+const server = createServer((req, res) => {
+  if (req.method === 'PUT' && new URL(req.url, issuer).pathname.startsWith('/reg/')) {
+    res.writeHead(405, { 'content-type': 'application/json', allow: 'GET, DELETE' });
+    res.end(JSON.stringify({
+      error: 'invalid_request',
+      error_description: 'client metadata cannot be changed: delete the client and register anew',
+    }));
+    return;
+  }
+  handler(req, res);
+});
 
 process.on('SIGHUP', () => {
   try {

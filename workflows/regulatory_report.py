@@ -89,6 +89,8 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_NAME = "RegulatoryReport"
 PROCESS_KIND = "regulatory-report"
 WORKFLOW_ID_PREFIX = "report-"
+#: Corrections whose sources the hub refused before the version ends without one.
+MAX_REFUSED_CORRECTIONS = 4
 #: Histories before it ended a version the regulator refused without a correction task.
 CORRECTION_TASK_PATCH = "regulator-refusal-correction-task"
 #: Set by Temporal on every workflow a schedule starts: the schedule's time for the run.
@@ -427,7 +429,7 @@ class RegulatoryReport(ProcessWorkflow):
         if not workflow.patched(CORRECTION_TASK_PATCH):
             raise VersionEnded(ReportStatus.REJECTED, reasons)
         refusal: str | None = None
-        while True:
+        for _ in range(MAX_REFUSED_CORRECTIONS + 1):
             outcome = await self._correction_task(
                 data, defaults, extracted, reasons, receipt_id, refusal
             )
@@ -458,6 +460,13 @@ class RegulatoryReport(ProcessWorkflow):
                     raise
                 # A source the hub may not read: asked again, saying why, nothing recorded.
                 refusal = cause.message
+        else:
+            # Bounded, so a run's history does not grow without end: the preparer starts the
+            # next version by hand (POST) with sources the hub reads.
+            raise VersionEnded(
+                ReportStatus.REJECTED,
+                [*reasons, f"{MAX_REFUSED_CORRECTIONS + 1} corrections refused; last: {refusal}"],
+            )
         following = dataclasses.replace(
             data,
             report_id=opened.report_id,

@@ -10,12 +10,11 @@ operators' tokens see every order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy import update
+from sqlalchemy import Text, cast, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -116,40 +115,43 @@ async def _items_of(
     return grouped
 
 
-def _added_imsis(document: Mapping[str, Any]) -> set[str]:
-    """The IMSIs an order's ``add`` items activate (IMSIs are not secret: kept in the row)."""
-    found = set()
-    for item in document.get("serviceOrderItem", []):
-        if item.get("action") != "add":
-            continue
-        for characteristic in (item.get("service") or {}).get("serviceCharacteristic") or []:
-            if characteristic.get("name") == "imsi":
-                found.add(str(characteristic.get("value")))
-    return found
-
-
 async def _check_partner_owns(
     session: AsyncSession, partner_id: str, items: list[ServiceItem]
 ) -> None:
-    """A partner modifies or deletes only subscribers that its own completed orders added:
-    another party's subscriber is, to it, one that does not exist (400, nothing started)."""
-    changed = [(i, item) for i, item in enumerate(items) if item.action != "add"]
-    if not changed:
-        return
-    documents = await session.exec(
-        select(ServiceOrder.document).where(
-            ServiceOrder.partner_id == partner_id, ServiceOrder.state == OrderState.COMPLETED
-        )
-    )
-    owned: set[str] = set()
-    for document in documents:
-        owned |= _added_imsis(document)
-    for index, item in changed:
-        if item.service.imsi not in owned:
+    """A partner modifies or deletes only subscribers it holds now: the last completed order
+    that touched the IMSI (any party's) is the partner's, and did not delete it. Another
+    party's subscriber is, to it, one that does not exist (400, nothing started)."""
+    for index, item in enumerate(items):
+        if item.action == "add":
+            continue
+        holder = await _current_holder(session, item.service.imsi)
+        if holder is None or holder != (partner_id, True):
             raise ValidationFailure(
                 f"serviceOrderItem[{index}].service.serviceCharacteristic[imsi]",
-                "no subscriber with this IMSI was activated by your orders",
+                "no subscriber with this IMSI is held by your orders",
             )
+
+
+async def _current_holder(session: AsyncSession, imsi: str) -> tuple[str | None, bool] | None:
+    """Who holds ``imsi`` now, by the last completed order that touched it: (its partner,
+    whether it still exists), or None if no completed order did."""
+    rows = await session.exec(
+        select(ServiceOrder.partner_id, ServiceOrder.document)
+        .where(
+            ServiceOrder.state == OrderState.COMPLETED,
+            cast(col(ServiceOrder.document), Text).contains(imsi),
+        )
+        .order_by(col(ServiceOrder.completion_date).desc())
+    )
+    for partner_id, document in rows:
+        for item in document.get("serviceOrderItem", []):
+            service = item.get("service") or {}
+            values = {
+                c.get("name"): c.get("value") for c in service.get("serviceCharacteristic") or []
+            }
+            if str(values.get("imsi")) == imsi:
+                return partner_id, item.get("action") != "delete"
+    return None
 
 
 async def _existing(

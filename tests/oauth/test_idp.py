@@ -42,6 +42,8 @@ async def test_discovery_offers_what_the_hub_needs_only(idp: IdentityProvider) -
         {"grant_types": ["client_credentials"], "partner_id": "../../etc"},
         # A scope the hub does not have.
         {"grant_types": ["client_credentials"], "scope": "orders:read admin"},
+        # No scope at all (it would mean every scope).
+        {"grant_types": ["client_credentials"], "partner_id": "p-1"},
     ],
 )
 async def test_registration_refuses(idp: IdentityProvider, metadata: dict[str, object]) -> None:
@@ -54,6 +56,31 @@ async def test_registration_refuses(idp: IdentityProvider, metadata: dict[str, o
         )
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "invalid_client_metadata"
+
+
+async def test_a_registered_client_cannot_be_changed(idp: IdentityProvider) -> None:
+    """RFC 7592 read and delete only: an update could drop its partner_id or widen scopes."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        registered = await http.post(
+            f"{idp.issuer}/reg",
+            json={
+                "grant_types": ["client_credentials"],
+                "response_types": [],
+                "redirect_uris": [],
+                "scope": "orders:read",
+                "partner_id": "p-1",
+            },
+            headers={"Authorization": f"Bearer {idp.initial_access_token}"},
+        )
+        assert registered.status_code == 201, registered.text
+        client = registered.json()
+        auth = {"Authorization": f"Bearer {client['registration_access_token']}"}
+        changed = {**client, "scope": "orders:read codec:decode"}
+        changed.pop("partner_id")
+        refused = await http.put(client["registration_client_uri"], json=changed, headers=auth)
+        assert refused.status_code == 405, refused.text
+        read = await http.get(client["registration_client_uri"], headers=auth)
+        assert read.json()["scope"] == "orders:read" and read.json()["partner_id"] == "p-1"
 
 
 async def test_registration_without_the_initial_access_token(idp: IdentityProvider) -> None:

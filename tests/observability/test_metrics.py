@@ -68,6 +68,12 @@ async def test_requests_are_counted_by_route_template_and_status(hub: Hub) -> No
     unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
     assert found[("hub_http_requests_total", unmatched)] == 2
     assert not any("/no/such" in str(labels) for _, labels in found)
+    # A made-up method is one label whatever its name: no caller grows the series.
+    for method in ("XABCD", "XEFGH"):
+        await hub.api.request(method, f"{orders}/a")
+    made_up = await scrape(hub)
+    methods = {dict(labels).get("method") for name, labels in made_up}
+    assert "other" in methods and not methods & {"XABCD", "XEFGH"}
     duration = (("method", "GET"), ("route", f"{orders}/{{order_id}}"))
     assert found[("hub_http_request_duration_seconds_count", duration)] == 3
 

@@ -33,7 +33,7 @@ import httpx
 from bench import chaos
 from bench.activation import simulator_requests
 from bench.stack import BenchStack, CommandStopped, run_command
-from hub.settings import SYSTEMS
+from simulators import SYSTEMS as SIMULATED
 from workflows.service_activation import workflow_id_for
 
 logger = logging.getLogger("bench.soak")
@@ -117,7 +117,7 @@ class Soak:
         self.result.wall_s = time.monotonic() - self._started
         await self.stack.configure_simulators(error_rate=0.0)
         async with httpx.AsyncClient(timeout=60) as http:
-            urls = {system: self.stack.simulator_url(system) for system in SYSTEMS}
+            urls = {system: self.stack.simulator_url(system) for system in SIMULATED}
             states = await chaos.simulator_states(http, urls)
         self.result.ledger = chaos.audit(
             self.identities,

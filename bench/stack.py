@@ -38,6 +38,7 @@ from hub.codec import data_converter, generate_key_spec
 from hub.sealing import generate_seal_key
 from hub.settings import REPO_ROOT, SYSTEMS
 from hub.tools.devstack import temporal_binary
+from simulators import SYSTEMS as SIMULATED
 
 logger = logging.getLogger("bench.stack")
 
@@ -133,9 +134,9 @@ class Ports:
 
     @classmethod
     def pick(cls) -> Ports:
-        ports = free_ports(5 + len(SYSTEMS))
+        ports = free_ports(5 + len(SIMULATED))
         temporal, ui, http, metrics, api = ports[:5]
-        simulators = dict(zip(SYSTEMS, ports[5:], strict=True))
+        simulators = dict(zip(SIMULATED, ports[5:], strict=True))
         return cls(temporal, ui, http, metrics, api, simulators=simulators)
 
 
@@ -277,7 +278,7 @@ class BenchStack:
             "seed": seed,
         }
         async with httpx.AsyncClient(timeout=5) as http:
-            for system in SYSTEMS:
+            for system in SIMULATED:
                 url = f"{self.simulator_url(system)}/_sim/config"
                 reply = await http.put(url, json=config)
                 reply.raise_for_status()
@@ -317,7 +318,7 @@ class BenchStack:
 
     async def _simulators_up(self) -> bool:
         async with httpx.AsyncClient(timeout=2) as http:
-            for system in SYSTEMS:
+            for system in SIMULATED:
                 if (await http.get(f"{self.simulator_url(system)}/_sim/health")).status_code != 200:
                     return False
         return True

@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from bench import chaos
 from bench.stack import BenchStack
-from hub.settings import SYSTEMS
+from simulators import SYSTEMS as SIMULATED
 from tests.conftest import eventually
 
 ATTEMPTS = 12
@@ -66,7 +66,7 @@ class Chaos:
 
     @property
     def simulator_urls(self) -> dict[str, str]:
-        return {system: self.stack.simulator_url(system) for system in SYSTEMS}
+        return {system: self.stack.simulator_url(system) for system in SIMULATED}
 
     def orders(self, identities: list[chaos.Identity]) -> list[chaos.HubOrder]:
         mine = {identity.external_id for identity in identities}

@@ -18,8 +18,8 @@ from tests.factories import new_identity, order
 from workflows.breaker import CircuitBreaker
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
-IN_FLIGHT = 60
-OUTAGE = 6.0
+IN_FLIGHT = 40
+OUTAGE = 5.0
 
 
 @pytest.fixture

@@ -212,7 +212,10 @@ def simulator_process(
 
 @pytest.fixture
 async def sims(simulator_process: dict[str, str]) -> AsyncIterator[Simulators]:
-    async with httpx.AsyncClient(timeout=10) as http:
+    # Idle connections dropped after 1 s: uvicorn closes them after 5 s, httpx's default, and
+    # a request on one it has just closed fails with "Server disconnected".
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as http:
         simulators = Simulators(simulator_process, http)
         await simulators.clear_faults()
         yield simulators

@@ -128,24 +128,35 @@ async def test_valid_token(validator: TokenValidator, signing_key: Any) -> None:
     assert bearer.scopes == {"orders:read", "codec:decode"}
 
 
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (claims(exp=int(time.time()) - 60), "expired"),
-        (claims(exp=None), "lacks the claim 'exp'"),
-        (claims(aud="urn:other:api"), "another audience"),
-        (claims(aud=None), "lacks the claim 'aud'"),
-        (claims(iss="http://127.0.0.1:9999"), "another issuer"),
-        (claims(nbf=int(time.time()) + 600), "not valid yet"),
-        (claims(iat=int(time.time()) + 600), "not valid yet"),
-        (claims(sub=None, client_id=None), "no subject"),
-        (claims(partner_id="../other"), "partner_id"),
-        (claims(partner_id=7), "partner_id"),
-    ],
-)
+#: Times relative to when the test runs (the list is built at collection, minutes earlier in
+#: the whole suite): ``"now+600"``.
+CASES: list[tuple[dict[str, Any], str]] = [
+    ({"exp": "now-60"}, "expired"),
+    ({"exp": None}, "lacks the claim 'exp'"),
+    ({"aud": "urn:other:api"}, "another audience"),
+    ({"aud": None}, "lacks the claim 'aud'"),
+    ({"iss": "http://127.0.0.1:9999"}, "another issuer"),
+    ({"nbf": "now+600"}, "not valid yet"),
+    ({"iat": "now+600"}, "not valid yet"),
+    ({"sub": None, "client_id": None}, "no subject"),
+    ({"partner_id": "../other"}, "partner_id"),
+    ({"partner_id": 7}, "partner_id"),
+]
+
+
+def _at_run_time(overrides: dict[str, Any]) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        name: now + int(value.removeprefix("now")) if str(value).startswith("now") else value
+        for name, value in overrides.items()
+    }
+
+
+@pytest.mark.parametrize(("overrides", "reason"), CASES)
 async def test_claims_are_checked(
-    validator: TokenValidator, signing_key: Any, payload: dict[str, Any], reason: str
+    validator: TokenValidator, signing_key: Any, overrides: dict[str, Any], reason: str
 ) -> None:
+    payload = claims(**_at_run_time(overrides))
     with pytest.raises(InvalidToken, match=reason):
         await validator.validate(sign(signing_key, payload))
 

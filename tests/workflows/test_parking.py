@@ -76,7 +76,9 @@ async def test_a_step_that_exhausts_its_retries_parks_and_retries_with_corrected
     assert record.evidence["deadLetterId"] == letter
     assert record.evidence["input"]["plan"] == "BASIC"
     assert record.due_at == park.deadline
-    assert probe.alarms.of(handle.id, ALARM) == [PerceivedSeverity.MAJOR]
+    # The alarm is sent in the background: it lands soon after the task's record.
+    raised = await eventually(lambda: _alarms(probe, handle.id), timeout=15)
+    assert raised == [PerceivedSeverity.MAJOR]
 
     async def shown_parked() -> bool:  # set once the task's record has landed
         attributes = (await handle.describe()).typed_search_attributes
@@ -304,3 +306,7 @@ async def test_a_temporal_cancel_while_the_park_task_is_being_recorded_cancels_b
     await eventually(task_cancelled, timeout=15)
     cancelled = next(r for r in probe.hub.task_records[handle.id] if r.state == "cancelled")
     assert cancelled.dead_letter_id == park.id and cancelled.action == "cancelled"
+
+
+async def _alarms(probe: Any, workflow_id: str) -> list[Any]:
+    return list(probe.alarms.of(workflow_id, ALARM))

@@ -201,15 +201,17 @@ def partners_credentials(
     """Fetch the partner's OAuth2 client credentials: shown once, never again."""
     with _api(api_url, api_key) as client:
         credentials = _json(_call(client, "POST", f"{APPLICATIONS}/{application_id}/credentials"))
-    table = Table(show_header=False, title="hand these to the partner now: they are not kept")
+    # Plain lines, never a table: a table cuts a long secret to the terminal's width, and the
+    # secret is shown this once.
+    console.print("hand these to the partner now: they are not kept", style="bold")
     for label, key in (
         ("client id", "clientId"),
         ("client secret", "clientSecret"),
         ("token endpoint", "tokenEndpoint"),
         ("webhook signing secret", "webhookSecret"),
     ):
-        table.add_row(label, escape(str(credentials.get(key) or "")))
-    console.print(table)
+        value = str(credentials.get(key) or "")
+        console.print(f"{label}: {value}", markup=False, highlight=False, soft_wrap=True)
 
 
 @partners_app.command("offboard")

@@ -4,6 +4,7 @@ approved with ``hub tasks complete``), fetch the credentials once, ask for offbo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -68,6 +69,9 @@ async def test_apply_wait_credentials_and_offboard(
 
     code, out = await hub_cli(api_url, "operator", "partners", "credentials", application_id)
     assert code == 0 and "client secret" in out and "whsec_" in out, out
+    # Whole, however narrow the terminal (never cut by a table): it is shown this once.
+    secret = re.search(r"client secret: (\S+)", out).group(1)  # type: ignore[union-attr]
+    assert len(secret) >= 32 and "…" not in secret, secret
     code, out = await hub_cli(api_url, "operator", "partners", "credentials", application_id)
     assert code != 0 and "410" in out, out
 

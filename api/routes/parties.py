@@ -140,6 +140,31 @@ def party_role(request: Request, settings: Settings, row: PartnerApplication) ->
     )
 
 
+async def _application_where(
+    session: Any, condition: Any, what: str, value: str
+) -> PartnerApplication:
+    """The application a TMF632/669 id names, or a 404 saying which resource."""
+    row = (await session.exec(select(PartnerApplication).where(condition))).first()
+    if row is None:
+        raise ApiError(404, f"no {what} with id {value!r}")
+    return row
+
+
+async def _applications_page(
+    session: Any, conditions: list[Any], offset: int, limit: int, response: Response
+) -> Any:
+    """A page of applications, newest first (the TMF lists of both resources)."""
+    return await page(
+        session,
+        PartnerApplication,
+        conditions,
+        [col(PartnerApplication.created_at).desc(), col(PartnerApplication.id)],
+        offset=offset,
+        limit=limit,
+        response=response,
+    )
+
+
 @party_router.get(
     "/organization/{organization_id}",
     summary="Read a partner organization",
@@ -149,12 +174,12 @@ def party_role(request: Request, settings: Settings, row: PartnerApplication) ->
 async def get_organization(
     organization_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Organization:
-    rows = await session.exec(
-        select(PartnerApplication).where(PartnerApplication.organization_id == organization_id)
+    row = await _application_where(
+        session,
+        PartnerApplication.organization_id == organization_id,
+        "organization",
+        organization_id,
     )
-    row = rows.first()
-    if row is None:
-        raise ApiError(404, f"no organization with id {organization_id!r}")
     return organization(request, settings, row)
 
 
@@ -174,15 +199,7 @@ async def list_organizations(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[Organization]:
     conditions = [PartnerApplication.organization_status == status] if status else []
-    rows = await page(
-        session,
-        PartnerApplication,
-        conditions,
-        [col(PartnerApplication.created_at).desc(), col(PartnerApplication.id)],
-        offset=offset,
-        limit=limit,
-        response=response,
-    )
+    rows = await _applications_page(session, conditions, offset, limit, response)
     return [organization(request, settings, row) for row in rows]
 
 
@@ -195,12 +212,9 @@ async def list_organizations(
 async def get_party_role(
     party_role_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> PartyRole:
-    rows = await session.exec(
-        select(PartnerApplication).where(PartnerApplication.party_role_id == party_role_id)
+    row = await _application_where(
+        session, PartnerApplication.party_role_id == party_role_id, "party role", party_role_id
     )
-    row = rows.first()
-    if row is None:
-        raise ApiError(404, f"no party role with id {party_role_id!r}")
     return party_role(request, settings, row)
 
 
@@ -220,13 +234,5 @@ async def list_party_roles(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[PartyRole]:
     conditions = [PartnerApplication.party_role_status == status] if status else []
-    rows = await page(
-        session,
-        PartnerApplication,
-        conditions,
-        [col(PartnerApplication.created_at).desc(), col(PartnerApplication.id)],
-        offset=offset,
-        limit=limit,
-        response=response,
-    )
+    rows = await _applications_page(session, conditions, offset, limit, response)
     return [party_role(request, settings, row) for row in rows]

@@ -56,6 +56,8 @@ def temporal_unreachable(exc: BaseException) -> ApiError | None:
     """
     if isinstance(exc, RPCError) and exc.status in TEMPORAL_UNREACHABLE:
         status = exc.status.name
+    elif isinstance(exc, RPCError) and _client_timeout(exc):
+        status = "no answer in time"
     elif isinstance(exc, RPCTimeoutOrCancelledError):
         status = "no answer in time"
     else:
@@ -64,6 +66,12 @@ def temporal_unreachable(exc: BaseException) -> ApiError | None:
 
 
 _RETRY_LATER = {"Retry-After": "5"}
+
+
+def _client_timeout(exc: RPCError) -> bool:
+    """The SDK's own RPC deadline passing: the client gives up and reports CANCELLED with
+    "Timeout expired" (seen with an overloaded server), not DEADLINE_EXCEEDED."""
+    return exc.status == RPCStatusCode.CANCELLED and "timeout" in exc.message.lower()
 
 
 def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

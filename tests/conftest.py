@@ -35,6 +35,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from hub import search_attributes
+
+# pytest-xdist's workers start with COLUMNS=80, and Rich fixes a console's width when it is
+# made if COLUMNS is set then: the CLI's consoles would ignore the width a test sets. Run as
+# the plain `pytest` does, with no COLUMNS until a test sets one.
+os.environ.pop("COLUMNS", None)
 from hub.codec import data_converter, generate_key_spec
 from hub.db import create_engine, migrate, session_factory, sync_url
 from hub.sealing import generate_seal_key, public_spec

@@ -56,9 +56,9 @@ def temporal_unreachable(exc: BaseException) -> ApiError | None:
     """
     if isinstance(exc, RPCError) and exc.status in TEMPORAL_UNREACHABLE:
         status = exc.status.name
-    elif isinstance(exc, RPCError) and _client_timeout(exc):
-        status = "no answer in time"
-    elif isinstance(exc, RPCTimeoutOrCancelledError):
+    elif isinstance(exc, RPCTimeoutOrCancelledError) or (
+        isinstance(exc, RPCError) and _client_timeout(exc)
+    ):
         status = "no answer in time"
     else:
         return None

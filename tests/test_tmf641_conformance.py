@@ -180,6 +180,9 @@ async def test_every_answer_holds_to_the_document(hub: Hub, sims: Simulators) ->
     for path in (f"{ORDERS}/nope", f"{CANCEL}/nope"):
         missing = await api.get(path)
         assert missing.status_code == 404 and assert_conforms(missing)["code"] == "404"
+    for method in ("PATCH", "DELETE"):  # an order changes through its workflow only
+        refused = await api.request(method, f"{ORDERS}/{order_id}", json={})
+        assert refused.status_code == 405 and assert_conforms(refused)["code"] == "405"
     invalid = await api.post(ORDERS, json={"serviceOrderItem": []})
     assert invalid.status_code == 400 and "serviceOrderItem" in assert_conforms(invalid)["message"]
 

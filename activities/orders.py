@@ -31,6 +31,8 @@ class RecordOrderStateInput:
     state: str | None = None
     #: item id -> new state, for the items that changed.
     items: dict[str, str] = field(default_factory=dict)
+    #: Why the order failed; while it is ``held``, why it waits (the dead letter). Leaving
+    #: ``held`` replaces the waiting's message with this one, None included.
     error_message: str | None = None
     reason: str | None = None
 
@@ -66,7 +68,8 @@ class OrderStoreActivities:
 
     @defn("hub.record_order_state")
     async def record_order_state(self, data: RecordOrderStateInput) -> None:
-        """Write the order's new state and item states, with one audit row per change.
+        """Write the order's new state and item states, with one audit row per change
+        (``held`` and back included: every state change goes through here).
 
         Idempotent: a retry finds the states already set and writes no second audit row.
         While the order's row is not there (the API has not committed yet) it fails, to be
@@ -90,6 +93,10 @@ class OrderStoreActivities:
                     non_retryable=True,
                 )
             now = utcnow()
+            leaving_held = order.state == OrderState.HELD and data.state not in (
+                None,
+                OrderState.HELD,
+            )
             if data.state and data.state != order.state:
                 session.add(
                     OrderStateChange(
@@ -105,7 +112,7 @@ class OrderStoreActivities:
                 if OrderState(data.state).is_final:
                     order.completion_date = now
                     await self._close_cancel_request(session, order.id, OrderState(data.state))
-            if data.error_message is not None:
+            if data.error_message is not None or leaving_held:
                 order.error_message = data.error_message
             order.updated_at = now
             session.add(order)

@@ -20,10 +20,14 @@ def utcnow() -> datetime:
 
 
 class OrderState(StrEnum):
-    """TMF641 ServiceOrder states the hub uses."""
+    """TMF641 ServiceOrder states the hub uses. ``held``: a step is parked, waiting for an
+    operator (a dead letter); the order goes back to ``inProgress`` once one decided. TMF641's
+    ``pending`` (waiting for the customer's information) has no use here: no step of service
+    activation waits for the customer."""
 
     ACKNOWLEDGED = "acknowledged"
     IN_PROGRESS = "inProgress"
+    HELD = "held"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -34,19 +38,20 @@ class OrderState(StrEnum):
 
 
 class ItemState(StrEnum):
-    """TMF641 ServiceOrderItem states the hub uses."""
+    """TMF641 ServiceOrderItem states the hub uses (``held``: the item's step is parked)."""
 
     ACKNOWLEDGED = "acknowledged"
     IN_PROGRESS = "inProgress"
+    HELD = "held"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 class CancelState(StrEnum):
-    """TMF641 CancelServiceOrder states."""
+    """TMF641 CancelServiceOrder states (the specification's ``TaskStateType``)."""
 
-    ACKNOWLEDGED = "acknowledged"
+    ACCEPTED = "accepted"
     IN_PROGRESS = "inProgress"
     DONE = "done"
     TERMINATED_WITH_ERROR = "terminatedWithError"
@@ -70,6 +75,10 @@ class ServiceOrder(SQLModel, table=True):
     #: The TMF641 document as received, secrets redacted.
     document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, index=True)
+    #: ``<salt>:<sha256>`` of the create body as received (canonical JSON, keys included, so
+    #: salted): the same ``externalId`` with another body is a conflict. None: placed before
+    #: the hub kept it (taken as the same body).
+    body_hash: str | None = Field(default=None, max_length=100)
 
 
 class ServiceOrderItem(SQLModel, table=True):
@@ -102,7 +111,7 @@ class CancelServiceOrder(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     order_id: str = Field(foreign_key="service_order.id", max_length=64)
-    state: str = Field(default=CancelState.ACKNOWLEDGED, max_length=32)
+    state: str = Field(default=CancelState.ACCEPTED, max_length=32)
     cancellation_reason: str | None = None
     requested_at: datetime = Field(default_factory=utcnow)
     effective_at: datetime | None = None

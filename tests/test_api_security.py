@@ -162,6 +162,7 @@ ROUTES: list[tuple[str, str, Scope]] = [
     ("GET", ORDERS, Scope.ORDERS_READ),
     ("GET", ORDERS + "/{order_id}", Scope.ORDERS_READ),
     ("POST", CANCELS, Scope.ORDERS_WRITE),
+    ("GET", CANCELS, Scope.ORDERS_READ),
     ("GET", CANCELS + "/{cancel_id}", Scope.ORDERS_READ),
     ("GET", "/deadLetters", Scope.DEADLETTERS_READ),
     ("GET", "/deadLetters/{letter_id}", Scope.DEADLETTERS_READ),

@@ -10,11 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
 from hub import search_attributes
+from hub.models import OrderStateChange
 from hub.permissions import plain_key_name
 from tests.conftest import API_KEY, Hub, Simulators, eventually
 from tests.factories import add_item, new_identity, order
+from tests.tmf641_spec import assert_conforms
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
 LETTERS = "/deadLetters"
@@ -42,6 +45,17 @@ async def order_state(hub: Hub, order_id: str, timeout: float = 60) -> dict[str,
         return body if body["state"] in ("completed", "failed", "cancelled") else None
 
     return await eventually(done, timeout=timeout)
+
+
+async def order_moves(hub: Hub, order_id: str) -> list[dict[str, Any]]:
+    """The order's own state changes (not its items'), oldest first."""
+    async with hub.sessions() as session:
+        rows = await session.exec(
+            select(OrderStateChange)
+            .where(OrderStateChange.order_id == order_id, col(OrderStateChange.item_id).is_(None))
+            .order_by(col(OrderStateChange.id))
+        )
+        return [{"from": r.from_state, "to": r.to_state, "reason": r.reason} for r in rows]
 
 
 async def letter(hub: Hub, letter_id: str) -> dict[str, Any]:
@@ -76,7 +90,11 @@ async def test_an_outage_parks_and_retry_after_it_completes(hub: Hub, sims: Simu
     # The dead letter is written by the park's activity, the search attribute by the workflow
     # task after it: on a busy machine the row can be seen first.
     await eventually(shown_parked, timeout=10)
-    assert (await hub.api.get(f"{ORDERS}/{order_id}")).json()["state"] == "inProgress"
+    # TMF641: the order is held while its step waits for a person, naming the dead letter.
+    held = await hub.api.get(f"{ORDERS}/{order_id}")
+    assert held.json()["state"] == "held"
+    [message] = assert_conforms(held)["errorMessage"]
+    assert parked["id"] in message["message"] and parked["step"] in message["message"]
 
     await sims.http.delete(f"{sims.urls['billing']}/_sim/faults/{rule['id']}")  # outage over
     # The body cannot say who decides (the field is accepted and ignored): the caller does.
@@ -88,7 +106,14 @@ async def test_an_outage_parks_and_retry_after_it_completes(hub: Hub, sims: Simu
     assert response.json()["accepted"] is True
     assert response.json()["decidedBy"] == CALLER
     done = await order_state(hub, order_id)
-    assert done["state"] == "completed"
+    assert done["state"] == "completed" and "errorMessage" not in done
+    moves = [(c["from"], c["to"]) for c in await order_moves(hub, order_id)]
+    assert moves == [
+        ("acknowledged", "inProgress"),
+        ("inProgress", "held"),
+        ("held", "inProgress"),
+        ("inProgress", "completed"),
+    ]
     closed = await letter(hub, parked["id"])
     assert closed["status"] == "resolved"
     assert closed["decision"] == "retry" and closed["decidedBy"] == CALLER
@@ -109,6 +134,10 @@ async def test_abort_compensates_and_fails(hub: Hub, sims: Simulators) -> None:
     done = await order_state(hub, order_id)
     assert done["state"] == "failed"
     assert f"aborted by {CALLER}" in done["errorMessage"][0]["message"]
+    assert done["errorMessage"][0]["code"] == "processFailed"
+    moves = await order_moves(hub, order_id)
+    assert [m["to"] for m in moves] == ["inProgress", "held", "inProgress", "failed"]
+    assert parked["id"] in (moves[1]["reason"] or "")
     await assert_no_trace(sims, identity)
     assert (await letter(hub, parked["id"]))["status"] == "aborted"
 
@@ -162,10 +191,16 @@ async def test_a_correction_other_systems_hold_is_refused_naming_them(
         f"{LETTERS}/{parked['id']}/retry", json={"input": {"plan": "BASIC-4G"}}
     )
     assert plan.status_code == 409 and "crm" in plan.json()["message"], plan.text
-    tasks = (
-        await hub.api.get("/tasks", params={"reference": order_id, "kind": "dead-letter"})
-    ).json()
-    (task,) = [t for t in tasks if t["deadLetterId"] == parked["id"]]
+
+    async def letters_task() -> dict[str, Any] | None:
+        # The task is recorded after the dead letter (and the order's held state): it can
+        # show a moment later.
+        tasks = (
+            await hub.api.get("/tasks", params={"reference": order_id, "kind": "dead-letter"})
+        ).json()
+        return next((t for t in tasks if t["deadLetterId"] == parked["id"]), None)
+
+    task = await eventually(letters_task, timeout=10)
     assert "msisdn" not in {f["name"] for f in task["form"]}, "the form offers what it refuses"
     completed = await hub.api.post(
         f"/tasks/{task['id']}/complete",

@@ -31,6 +31,11 @@ interrupts the step in flight whose result the undo needs. An order cancelled th
 Temporal (the UI's or the CLI's cancel) is rolled back like a hub cancel and ends *canceled*.
 Runs recorded before this ending (behind ``workflow.patched(ENDS_AS_FAILED)``) still return.
 
+While a step is parked (a dead letter waits for an operator) the order is TMF641 ``held``, its
+item too, with an error message naming the dead letter, its step and why; it is ``inProgress``
+again once the operator decided (behind ``workflow.patched(ORDER_HELD_PATCH)``: runs parked
+before stay ``inProgress`` throughout). Both are recorded state changes like any other.
+
 A failed order raises a ``major`` alarm at the NMS naming the step and system it failed at;
 parks and failing compensations raise theirs through the runtime (see ``docs/alarms.md``).
 The steps, parking, alarms and the ``decide`` update are the shared process runtime's
@@ -51,6 +56,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 from workflows.runtime import (
     ENDS_AS_FAILED,
+    ParkedStep,
     ProcessCancelled,
     ProcessContract,
     ProcessWorkflow,
@@ -105,6 +111,9 @@ ORDER_CANCELLED = "OrderCancelled"
 #: ``workflow.patched`` id: a modify changes the CRM's plan too. Modifies that passed the
 #: billing step before it replay without the CRM step.
 MODIFY_CRM_PLAN_PATCH = "modify-crm-plan"
+#: ``workflow.patched`` id: a parked step holds the order (TMF641 ``held``) and its end resumes
+#: it, each a recorded state change. Runs parked before it replay without those records.
+ORDER_HELD_PATCH = "order-held"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -283,6 +292,8 @@ class ServiceActivation(ProcessWorkflow):
             reference=order.order_id,
             policies=policies,
             stop_requested=self._stop_requested,
+            on_park=self._held,
+            on_resume=self._resumed,
         )
         self._state = OrderState.IN_PROGRESS
         set_hub_status(sa.HubStatus.RUNNING)
@@ -676,21 +687,59 @@ class ServiceActivation(ProcessWorkflow):
             reason = "cancelled" if cancelled else "failed and rolled back"
         await self._record(reason=reason)
 
+    async def _held(self, parked: ParkedStep) -> None:
+        """A step parked: the order (and the item at that step) is ``held`` until an operator
+        decides, with a message naming the dead letter."""
+        if not workflow.patched(ORDER_HELD_PATCH):
+            return
+        self._state = OrderState.HELD
+        item = self._current_item
+        items = {}
+        running = ItemState.IN_PROGRESS.value
+        if item and not self.runtime.compensating and self._items.get(item) == running:
+            self._items[item] = items[item] = ItemState.HELD.value
+        what = "compensation " if parked.compensation else ""
+        await self._record(
+            reason=f"held: {what}{parked.step} parked as dead letter {parked.dead_letter_id}",
+            items=items,
+            error_message=(
+                f"waiting for an operator: {what}step {parked.step} ({parked.system}) is parked "
+                f"as dead letter {parked.dead_letter_id}: {parked.error}"
+            ),
+        )
+
+    async def _resumed(self, parked: ParkedStep) -> None:
+        """The operator decided (or the order is being cancelled): ``inProgress`` again."""
+        if self._state != OrderState.HELD:  # parked before the patch: never held
+            return
+        self._state = OrderState.IN_PROGRESS
+        items = {}
+        for item_id, state in self._items.items():
+            if state == ItemState.HELD.value:
+                self._items[item_id] = items[item_id] = ItemState.IN_PROGRESS.value
+        await self._record(
+            reason=f"resumed: dead letter {parked.dead_letter_id} decided", items=items
+        )
+
     async def _set_item(self, item_id: str, state: ItemState) -> None:
         self._items[item_id] = state.value
         await self._record(items={item_id: state.value})
 
     async def _record(
-        self, *, reason: str | None = None, items: dict[str, str] | None = None
+        self,
+        *,
+        reason: str | None = None,
+        items: dict[str, str] | None = None,
+        error_message: str | None = None,
     ) -> None:
-        """Write progress to the hub database."""
+        """Write progress to the hub database (``error_message``: instead of the failure's)."""
         await self.runtime.record(
             OrderStoreActivities.record_order_state,
             RecordOrderStateInput(
                 order_id=self._order.order_id,
                 state=self._state.value,
                 items=items if items is not None else dict(self._items),
-                error_message=self._error,
+                error_message=error_message or self._error,
                 reason=reason,
             ),
             summary=f"hub: record {self._state.value}",

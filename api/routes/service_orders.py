@@ -5,6 +5,11 @@ the orders it placed: another's order, or one the operator placed, is a 404 wher
 named (read, cancel, a cancellation), and lists hold its own only. The partner is recorded on
 the order (``partner_id``) and in it, as the ``wholesalePartner`` related party. API keys and
 operators' tokens see every order.
+
+Answers hold to TMF641 v4.0.0 (``contracts/tmf641/``, the README's conformance table): an
+attribute without a value is left out, never ``null``; ``fields=`` selects first-level
+attributes (``id`` and ``href`` always come); related parties carry ``@type`` and
+``@referredType``.
 """
 
 from __future__ import annotations
@@ -26,11 +31,19 @@ from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
 from api.tmf641 import (
+    CANCEL_SERVICE_ORDER_ATTRIBUTES,
+    SERVER_SET,
+    SERVICE_ORDER_ATTRIBUTES,
     CancelServiceOrderCreate,
     ServiceOrderCreate,
+    body_digest,
     customer_of,
     order_items,
     redacted,
+    related_party_json,
+    same_body,
+    select_attributes,
+    selected_fields,
     with_partner,
 )
 from hub.errors import ValidationFailure
@@ -66,40 +79,74 @@ def _base_url(request: Request, public_url: str) -> str:
     return (public_url or str(request.base_url)).rstrip("/") + PREFIX
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+#: A ``fields=`` query parameter (TMF630 attribute selection).
+Fields = Annotated[
+    str | None,
+    Query(
+        description="Comma-separated first-level attributes to answer with (id and href "
+        "always come); an attribute the resource does not have is a 400"
+    ),
+]
+
+
+def _item_json(item: dict[str, Any], state: str) -> dict[str, Any]:
+    service = dict(item.get("service") or {})
+    spec = service.get("serviceSpecification")
+    if isinstance(spec, dict) and "id" not in spec and spec.get("name"):
+        # TMF641's ServiceSpecificationRef requires an id: the hub's specifications are named
+        # by their id (mobile-4g5g).
+        service["serviceSpecification"] = {"id": spec["name"], **spec}
+    return {**item, "service": service, "state": state}
+
+
+def _error_message(order: ServiceOrder) -> dict[str, Any]:
+    if order.state == OrderState.HELD:
+        code, reason = "held", "a step waits for an operator (a dead letter)"
+    elif order.state == OrderState.CANCELLED:
+        code, reason = "compensationFailed", f"order {order.state}"
+    else:
+        code, reason = "processFailed", f"order {order.state}"
+    return {
+        "@type": "ServiceOrderErrorMessage",
+        "code": code,
+        "reason": reason,
+        "message": order.error_message,
+        "status": order.state,
+        "timestamp": _iso(order.completion_date or order.updated_at),
+    }
 
 
 def _order_json(order: ServiceOrder, items: list[ServiceOrderItem], base: str) -> dict[str, Any]:
     states = {item.item_id: item.state for item in items}
     document = order.document
     body: dict[str, Any] = {
-        **{k: v for k, v in document.items() if k not in ("serviceOrderItem",)},
+        **{
+            k: v
+            for k, v in document.items()
+            if k not in SERVER_SET and k not in ("serviceOrderItem", "relatedParty")
+        },
         "@type": "ServiceOrder",
         "id": order.id,
         "href": f"{base}/serviceOrder/{order.id}",
-        "externalId": order.external_id,
         "state": order.state,
         "orderDate": _iso(order.order_date),
-        "completionDate": _iso(order.completion_date),
-        "serviceOrderItem": [
-            {**item, "state": states.get(item["id"], order.state)}
-            for item in document.get("serviceOrderItem", [])
-        ],
     }
+    if order.external_id is not None:
+        body["externalId"] = order.external_id
+    if order.completion_date is not None:
+        body["completionDate"] = _iso(order.completion_date)
+    if "relatedParty" in document:
+        body["relatedParty"] = [related_party_json(p) for p in document["relatedParty"]]
+    body["serviceOrderItem"] = [
+        _item_json(item, states.get(item["id"], order.state))
+        for item in document.get("serviceOrderItem", [])
+    ]
     if order.error_message:
-        body["errorMessage"] = [
-            {
-                "@type": "ServiceOrderErrorMessage",
-                "code": "processFailed"
-                if order.state == OrderState.FAILED
-                else "compensationFailed",
-                "reason": f"order {order.state}",
-                "message": order.error_message,
-                "status": order.state,
-                "timestamp": _iso(order.completion_date or order.updated_at),
-            }
-        ]
+        body["errorMessage"] = [_error_message(order)]
     return body
 
 
@@ -155,16 +202,24 @@ async def _current_holder(session: AsyncSession, imsi: str) -> tuple[str | None,
 
 
 async def _existing(
-    session: AsyncSession, external_id: str, caller: Principal
+    session: AsyncSession, body: ServiceOrderCreate, caller: Principal
 ) -> ServiceOrder | None:
-    """The order placed before under ``external_id`` (a retried POST answers it). An
-    ``externalId`` is unique across the hub: one that another party's order holds is a 409
-    for a partner, which learns nothing of that order."""
+    """The order placed before under ``body.externalId``: a retried POST (the same body)
+    answers it. An ``externalId`` is unique across the hub: one that another party's order
+    holds is a 409 for a partner, which learns nothing of that order; one of the caller's own
+    orders with another body is a 409 naming that order."""
     order = (
-        await session.exec(select(ServiceOrder).where(ServiceOrder.external_id == external_id))
+        await session.exec(select(ServiceOrder).where(ServiceOrder.external_id == body.externalId))
     ).first()
     if order is not None and not _visible(order, caller):
         raise ApiError(409, "externalId: already used; give each order an externalId of its own")
+    if order is not None and not same_body(order.body_hash, body):
+        raise ApiError(
+            409,
+            f"externalId: {body.externalId!r} is service order {order.id}'s, which was placed "
+            "with another body; post that body again to read it, or give this order an "
+            "externalId of its own",
+        )
     return order
 
 
@@ -183,18 +238,21 @@ async def create_service_order(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     base = _base_url(request, settings.public_url)
+    received = body
     if caller.partner_id is not None:
         body = with_partner(body, caller.partner_id)
     customer = customer_of(body)
     items = order_items(body, sealer=settings.sealer())
     if caller.partner_id is not None:
         await _check_partner_owns(session, caller.partner_id, items)
-    if body.externalId and (existing := await _existing(session, body.externalId, caller)):
+    if body.externalId and (existing := await _existing(session, received, caller)):
         response.status_code = status.HTTP_200_OK
         return _order_json(existing, (await _items_of(session, [existing.id]))[existing.id], base)
 
     order_id = uuid.uuid4().hex
     document = redacted(body.model_dump(mode="json", by_alias=True, exclude_none=True))
+    for server_set in SERVER_SET:
+        document.pop(server_set, None)
     order = ServiceOrder(
         id=order_id,
         external_id=body.externalId,
@@ -202,6 +260,7 @@ async def create_service_order(
         partner_id=caller.partner_id,
         workflow_id=ORDER_PROCESS.workflow_id(order_id),
         document=document,
+        body_hash=body_digest(received),
     )
     session.add(order)
     rows = [ServiceOrderItem(order_id=order_id, item_id=i.id, action=i.action) for i in items]
@@ -212,7 +271,7 @@ async def create_service_order(
         await session.flush()
     except IntegrityError:
         await session.rollback()
-        if body.externalId and (existing := await _existing(session, body.externalId, caller)):
+        if body.externalId and (existing := await _existing(session, received, caller)):
             response.status_code = status.HTTP_200_OK
             return _order_json(
                 existing, (await _items_of(session, [existing.id]))[existing.id], base
@@ -251,8 +310,10 @@ async def list_service_orders(
     externalId: str | None = Query(default=None, description="Only the order with this externalId"),
     offset: Offset = 0,
     limit: int = Query(default=100, ge=1, le=1000),
+    fields: Fields = None,
 ) -> list[dict[str, Any]]:
     one_of("state", state, OrderState)
+    wanted = selected_fields(fields, SERVICE_ORDER_ATTRIBUTES)
     conditions = []
     if caller.partner_id is not None:
         conditions.append(ServiceOrder.partner_id == caller.partner_id)
@@ -271,7 +332,9 @@ async def list_service_orders(
     )
     items = await _items_of(session, [order.id for order in orders])
     base = _base_url(request, settings.public_url)
-    return [_order_json(order, items[order.id], base) for order in orders]
+    return [
+        select_attributes(_order_json(order, items[order.id], base), wanted) for order in orders
+    ]
 
 
 async def _order_or_404(session: AsyncSession, order_id: str, caller: Principal) -> ServiceOrder:
@@ -285,25 +348,49 @@ async def _order_or_404(session: AsyncSession, order_id: str, caller: Principal)
 
 @router.get("/serviceOrder/{order_id}", summary="Read one service order")
 async def get_service_order(
-    caller: Reader, order_id: str, request: Request, session: SessionDep, settings: SettingsDep
+    caller: Reader,
+    order_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    fields: Fields = None,
 ) -> dict[str, Any]:
+    wanted = selected_fields(fields, SERVICE_ORDER_ATTRIBUTES)
     order = await _order_or_404(session, order_id, caller)
     items = await _items_of(session, [order.id])
-    return _order_json(order, items[order.id], _base_url(request, settings.public_url))
+    body = _order_json(order, items[order.id], _base_url(request, settings.public_url))
+    return select_attributes(body, wanted)
 
 
 def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "@type": "CancelServiceOrder",
         "id": cancel.id,
         "href": f"{base}/cancelServiceOrder/{cancel.id}",
         "state": cancel.state,
-        "cancellationReason": cancel.cancellation_reason,
         "requestedCancellationDate": _iso(cancel.requested_at),
-        "effectiveCancellationDate": _iso(cancel.effective_at),
-        "errorMessage": cancel.error_message,
-        "serviceOrder": {"id": cancel.order_id, "href": f"{base}/serviceOrder/{cancel.order_id}"},
+        "serviceOrder": {
+            "@referredType": "ServiceOrder",
+            "id": cancel.order_id,
+            "href": f"{base}/serviceOrder/{cancel.order_id}",
+        },
     }
+    if cancel.cancellation_reason is not None:
+        body["cancellationReason"] = cancel.cancellation_reason
+    if cancel.effective_at is not None:
+        body["effectiveCancellationDate"] = _iso(cancel.effective_at)
+    if cancel.error_message is not None:
+        body["errorMessage"] = [
+            {
+                "@type": "ErrorMessage",
+                "code": "notCancelled",
+                "reason": f"cancellation {cancel.state}",
+                "message": cancel.error_message,
+                "status": cancel.state,
+                "timestamp": _iso(cancel.effective_at or cancel.requested_at),
+            }
+        ]
+    return body
 
 
 @router.post(
@@ -370,7 +457,7 @@ async def cancel_service_order(
         update(CancelServiceOrder)
         .where(
             col(CancelServiceOrder.id) == cancel.id,
-            col(CancelServiceOrder.state) == CancelState.ACKNOWLEDGED,
+            col(CancelServiceOrder.state) == CancelState.ACCEPTED,
         )
         .values(state=CancelState.IN_PROGRESS)
     )
@@ -380,12 +467,56 @@ async def cancel_service_order(
     return _cancel_json(cancel, base)
 
 
+@router.get("/cancelServiceOrder", summary="List cancellation requests")
+async def list_cancel_service_orders(
+    caller: Reader,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: str | None = Query(default=None, description="Only requests in this state"),
+    service_order_id: str | None = Query(
+        default=None, alias="serviceOrder.id", description="Only the request of this order"
+    ),
+    offset: Offset = 0,
+    limit: int = Query(default=100, ge=1, le=1000),
+    fields: Fields = None,
+) -> list[dict[str, Any]]:
+    one_of("state", state, CancelState)
+    wanted = selected_fields(fields, CANCEL_SERVICE_ORDER_ATTRIBUTES)
+    conditions: list[Any] = []
+    if caller.partner_id is not None:
+        own = select(ServiceOrder.id).where(ServiceOrder.partner_id == caller.partner_id)
+        conditions.append(col(CancelServiceOrder.order_id).in_(own))
+    if state is not None:
+        conditions.append(CancelServiceOrder.state == state)
+    if service_order_id is not None:
+        conditions.append(CancelServiceOrder.order_id == service_order_id)
+    cancels = await page(
+        session,
+        CancelServiceOrder,
+        conditions,
+        [col(CancelServiceOrder.requested_at).desc(), col(CancelServiceOrder.id)],
+        offset=offset,
+        limit=limit,
+        response=response,
+    )
+    base = _base_url(request, settings.public_url)
+    return [select_attributes(_cancel_json(cancel, base), wanted) for cancel in cancels]
+
+
 @router.get("/cancelServiceOrder/{cancel_id}", summary="Read one cancellation request")
 async def get_cancel_service_order(
-    caller: Reader, cancel_id: str, request: Request, session: SessionDep, settings: SettingsDep
+    caller: Reader,
+    cancel_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    fields: Fields = None,
 ) -> dict[str, Any]:
+    wanted = selected_fields(fields, CANCEL_SERVICE_ORDER_ATTRIBUTES)
     cancel = await session.get(CancelServiceOrder, cancel_id)
     order = await session.get(ServiceOrder, cancel.order_id) if cancel is not None else None
     if cancel is None or order is None or not _visible(order, caller):
         raise ApiError(404, f"no cancelServiceOrder with id {cancel_id!r}")
-    return _cancel_json(cancel, _base_url(request, settings.public_url))
+    return select_attributes(_cancel_json(cancel, _base_url(request, settings.public_url)), wanted)

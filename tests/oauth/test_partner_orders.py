@@ -4,8 +4,10 @@ partner; the operator (API key) sees them all."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from hub.models import CancelServiceOrder
 from tests.conftest import Hub, IdentityProvider, Simulators, eventually
 from tests.factories import item, new_identity, order
 from tests.oauth.clients import CANCELS, ORDERS, access_token, call, idp_signed, register
@@ -43,14 +45,16 @@ async def test_partner_orders_are_their_own(
     assert created.status_code == 201, created.text
     order_id = created.json()["id"]
     partners = [p for p in created.json()["relatedParty"] if p["role"] == "wholesalePartner"]
-    assert partners == [
-        {"id": "partner-a", "role": "wholesalePartner", "@referredType": "Organization"}
-    ]
+    partner_a = {
+        "@type": "RelatedParty",
+        "id": "partner-a",
+        "role": "wholesalePartner",
+        "@referredType": "Organization",
+    }
+    assert partners == [partner_a]
 
     final = await completed(hub, token_a, order_id)
-    assert {"id": "partner-a", "role": "wholesalePartner", "@referredType": "Organization"} in (
-        final["relatedParty"]
-    )
+    assert partner_a in final["relatedParty"]
     assert (await sims.mentions(identity["imsi"]))["hss"]
 
     # Partner B: a 404 for the order, its cancellation, and nothing in its list.
@@ -98,6 +102,16 @@ async def test_partner_cannot_see_operator_orders(hub: Hub, idp: IdentityProvide
     token = await partner_token(hub, idp, "partner-c")
     assert (await call(hub, "GET", f"{ORDERS}/{placed.json()['id']}", token)).status_code == 404
     assert (await call(hub, "GET", ORDERS, token)).json() == []
+    # Nor the operator's cancellations, in the list or one by one.
+    cancel_id = uuid.uuid4().hex
+    async with hub.sessions() as session:
+        session.add(CancelServiceOrder(id=cancel_id, order_id=placed.json()["id"]))
+        await session.commit()
+    theirs = await call(hub, "GET", CANCELS, token)
+    assert theirs.json() == [] and theirs.headers["X-Total-Count"] == "0"
+    assert (await call(hub, "GET", f"{CANCELS}/{cancel_id}", token)).status_code == 404
+    operators = await hub.api.get(CANCELS, params={"serviceOrder.id": placed.json()["id"]})
+    assert [c["id"] for c in operators.json()] == [cancel_id]
     # An operator's token (no partner_id) sees it, as an API key does.
     operator = idp_signed(idp, scope="orders:read")
     assert (await call(hub, "GET", f"{ORDERS}/{placed.json()['id']}", operator)).status_code == 200

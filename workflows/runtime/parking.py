@@ -16,6 +16,10 @@ The decision arrives either as the task's completion (``/tasks``, one inbox for 
 decision) or as the ``decide`` update (``/deadLetters``); both go through a validator, so a
 refused decision never reaches history. A park has a deadline (setting ``park_timeout``): the
 task's due time, when it expires with ``abort``.
+
+A process that shows people its own state (an order's TMF641 ``held``) hears of both ends of a
+park through :class:`ParkListener`: ``on_park`` once the dead letter is written, ``on_resume``
+once the decision is taken (or the process cancelled), before the step goes on.
 """
 
 from __future__ import annotations
@@ -166,6 +170,10 @@ _VALUE_KINDS = {str: "string", bool: "boolean", int: "integer", float: "number"}
 _ANNOTATION_KINDS = {"str": "string", "bool": "boolean", "int": "integer", "float": "number"}
 
 
+#: What hears that a step parked, or that its park ended (:class:`Parking`'s hooks).
+ParkListener = Callable[[ParkedStep], Awaitable[None]]
+
+
 class Parking:
     """The park of one run's steps: at most one parked step at a time."""
 
@@ -178,8 +186,12 @@ class Parking:
         alarms: Alarms,
         tasks: HumanTasks,
         record: Callable[[Callable[..., Awaitable[Any]], Any, str], Awaitable[Any]],
+        on_park: ParkListener | None = None,
+        on_resume: ParkListener | None = None,
     ) -> None:
         self.process = process
+        self.on_park = on_park
+        self.on_resume = on_resume
         self.reference = reference
         self.policies = policies
         self.alarms = alarms
@@ -278,6 +290,10 @@ class Parking:
                 step=step,
                 system=system,
             )
+        parked = self.parked
+        assert parked is not None
+        if self.on_park is not None:
+            await self.on_park(parked)
 
         def stopping() -> bool:
             return cancellable and stop_requested()
@@ -345,6 +361,8 @@ class Parking:
             # The process goes on to compensate; how it ends is reported on its own. An
             # aborted compensation stays raised: the compensation reports it as given up.
             self.alarms.clear_alarm(alarm, f"{step} aborted by {decision.decided_by}")
+        if self.on_resume is not None:
+            await self.on_resume(parked)
         set_hub_status(resume_status)
         if cancelled:
             raise ProcessCancelled()
@@ -434,10 +452,12 @@ class Parking:
                 f"hub: abort {step}",
             )
             self.letters.pop(step, None)
-            self.parked = None
+            parked, self.parked = self.parked, None
             self.alarms.clear_alarm(
                 park_alarm_kind(step, compensation), f"{step}: the process was cancelled"
             )
+            if self.on_resume is not None and parked is not None:
+                await self.on_resume(parked)
             raise
         decision = DeadLetterDecision(
             letter_id,

@@ -20,7 +20,13 @@ from temporalio.exceptions import ApplicationError
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import alarm_cause
 from workflows.runtime.options import activity_options
-from workflows.runtime.parking import DeadLetterDecision, DecisionResult, ParkedStep, Parking
+from workflows.runtime.parking import (
+    DeadLetterDecision,
+    DecisionResult,
+    ParkedStep,
+    Parking,
+    ParkListener,
+)
 from workflows.runtime.status import set_hub_status
 from workflows.runtime.steps import Steps
 from workflows.runtime.tasks import (
@@ -50,6 +56,8 @@ class Runtime:
         policies: ProcessPolicies,
         stop_requested: Callable[[], bool] = lambda: False,
         reference_kind: str = "order",
+        on_park: ParkListener | None = None,
+        on_resume: ParkListener | None = None,
     ) -> None:
         self.process = process
         self.reference = reference
@@ -68,6 +76,8 @@ class Runtime:
             alarms=self.alarms,
             tasks=self.tasks,
             record=self.record,
+            on_park=on_park,
+            on_resume=on_resume,
         )
         self.steps = Steps(
             policies=policies,
@@ -168,15 +178,20 @@ class ProcessWorkflow:
         policies: ProcessPolicies,
         stop_requested: Callable[[], bool] = lambda: False,
         reference_kind: str = "order",
+        on_park: ParkListener | None = None,
+        on_resume: ParkListener | None = None,
     ) -> Runtime:
         """``reference``: the business object (an order id), named ``<reference_kind>=...``
-        in alarms; None: the run itself."""
+        in alarms; None: the run itself. ``on_park`` / ``on_resume``: what hears that a step
+        parked and that its park ended (:class:`~workflows.runtime.parking.ParkListener`)."""
         self._runtime = Runtime(
             process=process,
             reference=reference,
             policies=policies,
             stop_requested=stop_requested,
             reference_kind=reference_kind,
+            on_park=on_park,
+            on_resume=on_resume,
         )
         return self._runtime
 

@@ -122,6 +122,18 @@ def worker() -> None:
     worker_module.main()
 
 
+@app.command()
+def intake() -> None:
+    """Take TMF641 orders from Kafka and MQTT (HUB_KAFKA_BOOTSTRAP, HUB_MQTT_URL) and place
+    them as POST /serviceOrder does; refused ones go to the rejects topics."""
+    from hub.tools import intake as intake_module
+
+    settings = _settings()
+    if not settings.kafka_bootstrap and not settings.mqtt_url:
+        _fail("no broker is configured: set HUB_KAFKA_BOOTSTRAP or HUB_MQTT_URL")
+    intake_module.main(settings)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the hub database (HUB_DATABASE_URL) to the newest schema."""

@@ -25,6 +25,7 @@ from adapters.events import mqtt_client, mqtt_options
 from adapters.intake import KafkaOrderConsumer, MqttOrderConsumer
 from api.intake import OrderIntake
 from hub.settings import Settings
+from hub.tools.intake import send
 from tests.brokers.conftest import committed, create_topics, read, reader, with_brokers
 from tests.conftest import Hub, Simulators, eventually, running_hub
 from tests.factories import new_identity, order
@@ -152,11 +153,7 @@ async def test_kafka_orders_are_placed_once_and_bad_ones_rejected(hub: Hub) -> N
 async def test_kafka_offset_is_committed_only_after_the_order_is_recorded(hub: Hub) -> None:
     settings = hub.settings
     body = order(new_identity())
-    produce(
-        settings.kafka_bootstrap,
-        settings.kafka_intake_topic,
-        (body["externalId"], json.dumps(body).encode()),
-    )
+    assert send(settings, "kafka", body) == settings.kafka_intake_topic  # as `hub intake send`
     failing = Failing()
     async with consuming(KafkaOrderConsumer(settings, failing, retry_delay=0.1)):
         # Taken again and again from the same offset, never committed.
@@ -214,8 +211,7 @@ async def test_mqtt_message_is_acknowledged_only_after_the_order_is_recorded(hub
     first = MqttOrderConsumer(settings, failing, retry_delay=0.1)
     async with consuming(first):
         await asyncio.wait_for(first.subscribed.wait(), 20)
-        async with mqtt_sender(settings) as sender:
-            await sender.publish(settings.mqtt_intake_topic, json.dumps(body), qos=1)
+        await asyncio.to_thread(send, settings, "mqtt", body)  # as `hub intake send`
         await eventually(lambda: _async(failing.calls >= 2), timeout=20)
     # Never acknowledged: the broker delivers it again to the same client id's next session.
     async with consuming(MqttOrderConsumer(settings, intake_of(hub).handle, retry_delay=0.1)):

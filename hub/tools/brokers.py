@@ -106,3 +106,30 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hub.tools.brokers``: a Tansu broker in memory for development, in the
+    foreground until Ctrl-C."""
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9092, help="on 127.0.0.1 (default 9092)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tansu-") as folder:
+        log = Path(folder) / "tansu.log"
+        process = start_tansu(args.port, log)
+        print(f"Kafka (Tansu, in memory) on 127.0.0.1:{args.port}; Ctrl-C stops it", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stop(process)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

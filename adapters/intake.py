@@ -214,7 +214,8 @@ class MqttOrderConsumer:
                 client._client.ack(message.mid, message.qos)
 
     async def _take(self, client: aiomqtt.Client, message: aiomqtt.Message) -> bool:
-        payload = message.payload if isinstance(message.payload, bytes) else b""
+        raw = message.payload
+        payload = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
         where = f"mqtt:{message.topic.value}#{message.mid}"
         try:
             refusal = await self.handler(payload, where)

@@ -156,3 +156,26 @@ async def test_an_id_that_cannot_be_a_topic_is_refused_for_good() -> None:
         )
     assert raised.value.non_retryable
     assert "cannot be part of a topic name" in str(raised.value)
+
+
+async def test_the_worker_registers_the_activity_only_with_a_broker() -> None:
+    from contextlib import AsyncExitStack
+
+    from activities.definitions import HUB, name_of, system_of
+    from worker import broker_activities
+
+    async with AsyncExitStack() as stack:
+        assert broker_activities(Settings(_env_file=None), stack) == []  # type: ignore[call-arg]
+        configured = Settings(_env_file=None, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # type: ignore[call-arg]
+        [publish] = broker_activities(configured, stack)
+    # By this name, on the main task queue: the relay calls it by name.
+    assert (name_of(publish), system_of(publish)) == ("events.publish_to_broker", HUB)
+
+
+def test_mqtt_credentials_are_refused_in_the_url_and_never_echoed() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, mqtt_url="mqtt://intake:s3cr3t-pw@broker.example:1883")  # type: ignore[call-arg]
+    assert "HUB_MQTT_PASSWORD" in str(raised.value)
+    assert "s3cr3t-pw" not in str(raised.value)

@@ -129,7 +129,9 @@ def _read_back(bootstrap: str, topic: str, sent: dict[str, list[str]], timeout: 
                 key = (message.key() or b"").decode()
                 if key == "warmup":
                     continue
-                received.setdefault(key, []).append(headers["eventId"].decode())
+                event_id = headers.get("eventId")
+                assert isinstance(event_id, bytes), f"no eventId header: {headers}"
+                received.setdefault(key, []).append(event_id.decode())
                 count += 1
     finally:
         consumer.close()
@@ -151,11 +153,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         bootstrap = f"127.0.0.1:{port}"
         topic = "hub.serviceOrdering.events"
         try:
-            admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logger})
+            admin = AdminClient({"bootstrap.servers": bootstrap})
             for future in admin.create_topics(
                 [NewTopic(topic, num_partitions=args.partitions, replication_factor=1)]
             ).values():
                 future.result(10)
+            del admin  # closes its connection now, not as a complaint when the broker stops
             elapsed, latencies, sent = asyncio.run(_publish(bootstrap, args.events, args.orders))
             print(
                 f"published {args.events} events for {args.orders} orders in {elapsed:.2f} s: "

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import aiomqtt
@@ -27,24 +28,30 @@ from api.intake import OrderIntake
 from hub.settings import Settings
 from hub.tools.intake import send
 from tests.brokers.conftest import committed, create_topics, read, reader, with_brokers
-from tests.conftest import Hub, Simulators, eventually, running_hub
+from tests.conftest import Hub, eventually, running_hub, settings_for
 from tests.factories import new_identity, order
 
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
 
 
-@pytest.fixture
-async def hub(
-    hub_settings: Settings,
+@pytest.fixture(scope="module")
+async def module_hub(
+    tmp_path_factory: pytest.TempPathFactory,
+    simulator_process: dict[str, str],
     temporal_client: Client,
-    sims: Simulators,
-    kafka_bootstrap: str,
-    mqtt_url: str,
 ) -> AsyncIterator[Hub]:
-    settings = with_brokers(hub_settings, kafka_bootstrap, mqtt_url)
-    create_topics(kafka_bootstrap, settings.kafka_intake_topic, settings.kafka_rejects_topic)
+    """One worker and API for the module (starting them is most of a test's time)."""
+    settings = settings_for(tmp_path_factory.mktemp("intake"), simulator_process)
     async with running_hub(settings, temporal_client) as running:
         yield running
+
+
+@pytest.fixture
+def hub(module_hub: Hub, kafka_bootstrap: str, mqtt_url: str) -> Hub:
+    """The module's hub, with topics, group and client id of this test's own."""
+    settings = with_brokers(module_hub.settings, kafka_bootstrap, mqtt_url)
+    create_topics(kafka_bootstrap, settings.kafka_intake_topic, settings.kafka_rejects_topic)
+    return replace(module_hub, settings=settings)
 
 
 def intake_of(hub: Hub) -> OrderIntake:

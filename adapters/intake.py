@@ -80,14 +80,19 @@ class KafkaOrderConsumer:
         rejects = Producer(self._producer_config)
         consumer.subscribe([self.topic])
         logger.info("taking orders from Kafka topic %s", self.topic)
+        last_error: int | None = None
         try:
             while not stop.is_set():
                 message = await asyncio.to_thread(consumer.poll, 0.5)
                 if message is None:
                     continue
                 if (error := message.error()) is not None:
-                    logger.warning("Kafka consumer: %s", error.str())
+                    # Once per kind of error: a broker that is down reports it every poll.
+                    level = logging.DEBUG if error.code() == last_error else logging.WARNING
+                    logger.log(level, "Kafka consumer: %s", error.str())
+                    last_error = error.code()
                     continue
+                last_error = None
                 if await self._take(message, rejects):
                     await asyncio.to_thread(consumer.commit, message=message, asynchronous=False)
                 else:

@@ -224,3 +224,23 @@ async def test_mqtt_message_is_acknowledged_only_after_the_order_is_recorded(hub
     async with consuming(MqttOrderConsumer(settings, intake_of(hub).handle, retry_delay=0.1)):
         await completed(hub, body["externalId"])
     assert len(await orders_with(hub, body["externalId"])) == 1
+
+
+async def test_broker_orders_are_placed_by_the_configured_identity(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = hub.settings.model_copy(
+        update={"intake_caller": "crm-feed", "intake_partner_id": "p-alpine"}
+    )
+    intake = intake_of(replace(hub, settings=settings))
+    body = order(new_identity())
+    with caplog.at_level("INFO", logger="hub.intake"):
+        assert await intake.handle(json.dumps(body).encode(), "test") is None
+    [placed] = await orders_with(hub, body["externalId"])
+    parties = {party["role"]: party["id"] for party in placed["relatedParty"]}
+    # As the partner's token would have placed it: its customer in its namespace.
+    assert parties == {
+        "customer": f"p-alpine~{body['relatedParty'][0]['id']}",
+        "wholesalePartner": "p-alpine",
+    }
+    assert any("by broker:crm-feed" in record.getMessage() for record in caplog.records)

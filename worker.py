@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.alarms import AlarmActivities
 from activities.billing import BillingActivities
 from activities.breaker import BreakerActivities, BreakerInterceptor
+from activities.broker_events import BrokerEvents
 from activities.credit import CreditActivities
 from activities.crm import CrmActivities
 from activities.dead_letters import DeadLetterStore
@@ -49,6 +50,7 @@ from adapters.billing_export import BillingExportClient
 from adapters.callbacks import CallbackClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
+from adapters.events import publishers
 from adapters.files import Files
 from adapters.hss import HssClient
 from adapters.identity import IdentityProviderClient
@@ -188,6 +190,7 @@ async def build_activities(
     regulator_acts = RegulatorActivities(regulator, settings)
     return by_system(
         [
+            *broker_activities(settings, stack),
             PolicyActivities(settings).process_policies,
             store.record_order_state,
             dead_letters.park,
@@ -265,6 +268,25 @@ async def build_activities(
             partner_provisioning.connectivity_test,
         ]
     )
+
+
+def broker_activities(
+    settings: Settings, stack: AsyncExitStack
+) -> list[Callable[..., Awaitable[Any]]]:
+    """``events.publish_to_broker`` when a broker is configured (``HUB_KAFKA_BOOTSTRAP``,
+    ``HUB_MQTT_URL``): the outbox relay's way onto Kafka and MQTT, on the main task queue (so
+    a call by name finds it). Without a broker it is not registered: Temporal fails a call to
+    it as not registered, and retries it like any failure."""
+    found = publishers(settings)
+    if not found:
+        return []
+    for publisher in found.values():
+        stack.push_async_callback(publisher.aclose)
+    logger.info("events go to %s", ", ".join(sorted(found)))
+    events = BrokerEvents(
+        found, kafka_prefix=settings.kafka_topic_prefix, mqtt_prefix=settings.mqtt_topic_prefix
+    )
+    return [events.publish_to_broker]
 
 
 def by_system(functions: list[Callable[..., Awaitable[Any]]]) -> Activities:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -75,10 +76,7 @@ def _client_timeout(exc: RPCError) -> bool:
 
 
 def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = TmfError(
-        code=str(status), reason=HTTPStatus(status).phrase, message=message, status=str(status)
-    )
-    return JSONResponse(body.model_dump(by_alias=True), status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -87,6 +85,25 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "body"
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """pydantic's errors (the first five) as one message naming each field."""
+    problems = []
+    for error in list(errors)[:5]:
+        if error.get("type") == "json_invalid":
+            problems.append("body: not valid JSON")
+        else:
+            problems.append(f"{_location(tuple(error.get('loc', ())))}: {error.get('msg')}")
+    return "; ".join(problems) or "invalid request"
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The TMF error body, as a dict (what :func:`tmf_error` answers)."""
+    body = TmfError(
+        code=str(status), reason=HTTPStatus(status).phrase, message=message, status=str(status)
+    )
+    return body.model_dump(by_alias=True)
 
 
 def install(app: FastAPI) -> None:
@@ -100,13 +117,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for error in exc.errors()[:5]:
-            if error.get("type") == "json_invalid":
-                problems.append("body: not valid JSON")
-            else:
-                problems.append(f"{_location(tuple(error.get('loc', ())))}: {error.get('msg')}")
-        return tmf_error(400, "; ".join(problems) or "invalid request")
+        return tmf_error(400, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_exception(_: Request, exc: StarletteHTTPException) -> JSONResponse:

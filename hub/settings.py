@@ -379,6 +379,49 @@ class Settings(BaseSettings):
     snmp_timeout: float = Field(default=2.0, gt=0)
     snmp_retries: int = Field(default=2, ge=0)
 
+    #: Brokers (README "Brokers"): events out and orders in. Kafka's bootstrap servers,
+    #: ``host:port[,host:port]``; empty: no Kafka.
+    kafka_bootstrap: str = Field(default="", pattern=r"^[^@/\s]*$")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    #: Events of a domain go to ``<prefix><domain>.events`` (``hub.serviceOrdering.events``),
+    #: keyed by the resource id: one order's events stay in one partition, in order.
+    kafka_topic_prefix: str = Field(default="hub.", pattern=r"^[A-Za-z0-9._-]*$")
+    #: How long a publish may wait for the broker's acknowledgement before it fails (retried).
+    kafka_delivery_timeout: Duration = timedelta(seconds=30)
+    #: Orders in: TMF641 ServiceOrder create bodies, validated like ``POST /serviceOrder``.
+    kafka_intake_topic: str = Field(
+        default="hub.serviceOrdering.orders", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    #: Where a refused order goes: the TMF error body, keyed like the order.
+    kafka_rejects_topic: str = Field(
+        default="hub.serviceOrdering.orders.rejects", pattern=r"^[A-Za-z0-9._-]{1,249}$"
+    )
+    kafka_intake_group: str = "hub-intake"
+    #: The intake consumer's group session timeout (a dead consumer's partitions move on after it).
+    kafka_session_timeout: Duration = timedelta(seconds=45)
+    #: MQTT broker: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``, without credentials
+    #: (``HUB_MQTT_USERNAME``, ``HUB_MQTT_PASSWORD``); empty: no MQTT.
+    mqtt_url: str = ""
+    mqtt_username: str = ""
+    mqtt_password: SecretStr = SecretStr("")
+    #: Events of a resource go to ``<prefix>/<resource>/<id>/events``
+    #: (``hub/serviceOrder/<order id>/events``), QoS 1.
+    mqtt_topic_prefix: str = Field(default="hub", pattern=r"^[^+#\x00]*[^+#\x00/]$")
+    mqtt_intake_topic: str = Field(default="hub/serviceOrdering/orders", pattern=r"^[^+#\x00]+$")
+    mqtt_rejects_topic: str = Field(
+        default="hub/serviceOrdering/orders/rejects", pattern=r"^[^+#\x00]+$"
+    )
+    #: The intake's MQTT client id: its session persists, so orders sent while the intake is
+    #: down wait at the broker, and one not acknowledged is delivered again.
+    mqtt_client_id: str = Field(default="hub-intake", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    #: Who orders arriving on a broker are placed by: ``broker:<caller>`` in the logs, with the
+    #: ``orders:write`` scope; with a partner id, they are that partner's orders (as its token's).
+    intake_caller: str = Field(default="order-intake", pattern=f"^{_NAME}$")
+    intake_partner_id: str = ""
+
     #: How long an order's workflow waits for the API to commit the order's row before it gives
     #: up having done nothing (the API died between starting it and committing).
     order_row_grace: Duration = timedelta(minutes=2)
@@ -527,6 +570,22 @@ class Settings(BaseSettings):
                 "contain exactly two dots (it would be taken for a JWT)"
             )
         return self
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, url: str) -> str:
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
+        if parts.username or parts.password:
+            # Never in a URL, which is logged: in HUB_MQTT_USERNAME / HUB_MQTT_PASSWORD.
+            raise ValueError("must not carry credentials: set HUB_MQTT_USERNAME, HUB_MQTT_PASSWORD")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must not have a path, a query or a fragment")
+        parts.port  # noqa: B018  (a bad port raises ValueError here)
+        return url
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -305,6 +305,12 @@ FAST_RETRY = RetrySettings(
 
 @pytest.fixture
 def hub_settings(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
+    return settings_for(tmp_path, simulator_process)
+
+
+def settings_for(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
+    """The tests' hub settings: state in ``tmp_path``, a task queue of its own, the
+    simulators of ``simulator_process`` (what :func:`hub_settings` answers)."""
     billing_url = simulator_process["billing"] + "/billing"
     return Settings(
         _env_file=None,  # type: ignore[call-arg]

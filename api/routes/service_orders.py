@@ -15,6 +15,7 @@ attributes (``id`` and ``href`` always come); related parties carry ``@type`` an
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import Text, cast, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.deps import Principal, SessionDep, SettingsDep, TemporalDep, require_scope
@@ -55,6 +56,7 @@ from hub.models import (
     ServiceOrderItem,
 )
 from hub.permissions import Scope
+from hub.settings import Settings
 from workflows.service_activation import CONTRACT as ORDER_PROCESS
 from workflows.service_activation import (
     CancelRequest,
@@ -223,6 +225,15 @@ async def _existing(
     return order
 
 
+@dataclass
+class PlacedOrder:
+    """What :func:`place_service_order` did: the order as TMF641 shows it, and whether it is
+    new (False: one placed before under the same ``externalId``)."""
+
+    order: dict[str, Any]
+    created: bool
+
+
 @router.post(
     "/serviceOrder",
     status_code=status.HTTP_201_CREATED,
@@ -238,6 +249,28 @@ async def create_service_order(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     base = _base_url(request, settings.public_url)
+    placed = await place_service_order(caller, body, session, temporal, settings, base)
+    if placed.created:
+        response.headers["Location"] = placed.order["href"]
+    else:
+        response.status_code = status.HTTP_200_OK
+    return placed.order
+
+
+async def place_service_order(
+    caller: Principal,
+    body: ServiceOrderCreate,
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    base: str,
+) -> PlacedOrder:
+    """Validate ``body``, record the order and start its workflow, as ``caller``: the one
+    way orders are placed, by ``POST /serviceOrder`` and by the brokers' intake
+    (:mod:`api.intake`). A second order under the same ``externalId`` answers the first.
+    Raises :class:`ValidationFailure` or :class:`ApiError` (a 4xx: refused; a 503: try again;
+    a 409: that ``externalId`` names an order with another body).
+    """
     received = body
     if caller.partner_id is not None:
         body = with_partner(body, caller.partner_id)
@@ -246,8 +279,8 @@ async def create_service_order(
     if caller.partner_id is not None:
         await _check_partner_owns(session, caller.partner_id, items)
     if body.externalId and (existing := await _existing(session, received, caller)):
-        response.status_code = status.HTTP_200_OK
-        return _order_json(existing, (await _items_of(session, [existing.id]))[existing.id], base)
+        items_of = await _items_of(session, [existing.id])
+        return PlacedOrder(_order_json(existing, items_of[existing.id], base), created=False)
 
     order_id = uuid.uuid4().hex
     document = redacted(body.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -272,10 +305,8 @@ async def create_service_order(
     except IntegrityError:
         await session.rollback()
         if body.externalId and (existing := await _existing(session, received, caller)):
-            response.status_code = status.HTTP_200_OK
-            return _order_json(
-                existing, (await _items_of(session, [existing.id]))[existing.id], base
-            )
+            items_of = await _items_of(session, [existing.id])
+            return PlacedOrder(_order_json(existing, items_of[existing.id], base), created=False)
         raise
     try:
         await ORDER_PROCESS.start(
@@ -295,8 +326,7 @@ async def create_service_order(
             503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
-    response.headers["Location"] = f"{base}/serviceOrder/{order_id}"
-    return _order_json(order, rows, base)
+    return PlacedOrder(_order_json(order, rows, base), created=True)
 
 
 @router.get("/serviceOrder", summary="List service orders")

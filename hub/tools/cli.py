@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -61,12 +62,19 @@ app.add_typer(db_app, name="db")
 app.add_typer(temporal_app, name="temporal")
 usage_app = typer.Typer(help="Usage data for billing reconciliation.", no_args_is_help=True)
 recon_app = typer.Typer(help="Billing reconciliation, through the hub API.", no_args_is_help=True)
+intake_app = typer.Typer(help="Orders from Kafka and MQTT (README: Brokers).", no_args_is_help=True)
+app.add_typer(intake_app, name="intake")
 app.add_typer(order_app, name="order")
 app.add_typer(usage_app, name="usage")
 app.add_typer(recon_app, name="recon")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class Broker(StrEnum):
+    kafka = "kafka"
+    mqtt = "mqtt"
 
 
 def _fail(message: str) -> NoReturn:
@@ -120,6 +128,56 @@ def worker() -> None:
     import worker as worker_module
 
     worker_module.main()
+
+
+@intake_app.command("run")
+def intake_run() -> None:
+    """Take TMF641 orders from Kafka and MQTT (HUB_KAFKA_BOOTSTRAP, HUB_MQTT_URL) and place
+    them as POST /serviceOrder does; refused ones go to the rejects topics."""
+    from hub.tools import intake as intake_module
+
+    settings = _settings()
+    if not settings.kafka_bootstrap and not settings.mqtt_url:
+        _fail("no broker is configured: set HUB_KAFKA_BOOTSTRAP or HUB_MQTT_URL")
+    intake_module.main(settings)
+
+
+@intake_app.command("send")
+def intake_send(
+    broker: Annotated[Broker, typer.Argument(help="Where to send it.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="A TMF641 ServiceOrder as JSON."
+        ),
+    ] = None,
+    example: Annotated[
+        bool, typer.Option("--example", help="Send an example order (a new subscriber).")
+    ] = False,
+) -> None:
+    """Send an order to the intake topic (HUB_KAFKA_INTAKE_TOPIC, HUB_MQTT_INTAKE_TOPIC), as
+    an order system would; `hub intake run` places it. Prints its externalId."""
+    from hub.tools import intake as intake_module
+
+    if (file is None) == (not example):
+        _fail("give a FILE or --example (one of them)")
+    if file is not None:
+        try:
+            body = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            _fail(f"{file} is not a readable JSON file: {exc}")
+    else:
+        from hub.tools.devstack import example_order
+
+        body = example_order()
+    settings = _settings()
+    try:
+        topic = intake_module.send(settings, broker.value, body)
+    except intake_module.SendFailed as exc:
+        _fail(str(exc))
+    console.print(
+        f"sent to {broker.value} topic {escape(topic)}: externalId {body.get('externalId')}"
+    )
 
 
 @db_app.command("upgrade")

@@ -765,6 +765,11 @@ class DevStack:
         self._wait_until(
             f"the API on {config.api_url}", lambda: http_ok(config.api_url + "/health")
         )
+        if env.get("HUB_KAFKA_BOOTSTRAP") or env.get("HUB_MQTT_URL"):
+            # Orders from the brokers (README "Brokers"), placed as the API places a POST's.
+            self._spawn(
+                Child("intake", [python, "-m", "hub.tools.intake"], logs / "intake.log"), env
+            )
 
     def _start_idp(self, env: Mapping[str, str]) -> None:
         """The OpenID provider, with the keys of data/idp/ (made the first time)."""

@@ -76,8 +76,7 @@ async def stack(tmp_path: Path, s3: S3Server, data: Path) -> AsyncIterator[Bench
             "HUB_RECONCILIATION_S3_SECRET_ACCESS_KEY": SECRET_KEY,
             # The CDRs' bucket is read as any source: keys from the AWS environment.
             "HUB_RECONCILIATION_SOURCE_ROOTS": (
-                f"s3://{DROP_BUCKET}/cdr?endpoint_override={endpoint}&scheme=http"
-                "&region=us-east-1"
+                f"s3://{DROP_BUCKET}/cdr?endpoint_override={endpoint}&scheme=http&region=us-east-1"
             ),
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,

@@ -191,13 +191,10 @@ def reconcile(
             env.run(next(turn).split, split)
     total = PartitionSummary()
     for partition in range(PARTITIONS):
-        found = env.run(
-            next(turn).reconcile_partition,
-            ReconcilePartitionInput(
-                run_id, partition, PARTITIONS, tasks["network"], tasks["billing"], TARIFFS, START, END
-            ),
+        task = ReconcilePartitionInput(
+            run_id, partition, PARTITIONS, tasks["network"], tasks["billing"], TARIFFS, START, END
         )
-        total.add(found.summary)
+        total.add(env.run(next(turn).reconcile_partition, task).summary)
     final = env.run(next(turn).finalize, FinalizeInput(run_id, PARTITIONS))
     worker = next(turn)
     filesystem, path = worker.store.locate(final.uri) or (None, final.uri)

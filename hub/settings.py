@@ -406,8 +406,8 @@ class Settings(BaseSettings):
     export_heartbeat_timeout: Duration = timedelta(minutes=1)
     export_write_attempts: int = Field(default=3, ge=1)
 
-    #: Billing reconciliation: where runs keep their workspace and results.
-    #: Empty: ``<data_dir>/reconciliation``.
+    #: Billing reconciliation: where runs keep their workspace and results, unless
+    #: ``reconciliation_workspace`` puts them on S3. Empty: ``<data_dir>/reconciliation``.
     reconciliation_dir: Path | None = None
     #: Where runs keep their workspace when workers do not share a disk: ``s3://bucket/prefix``
     #: on S3-compatible object storage (see ``hub.reconciliation.workspace``); every worker and

@@ -3,7 +3,8 @@
 The data activities are run one by one (Temporal's ActivityEnvironment), in turn on two
 activity objects whose local folders differ, as two workers on two hosts would: with an S3
 workspace they must find each other's splits and parts there, and answer what a local-folder
-run answers. The two-process run through Temporal is ``test_recon_s3.py``.
+run answers. The two-process run through Temporal is ``test_recon_s3.py``. Also: what else reads the
+workspace (the export of discrepancies, a regulatory report's copy of billing's export).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from activities.reconciliation import (
     ReconcilePartitionInput,
     ReconciliationActivities,
     SplitInput,
+    Workspace,
 )
+from activities.reporting import ReportingActivities
 from adapters.billing_export import BillingExportClient
+from adapters.files import Files
 from hub.errors import PermanentError
 from hub.paths import parse_location
 from hub.reconciliation.engine import PartitionSummary
@@ -227,3 +231,29 @@ def test_two_hosts_share_a_run_through_s3_as_one_host_does_through_its_folder(
     assert [p.name for p in (tmp_path / "local" / "reconciliation" / "run-local").iterdir()] == [
         "discrepancies.parquet"
     ]
+
+
+# --- What else reads the workspace: the exports, the regulatory report ------------------------
+
+
+def test_the_export_reads_a_result_on_s3_through_the_workspace(
+    tmp_path: Path, s3: S3Server, bucket: str
+) -> None:
+    store = store_of(s3_settings(tmp_path, s3, bucket))
+    with store.open_output("r1/discrepancies.parquet") as sink:
+        pq.write_table(pa.table({"record_id": ["a", "b", "c"]}), sink)
+    uri = store.uri("r1/discrepancies.parquet")
+    batches = list(Files(locate=store.locate).parquet_batches(uri, 2))
+    assert [b.num_rows for b in batches] == [2, 1]
+
+
+def test_a_report_reads_billings_export_from_s3_on_its_own_disk(
+    tmp_path: Path, s3: S3Server, bucket: str
+) -> None:
+    hub = s3_settings(tmp_path, s3, bucket)
+    reporting = ReportingActivities(hub)
+    workspace = Workspace.of(hub, "report-1", reporting.store)
+    reporting.store.write_text(f"{workspace.export}/usage/rated-1.csv", "record_id\nr1\n")
+    with reporting._export_on_disk(workspace, needed=True) as folder:
+        assert (folder / "usage" / "rated-1.csv").read_text() == "record_id\nr1\n"
+    assert not folder.exists()

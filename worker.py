@@ -60,6 +60,7 @@ from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from adapters.vies import ViesClient
 from hub import logs
 from hub.db import create_engine, migrate, session_factory
+from hub.reconciliation.workspace import store_of
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect, metrics_runtime
 from workflows import (
@@ -182,11 +183,14 @@ async def build_activities(
     billing_acts = BillingActivities(billing)
     store = OrderStoreActivities(sessions, row_grace=settings.order_row_grace)
     dead_letters = DeadLetterStore(sessions)
-    recon, recon_store = ReconciliationActivities(settings, export), ReconciliationStore(sessions)
-    exports = ExportActivities(sessions, Files(), settings)
+    # Every run's files: a local folder, or object storage shared by the workers of all hosts.
+    workspace = store_of(settings)
+    recon = ReconciliationActivities(settings, export, workspace)
+    recon_store = ReconciliationStore(sessions)
+    exports = ExportActivities(sessions, Files(locate=workspace.locate), settings)
     tasks = TaskStore(sessions)
     inventory = InventoryActivities(settings, sessions, hss=hss, billing=billing, crm=crm)
-    reporting, reports = ReportingActivities(settings), ReportStore(sessions, settings)
+    reporting, reports = ReportingActivities(settings, workspace), ReportStore(sessions, settings)
     regulator_acts = RegulatorActivities(regulator, settings)
     return by_system(
         [

@@ -3,16 +3,18 @@
 The data activities are synchronous: they are CPU-bound (Arrow and numpy, which release the
 GIL), so the worker runs them in a thread pool on their own task queue, never on the event
 loop that drives the other activities. Bulk data never crosses Temporal: each activity reads
-and writes files in the run's workspace and answers with counts and paths.
+its inputs from the run's workspace and writes its outputs there, answering with counts and
+keys; so two activities of a run may run on workers of two hosts when the workspace is on
+object storage (``HUB_RECONCILIATION_WORKSPACE``, see ``hub.reconciliation.workspace``).
 
 Every file the activities read is checked where it is read (``hub.paths``): the run's sources,
 and each file listed under them, must resolve inside ``HUB_RECONCILIATION_SOURCE_ROOTS`` (or
 the run's copy of billing's export), whatever the API accepted when the run or its schedule was
-made; a symlink in a source folder that leads out is refused. The workspace's own paths must
-resolve inside the reconciliation folder each time they are used. A refusal is a permanent
-error: the run fails, it does not retry.
+made; a symlink in a source folder that leads out is refused. The workspace's keys are checked
+each time they are used (locally: they must resolve inside the reconciliation folder). A
+refusal is a permanent error: the run fails, it does not retry.
 
-A run's workspace (``<reconciliation_dir>/<run id>/``)::
+A run's workspace (``<reconciliation_dir>/<run id>/``, or ``<workspace prefix>/<run id>/``)::
 
     billing-export/             billing's usage export, copied from the billing system
     work/network/00000.arrow    the split of network input file 0 (one batch per partition)
@@ -23,10 +25,11 @@ A run's workspace (``<reconciliation_dir>/<run id>/``)::
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
-import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -49,9 +52,10 @@ from adapters.billing_export import BillingExportClient
 from hub.db import session_scope
 from hub.errors import HubError, PermanentError, TransientError
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus, utcnow
-from hub.paths import LocationRefused, check_location, require_within
+from hub.paths import LocationRefused, check_location
 from hub.reconciliation import engine
 from hub.reconciliation.engine import PartitionSummary, Tolerances
+from hub.reconciliation.workspace import Store, check_key, store_of
 from hub.redact import redact_uri
 from hub.settings import Settings
 from hub.usage import Tariff
@@ -192,70 +196,80 @@ class RecordReconciliationInput:
 # --- Workspace -------------------------------------------------------------------------------
 
 
-def _inside(path: Path, root: Path) -> Path:
-    """``path``, once it is sure to resolve inside ``root`` now (no symlink leads out)."""
-    try:
-        require_within(path, root)
-    except LocationRefused as exc:
-        raise PermanentError(f"workspace: {exc}", system="files") from exc
-    return path
-
-
 @dataclass(frozen=True)
 class Workspace:
-    """A run's folder; every path it answers was just checked to resolve inside it."""
+    """A run's files in the reconciliation store, by key (``hub.reconciliation.workspace``):
+    every key is checked where the store turns it into a path."""
 
-    root: Path
+    store: Store
+    run_id: str
 
     @classmethod
-    def of(cls, settings: Settings, run_id: str) -> Workspace:
+    def of(cls, settings: Settings, run_id: str, store: Store | None = None) -> Workspace:
         if not run_id or "/" in run_id or run_id.startswith("."):
             raise PermanentError(f"run id {run_id!r} cannot name a folder", system="hub")
-        # Absolute: the result's path is recorded, and read by the API and the exports, which
-        # need not share the worker's working directory.
-        runs = settings.resolved_reconciliation_dir.resolve()
-        return cls(_inside(runs / run_id, runs))
+        store = store or store_of(settings)
+        store.uri(run_id)  # a local run folder that links out is refused now
+        return cls(store, run_id)
 
     @property
-    def sources(self) -> Path:
+    def sources(self) -> str:
         """The run's input files, grouped into split tasks (written by ``list_sources``)."""
-        return _inside(self.work / "sources.json", self.root)
+        return f"{self.work}/sources.json"
 
     def read_sources(self) -> dict[str, Any]:
         try:
-            return dict(json.loads(self.sources.read_text()))
+            return dict(json.loads(self.store.read_text(self.sources)))
         except FileNotFoundError as exc:
             raise PermanentError(
-                f"{self.sources} is gone: the run's workspace was removed", system="files"
+                f"{self.store.uri(self.sources)} is gone: the run's workspace was removed",
+                system="files",
             ) from exc
 
     @property
-    def export(self) -> Path:
-        return _inside(self.root / "billing-export", self.root)
+    def export(self) -> str:
+        return f"{self.run_id}/billing-export"
 
     @property
-    def work(self) -> Path:
-        return _inside(self.root / "work", self.root)
+    def export_uri(self) -> str:
+        """The folder of the run's copy of billing's export, as sources name it."""
+        return self.store.uri(self.export)
 
-    def split(self, side: str, index: int) -> Path:
-        return _inside(self.work / side / f"{index:05d}.arrow", self.root)
+    @property
+    def work(self) -> str:
+        return f"{self.run_id}/work"
 
-    def splits(self, side: str, count: int) -> list[Path]:
-        paths = [self.split(side, index) for index in range(count)]
-        missing = [path.name for path in paths if not path.exists()]
+    def split(self, side: str, index: int) -> str:
+        if side not in SIDES:
+            raise PermanentError(f"no side {side!r}: {' or '.join(SIDES)}", system="hub")
+        return f"{self.work}/{side}/{index:05d}.arrow"
+
+    def open_splits(self, side: str, count: int) -> list[pa.NativeFile]:
+        opened, missing = [], []
+        for index in range(count):
+            try:
+                opened.append(self.store.open_input(self.split(side, index)))
+            except FileNotFoundError:
+                missing.append(f"{index:05d}.arrow")
         if missing:
             # The workflow only reconciles once every split finished: the workspace is gone.
             raise PermanentError(
-                f"{side} splits missing from {self.work}: {', '.join(missing[:5])}", system="hub"
+                f"{side} splits missing from {self.store.uri(self.work)}: {', '.join(missing[:5])}",
+                system="hub",
             )
-        return paths
+        return opened
 
-    def part(self, partition: int) -> Path:
-        return _inside(self.work / "parts" / f"part-{partition:05d}.parquet", self.root)
+    def part(self, partition: int) -> str:
+        return f"{self.work}/parts/part-{partition:05d}.parquet"
 
     @property
-    def result(self) -> Path:
-        return _inside(self.root / "discrepancies.parquet", self.root)
+    def result(self) -> str:
+        return f"{self.run_id}/discrepancies.parquet"
+
+    def discard(self) -> None:
+        """The intermediate files; the result, if any, stays."""
+        self.store.remove(self.work)
+        self.store.remove(self.export)
 
 
 def _data_errors(func: Any) -> Any:
@@ -277,7 +291,7 @@ def _data_errors(func: Any) -> Any:
     return wrapper
 
 
-def checked_source(source: str, settings: Settings, *, also: Sequence[Path] = ()) -> str:
+def checked_source(source: str, settings: Settings, *, also: Sequence[str | Path] = ()) -> str:
     """``source`` as the hub reads it: ``billing-system``, or the canonical URI of a location
     (a relative path taken from the working directory) that resolves, symlinks followed, under
     ``HUB_RECONCILIATION_SOURCE_ROOTS`` or one of the folders ``also`` names, and carries no
@@ -309,12 +323,6 @@ def _tasks(files: list[usage_files.UsageFile], target: int) -> list[list[str]]:
     return tasks
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _auto_partitions(total_bytes: int, target: int, limit: int) -> int:
     """The power of two that gives partitions of about ``target`` input bytes."""
     wanted = max(1, -(-total_bytes // max(target, 1)))
@@ -325,9 +333,12 @@ def _auto_partitions(total_bytes: int, target: int, limit: int) -> int:
 
 
 class ReconciliationActivities:
-    def __init__(self, settings: Settings, export: BillingExportClient) -> None:
+    def __init__(
+        self, settings: Settings, export: BillingExportClient, store: Store | None = None
+    ) -> None:
         self.settings = settings
         self.export = export
+        self.store = store or store_of(settings)
         # Partitions run in threads: they share billing's subscriptions, read once per run.
         self._subscriptions_lock = threading.Lock()
         self._subscriptions: tuple[tuple[str, str] | None, pa.Table] = (None, pa.table({}))
@@ -343,38 +354,52 @@ class ReconciliationActivities:
             heartbeat_timeout=settings.reconciliation_heartbeat_timeout.total_seconds(),
         )
 
+    def _workspace(self, run_id: str) -> Workspace:
+        return Workspace.of(self.settings, run_id, self.store)
+
     @defn("billing.fetch_usage_export")
     async def fetch_usage_export(self, data: FetchExportInput) -> FetchExportResult:
         """Copy billing's usage export into the run's workspace, checking every checksum.
 
-        Files already copied with the right size are kept: a retry resumes the copy.
+        Files already copied with the right size are kept: a retry resumes the copy. Off the
+        local disk (S3), each file is downloaded into a temporary folder, then uploaded.
         """
-        folder = Workspace.of(self.settings, data.run_id).export
-        folder.mkdir(parents=True, exist_ok=True)  # an empty export is an empty billing side
+        workspace = self._workspace(data.run_id)
+        store = workspace.store
+        # Locally, an empty export is an empty folder: an empty billing side.
+        folder = store.local_folder(workspace.export)
+        copied = {
+            item.name: item.size for item in await asyncio.to_thread(store.list, workspace.export)
+        }
         total = 0
-        with outside_call():
+        with outside_call(), tempfile.TemporaryDirectory(prefix="hub-export-") as scratch:
             files = await self.export.list_files()
             for number, item in enumerate(files, start=1):
-                target = folder / item.name
-                if not (target.exists() and target.stat().st_size == item.size):
+                if copied.get(item.name) != item.size:
 
                     def beat(done: int, number: int = number) -> None:
                         activity.heartbeat(f"file {number}/{len(files)}: {done} bytes")
 
-                    await self.export.fetch(item, folder, progress=beat)
+                    if folder is not None:
+                        await self.export.fetch(item, folder, progress=beat)
+                    else:
+                        key = check_key(f"{workspace.export}/{item.name}")
+                        local = await self.export.fetch(item, Path(scratch), progress=beat)
+                        await asyncio.to_thread(store.upload, local, key)
+                        local.unlink()
                 total += item.size
                 activity.heartbeat(f"{number}/{len(files)} files")
-        return FetchExportResult(str(folder), len(files), total)
+        return FetchExportResult(workspace.export_uri, len(files), total)
 
     @defn("reconciliation.list_sources")
     @_data_errors
     def list_sources(self, data: ListSourcesInput) -> ListSourcesResult:
         """List both sides' files, group them into split tasks, choose the partitions."""
-        workspace = Workspace.of(self.settings, data.run_id)
+        workspace = self._workspace(data.run_id)
         network_source = self._readable(data.network_source, "network source", workspace)
         billing_source = self._readable(data.billing_source, "billing source", workspace)
         if billing_source == BILLING_SYSTEM:
-            billing_source = str(workspace.export)
+            billing_source = workspace.export_uri
         network = self._listed(network_source, "network source", workspace)
         if not network:
             raise PermanentError(
@@ -394,8 +419,7 @@ class ReconciliationActivities:
             "network": _tasks(network, self.settings.reconciliation_task_bytes),
             "billing": _tasks(billing, self.settings.reconciliation_task_bytes),
         }
-        workspace.work.mkdir(parents=True, exist_ok=True)
-        _write_atomically(
+        workspace.store.write_text(
             workspace.sources,
             json.dumps({**tasks, "subscriptions": subscriptions[0] if subscriptions else None}),
         )
@@ -412,7 +436,7 @@ class ReconciliationActivities:
         """``location`` as it is opened, if it is inside the source roots (or the run's copy
         of billing's export); else a permanent error naming ``what`` it is."""
         try:
-            return checked_source(location, self.settings, also=[workspace.export])
+            return checked_source(location, self.settings, also=[workspace.export_uri])
         except LocationRefused as exc:
             raise PermanentError(f"{what} {redact_uri(location)!r}: {exc}", system="files") from exc
 
@@ -423,14 +447,15 @@ class ReconciliationActivities:
         can lead out of it."""
         return [
             replace(item, uri=self._readable(item.uri, what, workspace))
-            for item in usage_files.list_files(location)
+            for item in usage_files.list_files(location, locate=self.store.locate)
         ]
 
     @defn("reconciliation.split")
     @_data_errors
     def split(self, data: SplitInput) -> SplitResult:
         """Read one task's files, keep the period's rows, write them hash-partitioned."""
-        workspace = Workspace.of(self.settings, data.run_id)
+        workspace = self._workspace(data.run_id)
+        key = workspace.split(data.side, data.index)
         uris: list[str] = workspace.read_sources()[data.side][data.index]
         period = engine.Period(data.period_start, data.period_end).widened(data.margin_seconds)
         tariffs = engine.TariffTable.of(data.tariffs)
@@ -444,7 +469,7 @@ class ReconciliationActivities:
             for number, listed in enumerate(uris, start=1):
                 # Checked again as it is opened: the file may have become a link since.
                 uri = self._readable(listed, f"{data.side} source", workspace)
-                for table in usage_files.read_batches(uri, schema):
+                for table in usage_files.read_batches(uri, schema, locate=self.store.locate):
                     counts["read"] += table.num_rows
                     if data.side == "network":
                         work = engine.network_work(table, period)
@@ -454,23 +479,25 @@ class ReconciliationActivities:
                     activity.heartbeat(f"file {number}/{len(uris)}, {counts['read']} rows")
                     yield engine.split(work, data.partitions)
 
-        size = engine.write_split(workspace.split(data.side, data.index), work_schema, groups())
+        with workspace.store.open_output(key) as sink:
+            engine.write_split(sink, work_schema, groups())
+            size = sink.tell()
         return SplitResult(data.side, data.index, len(uris), counts["read"], counts["kept"], size)
 
     @defn("reconciliation.reconcile_partition")
     @_data_errors
     def reconcile_partition(self, data: ReconcilePartitionInput) -> ReconcilePartitionResult:
         """Join, classify and price one partition; write its discrepancies."""
-        workspace = Workspace.of(self.settings, data.run_id)
+        workspace = self._workspace(data.run_id)
         tariffs = engine.TariffTable.of(data.tariffs)
         network = engine.read_partition(
-            workspace.splits("network", data.network_tasks),
+            workspace.open_splits("network", data.network_tasks),
             data.partition,
             data.partitions,
             engine.NETWORK_WORK,
         )
         billing = engine.read_partition(
-            workspace.splits("billing", data.billing_tasks),
+            workspace.open_splits("billing", data.billing_tasks),
             data.partition,
             data.partitions,
             engine.BILLING_WORK,
@@ -487,7 +514,8 @@ class ReconciliationActivities:
             data.tolerances,
             engine.Period(data.period_start, data.period_end),
         )
-        engine.write_parquet(found, workspace.part(data.partition))
+        with workspace.store.open_output(workspace.part(data.partition)) as sink:
+            engine.write_parquet(found, sink)
         return ReconcilePartitionResult(data.partition, summary)
 
     def _plans(
@@ -501,7 +529,9 @@ class ReconciliationActivities:
             if key != (run_id, uri):
                 table = pa.concat_tables(
                     usage_files.read_batches(
-                        uri, pa.schema([("msisdn", pa.string()), ("plan", pa.string())])
+                        uri,
+                        pa.schema([("msisdn", pa.string()), ("plan", pa.string())]),
+                        locate=self.store.locate,
                     )
                 )
                 self._subscriptions = ((run_id, uri), table)
@@ -515,34 +545,34 @@ class ReconciliationActivities:
         Idempotent: a retry after the result was published (and the parts removed) answers
         the published result.
         """
-        workspace = Workspace.of(self.settings, data.run_id)
-        result = workspace.result
+        workspace = self._workspace(data.run_id)
+        store, result = workspace.store, workspace.result
         parts = [workspace.part(partition) for partition in range(data.partitions)]
-        if result.exists() and not all(part.exists() for part in parts):
-            rows = pq.ParquetFile(result).metadata.num_rows
+        if store.exists(result) and not all(store.exists(part) for part in parts):
+            with store.open_input(result) as published:
+                rows = pq.ParquetFile(published).metadata.num_rows
         else:
-            tmp = result.with_name(result.name + ".tmp")
             rows = 0
             schema = engine.DISCREPANCY_SCHEMA
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            with (
+                store.open_output(result) as sink,
+                pq.ParquetWriter(sink, schema, compression="zstd") as writer,
+            ):
                 for number, part in enumerate(parts, start=1):
-                    table = pq.read_table(part, schema=schema)
+                    with store.open_input(part) as source:
+                        table = pq.read_table(source, schema=schema)
                     writer.write_table(table)
                     rows += table.num_rows
                     activity.heartbeat(f"partition {number}/{len(parts)}")
-            tmp.replace(result)
         if not data.keep_work:
-            shutil.rmtree(workspace.work, ignore_errors=True)
-            shutil.rmtree(workspace.export, ignore_errors=True)
-        return FinalizeResult(str(result), rows, result.stat().st_size)
+            workspace.discard()
+        return FinalizeResult(store.uri(result), rows, store.size(result) or 0)
 
     @defn("reconciliation.discard")
     @_data_errors
     def discard(self, data: DiscardInput) -> None:
         """Remove a failed or cancelled run's intermediate files (its result, if any, stays)."""
-        workspace = Workspace.of(self.settings, data.run_id)
-        shutil.rmtree(workspace.work, ignore_errors=True)
-        shutil.rmtree(workspace.export, ignore_errors=True)
+        self._workspace(data.run_id).discard()
 
 
 class ReconciliationStore:

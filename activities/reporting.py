@@ -19,7 +19,9 @@ import dataclasses
 import hashlib
 import json
 import secrets
-import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +48,7 @@ from hub.db import session_scope
 from hub.errors import CorrectionRefused, PermanentError
 from hub.models import RegulatoryReport, ReportStatus, utcnow
 from hub.paths import LocationRefused, parse_location, require_within
+from hub.reconciliation.workspace import LocalStore, Store, check_key, store_of
 from hub.redact import redact_uri
 from hub.reporting import kev, registry
 from hub.reporting.periods import Quarter
@@ -348,8 +351,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class ReportingActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        self.store = store or store_of(settings)
 
     @defn("reporting.defaults", system=HUB)
     async def defaults(self) -> ReportingDefaults:
@@ -375,47 +379,61 @@ class ReportingActivities:
     @_data_errors
     def extract(self, data: ExtractInput) -> ExtractResult:
         """The period's indicators and the completeness findings, from the sources."""
-        workspace = Workspace.of(self.settings, data.report_id)
-        network_source = self._readable(data.network_source, "network source", workspace)
-        billing_source = self._readable(data.billing_source, "billing source", workspace)
-        if billing_source == BILLING_SYSTEM:
-            billing_source = str(workspace.export)
-        network = [item.uri for item in self._listed(network_source, "network", workspace)]
-        if not network:
-            raise PermanentError(
-                f"no usage files in {redact_uri(data.network_source)}", system="files"
+        workspace = Workspace.of(self.settings, data.report_id, self.store)
+        with self._export_on_disk(workspace, data.billing_source == BILLING_SYSTEM) as export:
+            network_source = self._readable(data.network_source, "network source", export)
+            billing_source = self._readable(data.billing_source, "billing source", export)
+            if billing_source == BILLING_SYSTEM:
+                billing_source = str(export)
+            network = [item.uri for item in self._listed(network_source, "network", export)]
+            if not network:
+                raise PermanentError(
+                    f"no usage files in {redact_uri(data.network_source)}", system="files"
+                )
+            everything = self._listed(billing_source, "billing source", export)
+            billing = [item.uri for item in everything if item.name != SUBSCRIPTIONS_FILE]
+            subscriptions = next(
+                (item.uri for item in everything if item.name == SUBSCRIPTIONS_FILE), None
             )
-        everything = self._listed(billing_source, "billing source", workspace)
-        billing = [item.uri for item in everything if item.name != SUBSCRIPTIONS_FILE]
-        subscriptions = next(
-            (item.uri for item in everything if item.name == SUBSCRIPTIONS_FILE), None
-        )
-        kind = registry.report_type(data.report_type)
-        indicators, findings = kind.compute(
-            network,
-            billing,
-            subscriptions,
-            Quarter.parse(data.period),
-            tz=self.settings.reporting_time_zone,
-            m2m_plans=list(self.settings.reporting_m2m_plans),
-            currency=self.settings.reporting_currency,
-            manual=data.manual_figures,
-        )
+            kind = registry.report_type(data.report_type)
+            indicators, findings = kind.compute(
+                network,
+                billing,
+                subscriptions,
+                Quarter.parse(data.period),
+                tz=self.settings.reporting_time_zone,
+                m2m_plans=list(self.settings.reporting_m2m_plans),
+                currency=self.settings.reporting_currency,
+                manual=data.manual_figures,
+            )
         # The copy of billing's export was only for these figures.
-        shutil.rmtree(workspace.root, ignore_errors=True)
+        workspace.store.remove(workspace.run_id)
         return ExtractResult(as_json(indicators), [as_json(f) for f in findings])
 
-    def _readable(self, location: str, what: str, workspace: Workspace) -> str:
+    @contextmanager
+    def _export_on_disk(self, workspace: Workspace, needed: bool) -> Iterator[Path]:
+        """The folder of the report's copy of billing's export on this worker's disk: the
+        workspace's own, or (off the local disk) a temporary copy, made if ``needed``."""
+        store = workspace.store
+        if isinstance(store, LocalStore):
+            yield store.path(workspace.export)
+            return
+        with tempfile.TemporaryDirectory(prefix="hub-export-") as scratch:
+            folder = Path(scratch)
+            if needed:
+                for item in store.list(workspace.export):
+                    store.download(item.key, folder / check_key(item.name))
+            yield folder
+
+    def _readable(self, location: str, what: str, export: Path) -> str:
         try:
-            return checked_source(location, self.settings, also=[workspace.export])
+            return checked_source(location, self.settings, also=[export])
         except LocationRefused as exc:
             raise PermanentError(f"{what} {redact_uri(location)!r}: {exc}", system="files") from exc
 
-    def _listed(
-        self, location: str, what: str, workspace: Workspace
-    ) -> list[usage_files.UsageFile]:
+    def _listed(self, location: str, what: str, export: Path) -> list[usage_files.UsageFile]:
         return [
-            dataclasses.replace(item, uri=self._readable(item.uri, what, workspace))
+            dataclasses.replace(item, uri=self._readable(item.uri, what, export))
             for item in usage_files.list_files(location)
         ]
 

@@ -36,7 +36,7 @@ import os
 import posixpath
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -105,9 +105,15 @@ def schema_json(schema: pa.Schema) -> list[dict[str, Any]]:
 # --- Reading --------------------------------------------------------------------------------
 
 
-def parquet_batches(uri: str, batch_size: int) -> Generator[pa.RecordBatch]:
-    """The record batches of a Parquet file, ``batch_size`` rows at a time (flat memory)."""
-    filesystem, path = open_uri(uri)
+def parquet_batches(
+    uri: str,
+    batch_size: int,
+    locate: Callable[[str], tuple[pafs.FileSystem, str] | None] | None = None,
+) -> Generator[pa.RecordBatch]:
+    """The record batches of a Parquet file, ``batch_size`` rows at a time (flat memory);
+    ``locate`` answers for the locations it knows (the reconciliation workspace's files)."""
+    located = locate(uri) if locate is not None else None
+    filesystem, path = located if located is not None else open_uri(uri)
     with translated(f"cannot read {uri}"), filesystem.open_input_file(path) as source:
         reader = pq.ParquetFile(source)
         yield from reader.iter_batches(batch_size=batch_size)
@@ -687,10 +693,20 @@ class Files:
     """The files adapter the export activities receive: destinations and sources by URI.
 
     Tests pass a subclass that fails on purpose (a full disk, a lost connection) part-way.
+    ``locate`` opens the files it knows with their own filesystem: the reconciliation
+    workspace's (``hub.reconciliation.workspace.Store.locate``), whose S3 client has its own
+    endpoint and keys.
     """
+
+    locate: Callable[[str], tuple[pafs.FileSystem, str] | None] | None = None
+
+    def __init__(
+        self, locate: Callable[[str], tuple[pafs.FileSystem, str] | None] | None = None
+    ) -> None:
+        self.locate = locate
 
     def destination(self, uri: str) -> Destination:
         return Destination(uri)
 
     def parquet_batches(self, uri: str, batch_size: int) -> Generator[pa.RecordBatch]:
-        return parquet_batches(uri, batch_size)
+        return parquet_batches(uri, batch_size, self.locate)

@@ -11,7 +11,7 @@ does not answer is a :class:`~hub.errors.TransientError`. Nothing above sees a p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +41,15 @@ class UsageFile:
     name: str = ""
 
 
-def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and path of a local path or a ``pyarrow.fs`` URI."""
+#: Answers the filesystem and path of a location it knows (the reconciliation workspace's
+#: files, with its own S3 client), None for any other: ``Store.locate``.
+Locator = Callable[[str], "tuple[pafs.FileSystem, str] | None"]
+
+
+def resolve(location: str, locate: Locator | None = None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of a local path or a ``pyarrow.fs`` URI (``locate`` first)."""
+    if locate is not None and (located := locate(location)) is not None:
+        return located
     if "://" not in location:
         return pafs.LocalFileSystem(), str(Path(location).resolve())
     try:
@@ -83,9 +90,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def list_files(location: str, *, exclude: tuple[str, ...] = ()) -> list[UsageFile]:
+def list_files(
+    location: str, *, exclude: tuple[str, ...] = (), locate: Locator | None = None
+) -> list[UsageFile]:
     """Every usage file under ``location`` (recursively), by name; ``exclude``: base names."""
-    filesystem, base = resolve(location)
+    filesystem, base = resolve(location, locate)
     with _translated(redact_uri(location)):
         info = filesystem.get_file_info(base)
         if info.type == pafs.FileType.NotFound:
@@ -108,14 +117,14 @@ def list_files(location: str, *, exclude: tuple[str, ...] = ()) -> list[UsageFil
 
 
 def read_batches(
-    uri: str, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS
+    uri: str, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS, locate: Locator | None = None
 ) -> Iterator[pa.Table]:
     """The file's rows as tables of ``schema``'s columns (those present in ``schema``).
 
     Columns of the file that ``schema`` does not name are not read. A column the schema
     names but the file lacks is an error, except nullable ones, which come back as nulls.
     """
-    filesystem, path = resolve(uri)
+    filesystem, path = resolve(uri, locate)
     name = Path(path).name
     with _translated(name):
         if name.endswith(".parquet"):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from fastapi import Query, Response
 from sqlalchemy import func
 from sqlmodel import SQLModel, select
@@ -57,12 +58,18 @@ async def page(
 
 
 def parquet_page(
-    path: Path, schema: pa.Schema, expression: pc.Expression | None, offset: int, limit: int
+    path: Path | str,
+    schema: pa.Schema,
+    expression: pc.Expression | None,
+    offset: int,
+    limit: int,
+    *,
+    filesystem: pafs.FileSystem | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """How many rows of the Parquet file(s) at ``path`` match ``expression``, and the page
-    ``offset``/``limit`` of them, read batch by batch (a large file is never loaded whole).
-    Blocking: call it in a thread."""
-    dataset = ds.dataset(path, format="parquet", schema=schema)
+    """How many rows of the Parquet file(s) at ``path`` (on ``filesystem``, local if none)
+    match ``expression``, and the page ``offset``/``limit`` of them, read batch by batch (a
+    large file is never loaded whole). Blocking: call it in a thread."""
+    dataset = ds.dataset(str(path), filesystem=filesystem, format="parquet", schema=schema)
     total = dataset.count_rows(filter=expression)
     rows: list[dict[str, Any]] = []
     skip = offset

@@ -74,6 +74,10 @@ class Child:
     argv: list[str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Its own environment and working directory (a second worker's), kept for a restart;
+    #: None: the stack's.
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         with self.log_path.open("ab") as log:
@@ -151,6 +155,8 @@ class BenchStack:
     startup_timeout: float = 90.0
     #: Extra ``HUB_*`` settings for the worker and the API (e.g. worker concurrency).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Extra arguments of ``python -m simulators`` (``--billing-export-dir DIR``).
+    simulator_args: list[str] = field(default_factory=list)
     #: The hub's source tree the processes run: this repo, or a patched copy for an A/B
     #: experiment (it goes first on PYTHONPATH, before the editable install).
     source: Path = REPO_ROOT
@@ -247,7 +253,10 @@ class BenchStack:
         ]
         self._spawn(
             "simulators",
-            [python, "-m", "simulators", "--host", HOST, *simulator_ports, "--log-level", "info"],
+            [
+                *(python, "-m", "simulators", "--host", HOST, *simulator_ports),
+                *("--log-level", "info", *self.simulator_args),
+            ],
             env,
         )
         await self._wait_until("Temporal", self._temporal_up)
@@ -285,6 +294,20 @@ class BenchStack:
                 answered = reply.json()
                 if any(answered.get(key) != value for key, value in config.items()):
                     raise StackError(f"{system} simulator refused {config}: {answered}")
+
+    async def add_worker(self, name: str, *, cwd: Path, env: dict[str, str]) -> None:
+        """Another ``python worker.py``, in ``cwd`` with ``env`` over the stack's environment
+        (another host's worker: its own disk), once the stack runs; waits until it polls."""
+        child = Child(
+            name,
+            [sys.executable, str(self.source / "worker.py")],
+            self.log_path(name),
+            env={**self.environment(), **env},
+            cwd=cwd,
+        )
+        child.start(child.env or {}, cwd=cwd)
+        self.children[name] = child
+        await self._wait_until(name, lambda: self._worker_polling(child.pid))
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         child = Child(name, argv, self.log_path(name))
@@ -371,14 +394,15 @@ class BenchStack:
         child = self.children[name]
         if child.running:
             raise StackError(f"{name} is still running: stop or kill it first")
-        child.start(self.environment(), cwd=self.workdir)
+        child.start(child.env or self.environment(), cwd=child.cwd or self.workdir)
         ready: dict[str, Callable[[], Awaitable[bool]]] = {
             "temporal": self._temporal_up,
             "simulators": self._simulators_up,
-            "worker": lambda: self._worker_polling(child.pid),
             "api": self._api_up,
         }
-        await self._wait_until(f"{name} (restarted)", ready[name])
+        await self._wait_until(
+            f"{name} (restarted)", ready.get(name, lambda: self._worker_polling(child.pid))
+        )
 
     # -- stop ------------------------------------------------------------------------------
 

@@ -37,7 +37,8 @@ component that is a link (``O_NOFOLLOW`` where it opens the file itself), so a s
 after the check is caught; one swapped in during the microseconds between that re-check and
 pyarrow's own open is not, nor, for reads through pyarrow, one swapped in between the check of
 a file and its opening. Closing that needs ``openat2(RESOLVE_BENEATH)``, which pyarrow does not
-offer; it takes write access inside the root to try.
+offer; it takes write access inside the root to try. A reconciliation workspace on S3 has no
+links: its keys are checked by ``hub.reconciliation.workspace.check_key`` instead.
 """
 
 from __future__ import annotations

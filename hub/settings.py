@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hub.partners.callbacks import CallbackPolicy
+from hub.paths import LocationRefused, parse_location
 from hub.permissions import ALL_SCOPES, WILDCARD, plain_key_name
 from hub.sealing import Sealer, Unsealer, public_spec
 
@@ -448,9 +449,21 @@ class Settings(BaseSettings):
     export_heartbeat_timeout: Duration = timedelta(minutes=1)
     export_write_attempts: int = Field(default=3, ge=1)
 
-    #: Billing reconciliation: where runs keep their workspace and results.
-    #: Empty: ``<data_dir>/reconciliation``.
+    #: Billing reconciliation: where runs keep their workspace and results, unless
+    #: ``reconciliation_workspace`` puts them on S3. Empty: ``<data_dir>/reconciliation``.
     reconciliation_dir: Path | None = None
+    #: Where runs keep their workspace when workers do not share a disk: ``s3://bucket/prefix``
+    #: on S3-compatible object storage (see ``hub.reconciliation.workspace``); every worker and
+    #: the API need the same. Empty: the local folder ``reconciliation_dir``.
+    reconciliation_workspace: str = ""
+    #: The workspace's S3 endpoint, ``http(s)://host[:port]`` (MinIO, Ceph, moto...); empty:
+    #: AWS's endpoint for the region.
+    reconciliation_s3_endpoint: str = ""
+    reconciliation_s3_region: str = "us-east-1"
+    #: The workspace's S3 keys (secret); both empty: the AWS default chain (``AWS_*``
+    #: variables, a profile, an instance role).
+    reconciliation_s3_access_key_id: SecretStr = SecretStr("")
+    reconciliation_s3_secret_access_key: SecretStr = SecretStr("")
     #: Where mediation drops CDR files: a folder or a ``pyarrow.fs`` URI (``s3://...``).
     #: Empty: ``<data_dir>/drop/network``.
     reconciliation_network_source: str = ""
@@ -586,6 +599,40 @@ class Settings(BaseSettings):
             raise ValueError("must not have a path, a query or a fragment")
         parts.port  # noqa: B018  (a bad port raises ValueError here)
         return url
+
+    @field_validator("reconciliation_workspace")
+    @classmethod
+    def _s3_workspace(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            location = parse_location(value)
+        except LocationRefused as exc:
+            raise ValueError(f"HUB_RECONCILIATION_WORKSPACE {exc}") from None
+        if location.scheme != "s3" or not location.segments or location.options:
+            raise ValueError(
+                "HUB_RECONCILIATION_WORKSPACE must be s3://bucket/prefix, without a query (the "
+                "endpoint and region are HUB_RECONCILIATION_S3_*); empty for the local folder "
+                "HUB_RECONCILIATION_DIR"
+            )
+        return location.uri
+
+    @field_validator("reconciliation_s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or "@" in parts.netloc
+            or parts.path.strip("/")
+            or parts.query
+        ):
+            raise ValueError(
+                "HUB_RECONCILIATION_S3_ENDPOINT must be http(s)://host[:port], without a path "
+                "or credentials"
+            )
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

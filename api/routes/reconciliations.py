@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,10 +48,12 @@ from api.deps import SessionDep, SettingsDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page, parquet_page
+from hub.errors import PermanentError
 from hub.models import ReconciliationCategory, ReconciliationRun, ReconciliationStatus
 from hub.paths import LocationRefused, parse_location
 from hub.permissions import Scope
 from hub.reconciliation.engine import DISCREPANCY_SCHEMA, Tolerances
+from hub.reconciliation.workspace import open_result, store_of
 from hub.settings import Settings
 from hub.usage import Category
 from workflows.reconciliation import CONTRACT as RECONCILIATION_PROCESS
@@ -573,13 +577,43 @@ async def cancel_reconciliation(
     return run_json(request, settings, run, [])
 
 
-def _completed_file(run: ReconciliationRun) -> Path:
+@dataclass(frozen=True)
+class _ResultFile:
+    """A run's discrepancy file, where the reconciliation workspace keeps it."""
+
+    filesystem: pafs.FileSystem
+    path: str
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def dataset(self) -> ds.Dataset:
+        return ds.dataset(
+            self.path, filesystem=self.filesystem, format="parquet", schema=DISCREPANCY_SCHEMA
+        )
+
+    def chunks(self) -> Iterator[bytes]:
+        with self.filesystem.open_input_stream(self.path) as source:
+            while chunk := source.read(1 << 20):
+                yield chunk
+
+
+def _completed_file(run: ReconciliationRun, settings: Settings) -> _ResultFile:
     if run.status != ReconciliationStatus.COMPLETED or not run.discrepancy_uri:
         raise ApiError(409, f"reconciliation {run.id} is {run.status}: no discrepancies yet")
-    path = Path(run.discrepancy_uri)
-    if not path.exists():
-        raise ApiError(410, f"the discrepancies of {run.id} are no longer at {path}")
-    return path
+    try:
+        result = _ResultFile(*open_result(store_of(settings), run.discrepancy_uri))
+        found = result.filesystem.get_file_info(result.path).type == pafs.FileType.File
+    except PermanentError as exc:
+        raise ApiError(410, f"the discrepancies of {run.id}: {exc}") from exc
+    except OSError as exc:
+        raise ApiError(
+            503, f"the reconciliation workspace did not answer: {type(exc).__name__}"
+        ) from exc
+    if not found:
+        raise ApiError(410, f"the discrepancies of {run.id} are no longer at {run.discrepancy_uri}")
+    return result
 
 
 def _filter(
@@ -605,6 +639,7 @@ async def list_discrepancies(
     run_id: str,
     response: Response,
     session: SessionDep,
+    settings: SettingsDep,
     category: str | None = CategoryQuery,
     msisdn: str | None = None,
     usageType: Literal["data", "voice", "sms"] | None = None,
@@ -612,9 +647,9 @@ async def list_discrepancies(
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
     one_of("category", category, Category)
-    path = _completed_file(await _run_or_404(session, run_id))
+    result = _completed_file(await _run_or_404(session, run_id), settings)
     total, rows = await asyncio.to_thread(
-        _read_page, path, _filter(category, msisdn, usageType), offset, limit
+        _read_page, result, _filter(category, msisdn, usageType), offset, limit
     )
     response.headers["X-Total-Count"] = str(total)
     response.headers["X-Result-Count"] = str(len(rows))
@@ -622,9 +657,11 @@ async def list_discrepancies(
 
 
 def _read_page(
-    path: Path, expression: pc.Expression | None, offset: int, limit: int
+    result: _ResultFile, expression: pc.Expression | None, offset: int, limit: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    total, rows = parquet_page(path, DISCREPANCY_SCHEMA, expression, offset, limit)
+    total, rows = parquet_page(
+        result.path, DISCREPANCY_SCHEMA, expression, offset, limit, filesystem=result.filesystem
+    )
     return total, [_camel(row) for row in rows]
 
 
@@ -646,19 +683,20 @@ def _camel(row: dict[str, Any]) -> dict[str, Any]:
 async def discrepancies_by_msisdn(
     run_id: str,
     session: SessionDep,
+    settings: SettingsDep,
     category: str | None = CategoryQuery,
     limit: int = Query(default=20, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     one_of("category", category, Category)
-    path = _completed_file(await _run_or_404(session, run_id))
-    return await asyncio.to_thread(_by_msisdn, path, _filter(category, None, None), limit)
+    result = _completed_file(await _run_or_404(session, run_id), settings)
+    return await asyncio.to_thread(_by_msisdn, result, _filter(category, None, None), limit)
 
 
-def _by_msisdn(path: Path, expression: pc.Expression | None, limit: int) -> list[dict[str, Any]]:
+def _by_msisdn(
+    result: _ResultFile, expression: pc.Expression | None, limit: int
+) -> list[dict[str, Any]]:
     """Per MSISDN: discrepancies, revenue lost and over-billed; the largest lost first."""
-    table = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA).to_table(
-        columns=["msisdn", "revenue_impact"], filter=expression
-    )
+    table = result.dataset().to_table(columns=["msisdn", "revenue_impact"], filter=expression)
     impact = table["revenue_impact"]
     table = table.append_column("lost", pc.max_element_wise(impact, 0.0))
     table = table.append_column("over", pc.min_element_wise(impact, 0.0))
@@ -686,27 +724,33 @@ def _by_msisdn(path: Path, expression: pc.Expression | None, limit: int) -> list
 async def download_discrepancies(
     run_id: str,
     session: SessionDep,
+    settings: SettingsDep,
     format: Literal["parquet", "csv"] = "parquet",
     category: str | None = CategoryQuery,
 ) -> Response:
     one_of("category", category, Category)
-    path = _completed_file(await _run_or_404(session, run_id))
+    result = _completed_file(await _run_or_404(session, run_id), settings)
     if format == "parquet" and category is None:
-        return FileResponse(
-            path, media_type="application/vnd.apache.parquet", filename=f"{run_id}.parquet"
+        media_type = "application/vnd.apache.parquet"
+        if result.local:
+            return FileResponse(result.path, media_type=media_type, filename=f"{run_id}.parquet")
+        return StreamingResponse(
+            result.chunks(),
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="{run_id}.parquet"'},
         )
     expression = _filter(category, None, None)
     if format == "parquet":
         raise ApiError(400, "category: filtering is for format=csv; Parquet comes whole")
     return StreamingResponse(
-        _csv(path, expression),
+        _csv(result, expression),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
     )
 
 
-def _csv(path: Path, expression: pc.Expression | None) -> Iterator[bytes]:
-    dataset = ds.dataset(path, format="parquet", schema=DISCREPANCY_SCHEMA)
+def _csv(result: _ResultFile, expression: pc.Expression | None) -> Iterator[bytes]:
+    dataset = result.dataset()
     header = True
     for batch in dataset.to_batches(filter=expression):
         sink = pa.BufferOutputStream()

@@ -366,32 +366,43 @@ def _one_batch(table: pa.Table) -> pa.RecordBatch:
     )
 
 
-def write_split(path: Path, schema: pa.Schema, groups: Iterable[Sequence[pa.RecordBatch]]) -> int:
-    """Write a split as one Arrow IPC file, atomically; answer its size in bytes.
+def write_split(
+    sink: pa.NativeFile | str | Path, schema: pa.Schema, groups: Iterable[Sequence[pa.RecordBatch]]
+) -> None:
+    """Write a split as one Arrow IPC file into ``sink`` (publishing it is the workspace's
+    job: :meth:`hub.reconciliation.workspace.Store.open_output`).
 
     Each group holds one batch per partition, in partition order, so batch ``i`` of the file
     belongs to partition ``i % partitions``: a large input streams through in groups.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+    with pa.ipc.new_file(_native(sink), schema) as writer:
         for group in groups:
             for batch in group:
                 writer.write_batch(batch)
-    tmp.replace(path)
-    return path.stat().st_size
 
 
 def read_partition(
-    paths: Iterable[Path], partition: int, partitions: int, schema: pa.Schema
+    sources: Iterable[pa.NativeFile | str | Path],
+    partition: int,
+    partitions: int,
+    schema: pa.Schema,
 ) -> pa.Table:
-    """Partition ``partition`` of every split file, memory-mapped (no copy)."""
+    """Partition ``partition`` of every split file: a local path is memory-mapped (no copy);
+    an open file (an object in S3) is read batch by batch, only this partition's batches."""
     batches = []
-    for path in paths:
-        reader = pa.ipc.open_file(pa.memory_map(str(path), "r"))
+    for source in sources:
+        opened = source if isinstance(source, pa.NativeFile) else pa.memory_map(str(source), "r")
+        reader = pa.ipc.open_file(opened)
         for index in range(partition, reader.num_record_batches, partitions):
             batches.append(reader.get_batch(index))
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def _native(sink: pa.NativeFile | str | Path) -> pa.NativeFile | str:
+    if isinstance(sink, pa.NativeFile):
+        return sink
+    Path(sink).parent.mkdir(parents=True, exist_ok=True)
+    return str(sink)
 
 
 # --- Reconcile -----------------------------------------------------------------------------
@@ -716,9 +727,5 @@ def _discrepancies(
     )
 
 
-def write_parquet(table: pa.Table, path: Path) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
-    return path.stat().st_size
+def write_parquet(table: pa.Table, sink: pa.NativeFile | str | Path) -> None:
+    pq.write_table(table, _native(sink), compression="zstd")

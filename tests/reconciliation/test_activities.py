@@ -44,15 +44,17 @@ def test_finalize_twice_answers_the_published_result(tmp_path: Path) -> None:
         table = engine.DISCREPANCY_SCHEMA.empty_table().from_pylist(
             [row] * (partition + 1), schema=engine.DISCREPANCY_SCHEMA
         )
-        engine.write_parquet(table, workspace.part(partition))
+        with workspace.store.open_output(workspace.part(partition)) as sink:
+            engine.write_parquet(table, sink)
     env = ActivityEnvironment()
     first = env.run(acts.finalize, FinalizeInput("run-1", 2))
     # A retry, as after a crash between the rename and the report: the parts are gone.
     again = env.run(acts.finalize, FinalizeInput("run-1", 2))
     assert first == again and first.rows == 3
     assert pq.read_table(first.uri).num_rows == 3
-    assert not workspace.work.exists()
-    assert sorted(p.name for p in workspace.root.iterdir()) == ["discrepancies.parquet"]
+    root = tmp_path / "reconciliation" / "run-1"
+    assert first.uri == str(root / "discrepancies.parquet")
+    assert sorted(p.name for p in root.iterdir()) == ["discrepancies.parquet"]
 
 
 # --- Locations the worker refuses, whatever the API let through --------------------------------

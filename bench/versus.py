@@ -129,7 +129,8 @@ def figures_of(
     latencies = [t.end_to_end for t in done if t.end_to_end is not None]
     first = min((o.posted for o in outcomes if o.posted is not None), default=0.0)
     last = max((t.closed for t in done if t.closed is not None), default=first)
-    steps = history.summarise(done).steps_per_order
+    summary = history.summarise(done)
+    steps = summary.steps_per_order
     return {
         "completed": len(done),
         "failed": len(outcomes) - len(done),
@@ -139,6 +140,10 @@ def figures_of(
         "p99": history.percentile(latencies, 0.99),
         "workflow_tasks": steps["workflow tasks"],
         "activities": steps["outside activities"] + steps["hub.* activities"],
+        # Eager dispatch shows here: an activity started by the worker that completed the
+        # workflow task waits for no poller.
+        "activity_queue": summary.per_step["activity scheduled -> started"],
+        "wft_queue": summary.per_step["  of which workflow task scheduled -> started"],
     }
 
 
@@ -183,7 +188,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ]
             medians[contender] = {
                 key: statistics.median(r[key] for r in mine)
-                for key in ("throughput", "p50", "p99", "workflow_tasks", "activities")
+                for key in (
+                    "throughput",
+                    "p50",
+                    "p99",
+                    "workflow_tasks",
+                    "activities",
+                    "activity_queue",
+                    "wft_queue",
+                )
             }
             medians[contender]["cpu_ms_per_order"] = {
                 name: statistics.median(r["cpu_ms_per_order"][name] for r in mine)
@@ -207,14 +220,16 @@ def render(args: argparse.Namespace, runs: list[dict[str, Any]], summary: dict[s
         f"{args.latency_ms} ms per call, medians of {args.repeat} alternating runs",
         "",
         f"{'in flight':>9} {'run':>3} {'contender':<9} {'orders/s':>9} {'p50':>8} {'p99':>8} "
-        f"{'WFTs':>5} {'acts':>5}  CPU ms/order                  load (others, cores)",
+        f"{'WFTs':>5} {'acts':>5} {'act q':>6} {'wft q':>6}  CPU ms/order"
+        "                     load (others, cores)",
     ]
     for r in runs:
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_ms_per_order"].items())
         lines.append(
             f"{r['in_flight']:>9} {r['round']:>3} {r['contender']:<9} {r['throughput']:>9.2f} "
             f"{r['p50'] * 1000:>6.0f}ms {r['p99'] * 1000:>6.0f}ms {r['workflow_tasks']:>5g} "
-            f"{r['activities']:>5g}  {cpu:<29} {r['others_cores']:.2f}"
+            f"{r['activities']:>5g} {r['activity_queue'] * 1000:>4.0f}ms "
+            f"{r['wft_queue'] * 1000:>4.0f}ms  {cpu:<32} {r['others_cores']:.2f}"
             + (f"  {r['failed']} not completed: {r['errors']}" if r["failed"] else "")
         )
     lines += [

@@ -3,7 +3,8 @@
 For each order the workflow prices the plans (billing), checks credit, upserts the customer in
 the CRM, then per item:
 
-- ``add``: subscriber in the HSS, account and subscription in billing, service active in CRM;
+- ``add``: subscriber in the HSS while billing opens the account and subscription (neither
+  needs the other), then the service active in CRM;
 - ``modify``: the plan's QoS in the HSS, the plan in billing, the plan in the CRM;
 - ``delete``: service pending termination in CRM (one the customer has: a delete never
   creates a service), subscription terminated in billing,
@@ -14,6 +15,10 @@ Every step that changes an outside system pushes its compensation on a stack. A 
 failure, or retries exhausted, runs the stack in reverse and the order ends ``failed``. A
 cancellation is honoured between steps: the step in flight finishes (its result is needed to
 undo it exactly), then the stack runs and the order ends ``cancelled``.
+
+The order's progress is written to the hub database (``hub.record_order_state``, local
+activities) before the step that follows: when the workflow starts (with the first item's
+``inProgress``), between items, and at the end (with the last item's ``completed``).
 
 Every side-effecting call carries the idempotency key ``<workflow id>/<item>/<step>``, so a
 retried activity never creates a second record.

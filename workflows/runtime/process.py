@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import alarm_cause
@@ -33,6 +33,7 @@ from workflows.runtime.tasks import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.definitions import name_of
     from activities.policies import ProcessPolicies
     from activities.tasks import TaskRecord, TaskStore
     from hub import search_attributes as sa
@@ -94,9 +95,27 @@ class Runtime:
         events and a workflow task. The workflow goes on only once it is written, as with a
         normal activity, so a record made before a side effect still precedes it."""
         if local:
-            return await workflow.execute_local_activity_method(
-                activity, arg, summary=summary, **local_activity_options(self.policies, activity)
-            )
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity,
+                    arg,
+                    summary=summary,
+                    **local_activity_options(self.policies, activity),
+                )
+            except ApplicationError as err:
+                # A local activity's failure comes as the activity's own error; the callers
+                # see it as they see a normal activity's, an ActivityError caused by it.
+                raise ActivityError(
+                    f"local activity {name_of(activity)} failed",
+                    scheduled_event_id=0,
+                    started_event_id=0,
+                    identity="",
+                    activity_type=name_of(activity),
+                    activity_id="",
+                    retry_state=RetryState.NON_RETRYABLE_FAILURE
+                    if err.non_retryable
+                    else RetryState.MAXIMUM_ATTEMPTS_REACHED,
+                ) from err
         return await workflow.execute_activity_method(
             activity, arg, summary=summary, **activity_options(self.policies, activity)
         )

@@ -366,6 +366,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if not (args.source / "worker.py").exists():
+        parser.error(f"--source {args.source}: no worker.py there")
     if args.orders < 1 or args.repeat < 1 or min(args.in_flight) < 1 or args.warmup < 1:
         parser.error("--orders, --repeat, --in-flight and --warmup must be at least 1")
     return args

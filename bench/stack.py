@@ -309,6 +309,11 @@ class BenchStack:
         self.children[name] = child
         await self._wait_until(name, lambda: self._worker_polling(child.pid))
 
+    def spawn(self, name: str, argv: list[str], **env: str) -> None:
+        """Start one more process beside the stack (its environment updated with ``env``, its
+        temp dir, its logs); :meth:`stop` stops it first."""
+        self._spawn(name, argv, {**self.environment(), **env})
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         child = Child(name, argv, self.log_path(name))
         # The children work in the temp dir, so no .env of the developer is read.

@@ -410,6 +410,21 @@ async def test_state_transitions_are_recorded(hub: Hub, sims: Simulators) -> Non
     item_moves = [(r.from_state, r.to_state) for r in rows if r.item_id == "1"]
     assert order_moves == [("acknowledged", "inProgress"), ("inProgress", "completed")]
     assert item_moves == [("acknowledged", "inProgress"), ("inProgress", "completed")]
+    # Two writes, not four: the item's moves are written with the order's (one time each).
+    order_times = [r.at for r in rows if r.item_id is None]
+    assert [r.at for r in rows if r.item_id == "1"] == order_times
+    # By local activities (no activity task of its own), and the HSS subscriber created while
+    # billing opens the account: both scheduled by the same workflow task.
+    history = await hub.client.get_workflow_handle(f"service-order-{done['id']}").fetch_history()
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name: (
+            e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
+        )
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert "hub.record_order_state" not in scheduled
+    assert scheduled["hss.create_subscriber"] == scheduled["billing.open_account"]
 
 
 async def test_histories_replay_deterministically(hub: Hub, sims: Simulators) -> None:

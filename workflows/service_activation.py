@@ -3,7 +3,8 @@
 For each order the workflow prices the plans (billing), checks credit, upserts the customer in
 the CRM, then per item:
 
-- ``add``: subscriber in the HSS, account and subscription in billing, service active in CRM;
+- ``add``: subscriber in the HSS while billing opens the account and subscription (neither
+  needs the other), then the service active in CRM;
 - ``modify``: the plan's QoS in the HSS, the plan in billing, the plan in the CRM;
 - ``delete``: service pending termination in CRM (one the customer has: a delete never
   creates a service), subscription terminated in billing,
@@ -14,6 +15,10 @@ Every step that changes an outside system pushes its compensation on a stack. A 
 failure, or retries exhausted, runs the stack in reverse and the order ends ``failed``. A
 cancellation is honoured between steps: the step in flight finishes (its result is needed to
 undo it exactly), then the stack runs and the order ends ``cancelled``.
+
+The order's progress is written to the hub database (``hub.record_order_state``, local
+activities) before the step that follows: when the workflow starts (with the first item's
+``inProgress``), between items, and at the end (with the last item's ``completed``).
 
 Every side-effecting call carries the idempotency key ``<workflow id>/<item>/<step>``, so a
 retried activity never creates a second record.
@@ -114,6 +119,14 @@ MODIFY_CRM_PLAN_PATCH = "modify-crm-plan"
 #: ``workflow.patched`` id: a parked step holds the order (TMF641 ``held``) and its end resumes
 #: it, each a recorded state change. Runs parked before it replay without those records.
 ORDER_HELD_PATCH = "order-held"
+#: ``workflow.patched`` id: the order's states are written by local activities (the worker
+#: writes them within the workflow task, no round trip through the server), and in two
+#: transactions instead of four: the first item's ``inProgress`` with the order's, the last
+#: item's ``completed`` with the order's. Runs from before it replay with one activity per write.
+FEWER_RECORDS_PATCH = "records-local-folded"
+#: ``workflow.patched`` id: an ``add`` creates the HSS subscriber while billing opens the
+#: account and subscription (neither needs the other); before it, one after the other.
+ADD_TOGETHER_PATCH = "add-hss-billing-together"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -236,6 +249,13 @@ class ServiceActivation(ProcessWorkflow):
         self._past_point_of_no_return = False
         self._current_item: str | None = None
         self._cancelled_by_temporal = False
+        #: :data:`FEWER_RECORDS_PATCH`: records as local activities, folded.
+        self._fewer_records = False
+        #: :data:`ADD_TOGETHER_PATCH`: an add's HSS and billing steps at the same time.
+        self._add_together = False
+        #: :data:`ORDER_HELD_PATCH`, decided at the start with the patches above (None: runs
+        #: from before them, which ask when a step first parks).
+        self._order_held: bool | None = None
 
     # --- messages -------------------------------------------------------------------------
 
@@ -243,9 +263,13 @@ class ServiceActivation(ProcessWorkflow):
     def status(self) -> OrderStatus:
         runtime = self._runtime
         parked = runtime.parked if runtime else None
+        in_flight = runtime.steps.in_flight if runtime else []
         return OrderStatus(
             state=self._state.value,
-            current_step=runtime.current_step if runtime else None,
+            # Steps run together are named together ("1/hss.create_subscriber and ...").
+            current_step=(" and ".join(in_flight) if len(in_flight) > 1 else runtime.current_step)
+            if runtime
+            else None,
             items=dict(self._items),
             error_message=self._error,
             cancel_requested=self._cancel is not None,
@@ -281,6 +305,14 @@ class ServiceActivation(ProcessWorkflow):
     @workflow.run
     async def run(self, order: ServiceActivationInput) -> ServiceActivationResult:
         self._order = order
+        # Patches decided before the first local activity: a workflow task may end between a
+        # local activity's result and the code after it (a query arriving meanwhile, say),
+        # and a patch first asked for there is not found again on replay.
+        self._fewer_records = workflow.patched(FEWER_RECORDS_PATCH)
+        if self._fewer_records:
+            workflow.patched(ENDS_AS_FAILED)  # asked again at the end: the same answer
+            self._add_together = workflow.patched(ADD_TOGETHER_PATCH)
+            self._order_held = workflow.patched(ORDER_HELD_PATCH)
         self._items = {item.id: ItemState.ACKNOWLEDGED.value for item in order.items}
         policies = await workflow.execute_local_activity_method(
             PolicyActivities.process_policies,
@@ -297,6 +329,8 @@ class ServiceActivation(ProcessWorkflow):
         )
         self._state = OrderState.IN_PROGRESS
         set_hub_status(sa.HubStatus.RUNNING)
+        if self._fewer_records and order.items:
+            self._items[order.items[0].id] = ItemState.IN_PROGRESS.value
         try:
             await self._record(reason="workflow started")
         except ActivityError:
@@ -307,15 +341,20 @@ class ServiceActivation(ProcessWorkflow):
             raise
         try:
             await self._prepare(order)
-            for item in order.items:
-                await self._set_item(item.id, ItemState.IN_PROGRESS)
+            for index, item in enumerate(order.items):
+                if not (self._fewer_records and index == 0):  # else recorded with the start
+                    await self._set_item(item.id, ItemState.IN_PROGRESS)
                 if item.action == "add":
                     await self._add(item)
                 elif item.action == "modify":
                     await self._modify(item)
                 else:
                     await self._delete(item)
-                await self._set_item(item.id, ItemState.COMPLETED)
+                if self._fewer_records and index == len(order.items) - 1:
+                    # Recorded with the order's final state below, or its roll-back's.
+                    self._items[item.id] = ItemState.COMPLETED.value
+                else:
+                    await self._set_item(item.id, ItemState.COMPLETED)
             if self._stop_requested():
                 raise ProcessCancelled()
         except ProcessCancelled:
@@ -436,6 +475,41 @@ class ServiceActivation(ProcessWorkflow):
         service, customer = item.service, self._order.customer
         assert service.ki and service.qos and service.plan  # validated by the API
         self._current_item = item.id
+        if self._add_together:
+            await self.runtime.together(self._add_subscriber(item), self._add_billing(item))
+        else:
+            await self._add_subscriber(item)
+            await self._add_billing(item)
+        await self.runtime.call(
+            f"{item.id}/crm.activate_service",
+            CrmActivities.set_service_status,
+            ServiceStatusInput(
+                customer_id=customer.id,
+                service_id=service.service_id,
+                status="active",
+                imsi=service.imsi,
+                msisdn=service.msisdn,
+                plan=service.plan,
+                order_id=self._order.order_id,
+                idempotency_key=self._key(f"{item.id}/crm.activate_service"),
+            ),
+            skippable=True,
+            shared_fields=_line(
+                HssActivities.create_subscriber, BillingActivities.create_subscription
+            ),
+        )
+        self.runtime.push(
+            f"{item.id}/crm.delete_service",
+            CrmActivities.delete_service,
+            DeleteServiceInput(
+                customer.id, service.service_id, self._key(f"{item.id}/crm.delete_service")
+            ),
+        )
+
+    async def _add_subscriber(self, item: ServiceItem) -> None:
+        """An ``add``'s HSS part: the subscriber, with its keys."""
+        service = item.service
+        assert service.ki and service.qos
         await self.runtime.call(
             f"{item.id}/hss.create_subscriber",
             HssActivities.create_subscriber,
@@ -457,6 +531,12 @@ class ServiceActivation(ProcessWorkflow):
             HssActivities.delete_subscriber,
             DeleteSubscriberInput(service.imsi, self._key(f"{item.id}/hss.delete_subscriber")),
         )
+
+    async def _add_billing(self, item: ServiceItem) -> None:
+        """An ``add``'s billing part: the customer's account (once per order), the
+        subscription."""
+        service, customer = item.service, self._order.customer
+        assert service.plan
         if self._account_id is None:
             account = await self.runtime.call(
                 "billing.open_account",
@@ -492,31 +572,6 @@ class ServiceActivation(ProcessWorkflow):
             BillingActivities.void_subscription,
             VoidSubscriptionInput(
                 subscription.subscription_id, self._key(f"{item.id}/billing.void_subscription")
-            ),
-        )
-        await self.runtime.call(
-            f"{item.id}/crm.activate_service",
-            CrmActivities.set_service_status,
-            ServiceStatusInput(
-                customer_id=customer.id,
-                service_id=service.service_id,
-                status="active",
-                imsi=service.imsi,
-                msisdn=service.msisdn,
-                plan=service.plan,
-                order_id=self._order.order_id,
-                idempotency_key=self._key(f"{item.id}/crm.activate_service"),
-            ),
-            skippable=True,
-            shared_fields=_line(
-                HssActivities.create_subscriber, BillingActivities.create_subscription
-            ),
-        )
-        self.runtime.push(
-            f"{item.id}/crm.delete_service",
-            CrmActivities.delete_service,
-            DeleteServiceInput(
-                customer.id, service.service_id, self._key(f"{item.id}/crm.delete_service")
             ),
         )
 
@@ -690,7 +745,10 @@ class ServiceActivation(ProcessWorkflow):
     async def _held(self, parked: ParkedStep) -> None:
         """A step parked: the order (and the item at that step) is ``held`` until an operator
         decides, with a message naming the dead letter."""
-        if not workflow.patched(ORDER_HELD_PATCH):
+        held = self._order_held
+        if held is None:
+            held = workflow.patched(ORDER_HELD_PATCH)
+        if not held:
             return
         self._state = OrderState.HELD
         item = self._current_item
@@ -743,6 +801,7 @@ class ServiceActivation(ProcessWorkflow):
                 reason=reason,
             ),
             summary=f"hub: record {self._state.value}",
+            local=self._fewer_records,
         )
 
 

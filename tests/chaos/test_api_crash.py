@@ -77,7 +77,8 @@ async def test_a_workflow_whose_order_was_never_committed_does_nothing(
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     }
-    assert scheduled == {"hub.record_order_state"}, "the stray workflow called outside systems"
+    # Its state writes are local activities (no event of their own), and nothing else ran.
+    assert scheduled <= {"hub.record_order_state"}, "the stray workflow called outside systems"
     # Operators filtering by status see it failed, not forever running.
     described = await stray.describe()
     assert described.typed_search_attributes.get(search_attributes.HUB_STATUS) == "failed"

@@ -107,7 +107,7 @@ class ProbeSystem:
 
     def __init__(self) -> None:
         self.calls: dict[str, list[StepInput]] = defaultdict(list)
-        #: Workflow ids the system is down for.
+        #: Workflow ids the system is down for (or a step's idempotency key: that step only).
         self.down: set[str] = set()
 
     @defn(f"{PROBE}.step")
@@ -115,6 +115,6 @@ class ProbeSystem:
         workflow_id = _run()
         self.calls[workflow_id].append(data)
         with outside_call():  # the hub's error translation, as the real activities use it
-            if workflow_id in self.down:
+            if workflow_id in self.down or data.idempotency_key in self.down:
                 raise TransientError("the probe system is down", system=PROBE, status=503)
         return StepResult(f"{data.plan} x{data.quantity} for {data.msisdn}")

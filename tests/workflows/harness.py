@@ -30,6 +30,7 @@ from tests.workflows.probes import (
     ParkProbe,
     ParkProbeInput,
     ParkProbeResult,
+    TogetherProbe,
     fast_policies,
 )
 from worker import SANDBOX_PASSTHROUGH, by_system
@@ -182,7 +183,7 @@ async def probe_workers(client: Client) -> AsyncIterator[ProbeHub]:
             worker = Worker(
                 client,
                 task_queue=task_queue_for(probe.task_queue, system),
-                workflows=[ApprovalProbe, ParkProbe] if system == HUB else [],
+                workflows=[ApprovalProbe, ParkProbe, TogetherProbe] if system == HUB else [],
                 activities=functions,
                 workflow_runner=runner,
             )

@@ -2,13 +2,15 @@
 
 ``ApprovalProbe`` asks a person one question (a :class:`TaskSpec` from its input) and returns
 the outcome; ``ParkProbe`` runs one step on the probe system, which parks when the system is
-down. Both take their :class:`ProcessPolicies` as input instead of reading them from settings
-through the local activity, so no policy double is needed and each test picks its timings.
+down; ``TogetherProbe`` runs two such steps at the same time, each pushing its undo. They take
+their :class:`ProcessPolicies` as input instead of reading them from settings through the local
+activity, so no policy double is needed and each test picks its timings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 from temporalio import workflow
 
@@ -112,3 +114,48 @@ class ParkProbe(ProcessWorkflow):
             return ParkProbeResult(aborted=str(err), aborted_by=err.decided_by)
         await self.runtime.settle()
         return ParkProbeResult(result=result, skipped=result is None)
+
+
+@dataclass
+class TogetherProbeInput:
+    reference: str
+    first: StepInput
+    second: StepInput
+    policies: ProcessPolicies
+
+
+@dataclass
+class TogetherProbeResult:
+    results: list[StepResult] = field(default_factory=list)
+    #: ``str(StepAborted)``, and the runtime's current step when it was raised.
+    aborted: str | None = None
+    failed_step: str | None = None
+
+
+def undo_of(step: StepInput) -> StepInput:
+    """The input of a step's undo (another call of the probe step, its own key)."""
+    return dataclasses.replace(step, idempotency_key=f"{step.idempotency_key}/undo")
+
+
+@workflow.defn(name="TogetherProbe")
+class TogetherProbe(ProcessWorkflow):
+    @workflow.run
+    async def run(self, data: TogetherProbeInput) -> TogetherProbeResult:
+        self.start_runtime(process=PARK_PROCESS, reference=data.reference, policies=data.policies)
+
+        async def step(name: str, arg: StepInput) -> StepResult:
+            result: StepResult = await self.runtime.call(f"{PROBE}.{name}", ProbeSystem.step, arg)
+            self.runtime.push(f"{PROBE}.undo_{name}", ProbeSystem.step, undo_of(arg))
+            return result
+
+        try:
+            results = await self.runtime.together(
+                step("first", data.first), step("second", data.second)
+            )
+        except StepAborted as err:
+            failed_step = self.runtime.current_step
+            await self.runtime.compensate()
+            await self.runtime.settle()
+            return TogetherProbeResult(aborted=str(err), failed_step=failed_step)
+        await self.runtime.settle()
+        return TogetherProbeResult(results=results)

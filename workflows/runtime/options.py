@@ -67,3 +67,13 @@ def system_options(policies: ProcessPolicies, system: str) -> dict[str, Any]:
 def activity_options(policies: ProcessPolicies, activity: Callable[..., Any]) -> dict[str, Any]:
     """The options of ``activity``: its system's (:func:`system_options`)."""
     return system_options(policies, system_of(activity))
+
+
+def local_activity_options(
+    policies: ProcessPolicies, activity: Callable[..., Any]
+) -> dict[str, Any]:
+    """The options of ``activity`` run as a local activity (in the workflow's worker, within
+    its workflow task): its system's timeouts and retry policy, no task queue."""
+    options = activity_options(policies, activity)
+    del options["task_queue"]
+    return options

@@ -11,15 +11,15 @@ test enumerates the workflows the worker registers and fails if one does not ans
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from workflows.runtime.alarms import Alarms
 from workflows.runtime.failures import alarm_cause
-from workflows.runtime.options import activity_options
+from workflows.runtime.options import activity_options, local_activity_options
 from workflows.runtime.parking import (
     DeadLetterDecision,
     DecisionResult,
@@ -39,6 +39,7 @@ from workflows.runtime.tasks import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.definitions import name_of
     from activities.policies import ProcessPolicies
     from activities.tasks import TaskRecord, TaskStore
     from hub import search_attributes as sa
@@ -89,8 +90,42 @@ class Runtime:
 
     # --- the hub's own records ------------------------------------------------------------
 
-    async def record(self, activity: Callable[..., Awaitable[Any]], arg: Any, summary: str) -> Any:
-        """A write to the hub's own database (retried without limit: it is our store)."""
+    async def record(
+        self,
+        activity: Callable[..., Awaitable[Any]],
+        arg: Any,
+        summary: str,
+        *,
+        local: bool = False,
+    ) -> Any:
+        """A write to the hub's own database (retried without limit: it is our store).
+
+        ``local``: as a local activity, run by this worker within the workflow task: no
+        round trip through the server's queues, one marker in history instead of three
+        events and a workflow task. The workflow goes on only once it is written, as with a
+        normal activity, so a record made before a side effect still precedes it."""
+        if local:
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity,
+                    arg,
+                    summary=summary,
+                    **local_activity_options(self.policies, activity),
+                )
+            except ApplicationError as err:
+                # A local activity's failure comes as the activity's own error; the callers
+                # see it as they see a normal activity's, an ActivityError caused by it.
+                raise ActivityError(
+                    f"local activity {name_of(activity)} failed",
+                    scheduled_event_id=0,
+                    started_event_id=0,
+                    identity="",
+                    activity_type=name_of(activity),
+                    activity_id="",
+                    retry_state=RetryState.NON_RETRYABLE_FAILURE
+                    if err.non_retryable
+                    else RetryState.MAXIMUM_ATTEMPTS_REACHED,
+                ) from err
         return await workflow.execute_activity_method(
             activity, arg, summary=summary, **activity_options(self.policies, activity)
         )
@@ -105,6 +140,10 @@ class Runtime:
     ) -> Any:
         """Run a step (see :meth:`Steps.call`)."""
         return await self.steps.call(step, activity, arg, **kw)
+
+    async def together(self, *work: Coroutine[Any, Any, Any]) -> list[Any]:
+        """Run independent steps at the same time (see :meth:`Steps.together`)."""
+        return await self.steps.together(*work)
 
     def push(self, step: str, activity: Callable[..., Awaitable[Any]], arg: Any) -> None:
         self.steps.push(step, activity, arg)

@@ -10,8 +10,9 @@ cancelled: nothing stops them but an operator's abort.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +60,26 @@ class Steps:
         self._compensations: list[_Compensation] = []
         #: The steps that have run, so a parked step knows which of its fields they hold.
         self.done: list[DoneStep] = []
+        #: The steps being run (more than one when run :meth:`together`), parked ones too.
+        self.in_flight: list[str] = []
+        #: Steps run :meth:`together` park one at a time (a run has one parked step at most).
+        self._parking = asyncio.Lock()
 
     @property
     def compensations_pending(self) -> int:
         return len(self._compensations)
 
     async def call(
+        self, step: str, activity: Callable[..., Awaitable[Any]], arg: Any = None, **kw: Any
+    ) -> Any:
+        """Run one step (see :meth:`_call`), counted in :attr:`in_flight` meanwhile."""
+        self.in_flight.append(step)
+        try:
+            return await self._call(step, activity, arg, **kw)
+        finally:
+            self.in_flight.remove(step)
+
+    async def _call(
         self,
         step: str,
         activity: Callable[..., Awaitable[Any]],
@@ -99,29 +114,33 @@ class Steps:
                     **{**activity_options(self.policies, activity), **options},
                 )
             except ActivityError as err:
+                # The step the process fails at (another may have started meanwhile).
+                self.current_step, self.current_system = step, system
                 if not parkable(err):
                     if not compensation:  # after a retry: the process reports its failure
                         self.alarms.clear_alarm(
                             park_alarm_kind(step, False), f"{step} failed: {describe(err)}"
                         )
                     raise
-                decision = await self.parking.park(
-                    step,
-                    activity,
-                    arg,
-                    err,
-                    first_attempt,
-                    skippable=skippable,
-                    compensation=compensation,
-                    cancellable=cancellable,
-                    stop_requested=self.stop_requested,
-                    resume_status=(
-                        sa.HubStatus.COMPENSATING if self.compensating else sa.HubStatus.RUNNING
-                    ),
-                    refused_fields=held_elsewhere(
-                        step, system, arg, self.done, shared_fields or {}
-                    ),
-                )
+                async with self._parking:
+                    self.current_step, self.current_system = step, system
+                    decision = await self.parking.park(
+                        step,
+                        activity,
+                        arg,
+                        err,
+                        first_attempt,
+                        skippable=skippable,
+                        compensation=compensation,
+                        cancellable=cancellable,
+                        stop_requested=self.stop_requested,
+                        resume_status=(
+                            sa.HubStatus.COMPENSATING if self.compensating else sa.HubStatus.RUNNING
+                        ),
+                        refused_fields=held_elsewhere(
+                            step, system, arg, self.done, shared_fields or {}
+                        ),
+                    )
                 if decision.action == DeadLetterAction.RETRY:
                     if decision.input:
                         arg = dataclasses.replace(arg, **decision.input)
@@ -130,6 +149,7 @@ class Steps:
                     if not compensation:
                         self.done.append(DoneStep(step, system, arg))
                     return skip_result
+                self.current_step, self.current_system = step, system
                 raise StepAborted(step, describe(err), decision.decided_by) from err
             if step in self.parking.letters:
                 await self.parking.close_letter(step, DeadLetterStatus.RESOLVED)
@@ -139,6 +159,31 @@ class Steps:
             if not compensation:
                 self.done.append(DoneStep(step, system, arg))
             return result
+
+    async def together(self, *work: Coroutine[Any, Any, Any]) -> list[Any]:
+        """Run independent steps (each a coroutine of :meth:`call` and :meth:`push`) at the
+        same time; answers their results in order. Every one runs to its end (pushing its
+        compensation if it succeeded) before a failure is raised, so a roll-back undoes all
+        that was done; the first failure in ``work``'s order is raised, with
+        :attr:`current_step` the step it failed at. A failing step parks as in :meth:`call`,
+        one at a time."""
+        failed_at: dict[int, tuple[str | None, str | None]] = {}
+
+        async def one(index: int, steps: Coroutine[Any, Any, Any]) -> Any:
+            try:
+                return await steps
+            except BaseException:
+                failed_at[index] = (self.current_step, self.current_system)
+                raise
+
+        results = await asyncio.gather(
+            *(one(i, steps) for i, steps in enumerate(work)), return_exceptions=True
+        )
+        for index, result in enumerate(results):
+            if isinstance(result, BaseException):
+                self.current_step, self.current_system = failed_at[index]
+                raise result
+        return list(results)
 
     def push(self, step: str, activity: Callable[..., Awaitable[Any]], arg: Any) -> None:
         """Remember how to undo a step that has succeeded."""

@@ -10,7 +10,7 @@ operators' tokens see every order.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -34,6 +34,9 @@ from api.tmf641 import (
     with_partner,
 )
 from hub.errors import ValidationFailure
+from hub.events import relay
+from hub.events.envelopes import Event, EventType
+from hub.events.outbox import add_event, add_order_event
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -42,6 +45,9 @@ from hub.models import (
     ServiceOrderItem,
 )
 from hub.permissions import Scope
+from hub.service_orders import PREFIX
+from hub.service_orders import cancel_json as _cancel_json
+from hub.service_orders import order_json as _order_json
 from workflows.service_activation import CONTRACT as ORDER_PROCESS
 from workflows.service_activation import (
     CancelRequest,
@@ -50,7 +56,6 @@ from workflows.service_activation import (
     ServiceItem,
 )
 
-PREFIX = "/tmf-api/serviceOrdering/v4"
 router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"], route_class=CheckedRoute)
 #: Who reads or writes orders; declared first in each handler, so a 403 comes before any work.
 Reader = Annotated[Principal, Depends(require_scope(Scope.ORDERS_READ))]
@@ -64,43 +69,6 @@ def _visible(order: ServiceOrder, caller: Principal) -> bool:
 
 def _base_url(request: Request, public_url: str) -> str:
     return (public_url or str(request.base_url)).rstrip("/") + PREFIX
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-def _order_json(order: ServiceOrder, items: list[ServiceOrderItem], base: str) -> dict[str, Any]:
-    states = {item.item_id: item.state for item in items}
-    document = order.document
-    body: dict[str, Any] = {
-        **{k: v for k, v in document.items() if k not in ("serviceOrderItem",)},
-        "@type": "ServiceOrder",
-        "id": order.id,
-        "href": f"{base}/serviceOrder/{order.id}",
-        "externalId": order.external_id,
-        "state": order.state,
-        "orderDate": _iso(order.order_date),
-        "completionDate": _iso(order.completion_date),
-        "serviceOrderItem": [
-            {**item, "state": states.get(item["id"], order.state)}
-            for item in document.get("serviceOrderItem", [])
-        ],
-    }
-    if order.error_message:
-        body["errorMessage"] = [
-            {
-                "@type": "ServiceOrderErrorMessage",
-                "code": "processFailed"
-                if order.state == OrderState.FAILED
-                else "compensationFailed",
-                "reason": f"order {order.state}",
-                "message": order.error_message,
-                "status": order.state,
-                "timestamp": _iso(order.completion_date or order.updated_at),
-            }
-        ]
-    return body
 
 
 async def _items_of(
@@ -218,6 +186,15 @@ async def create_service_order(
                 existing, (await _items_of(session, [existing.id]))[existing.id], base
             )
         raise
+    # In the order's own transaction: committed with it, or not at all (the outbox).
+    await add_order_event(
+        session,
+        order,
+        EventType.SERVICE_ORDER_CREATE,
+        f"service order {order_id} was received",
+        public_url=settings.resolved_events_public_url,
+        items=rows,
+    )
     try:
         await ORDER_PROCESS.start(
             temporal,
@@ -236,6 +213,7 @@ async def create_service_order(
             503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
+    await relay.poke(temporal, relay.relay_of(settings))
     response.headers["Location"] = f"{base}/serviceOrder/{order_id}"
     return _order_json(order, rows, base)
 
@@ -290,20 +268,6 @@ async def get_service_order(
     order = await _order_or_404(session, order_id, caller)
     items = await _items_of(session, [order.id])
     return _order_json(order, items[order.id], _base_url(request, settings.public_url))
-
-
-def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
-    return {
-        "@type": "CancelServiceOrder",
-        "id": cancel.id,
-        "href": f"{base}/cancelServiceOrder/{cancel.id}",
-        "state": cancel.state,
-        "cancellationReason": cancel.cancellation_reason,
-        "requestedCancellationDate": _iso(cancel.requested_at),
-        "effectiveCancellationDate": _iso(cancel.effective_at),
-        "errorMessage": cancel.error_message,
-        "serviceOrder": {"id": cancel.order_id, "href": f"{base}/serviceOrder/{cancel.order_id}"},
-    }
 
 
 @router.post(
@@ -374,7 +338,26 @@ async def cancel_service_order(
         )
         .values(state=CancelState.IN_PROGRESS)
     )
-    await session.commit()
+    await session.refresh(cancel)
+    await add_event(
+        session,
+        Event(
+            event_type=EventType.CANCEL_SERVICE_ORDER_CREATE,
+            resource_id=cancel.id,
+            resource=_cancel_json(cancel, settings.resolved_events_public_url + PREFIX),
+            description=f"the cancellation of service order {order.id} was accepted",
+            partner_id=order.partner_id,
+            correlation_id=order.id,
+        ),
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        # The order's end closed the cancellation at this moment and reported it first:
+        # the state stands without the creation event rather than as a 500.
+        await session.rollback()
+    else:
+        await relay.poke(temporal, relay.relay_of(settings))
     await session.refresh(cancel)
     response.headers["Location"] = f"{base}/cancelServiceOrder/{cancel.id}"
     return _cancel_json(cancel, base)

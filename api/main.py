@@ -111,6 +111,8 @@ def create_app(
     app.include_router(service_orders.router)
     app.include_router(event_hub.service_ordering_router)
     app.include_router(event_hub.party_role_router)
+    # Before the reports' own routes: /regulatoryReports/hub/{id} is not a report.
+    app.include_router(event_hub.regulatory_reporting_router)
     app.include_router(dead_letters.router)
     app.include_router(tasks.router)
     app.include_router(reconciliations.router)

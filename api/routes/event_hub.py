@@ -315,3 +315,6 @@ service_ordering_router = hub_router(
 party_role_router = hub_router(
     "/tmf-api/partyRoleManagement/v4", Domain.PARTY_ROLE, "TMF669 Party Role Management"
 )
+regulatory_reporting_router = hub_router(
+    "/regulatoryReports", Domain.REGULATORY_REPORTING, "Regulatory reports"
+)

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 
+from bench.listener import Listener, start_listener
 from hub.settings import Settings
 from tests.conftest import Hub, running_hub
-from tests.events.listener import Listener, start_listener
 
 EVENT_SETTINGS = {
     "partners_callback_allow_http": True,

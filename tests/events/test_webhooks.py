@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from bench.listener import Listener, start_listener
 from hub.db import session_scope
 from hub.events.envelopes import Event, EventType
 from hub.events.models import EventDelivery, EventSubscription, OutboxEvent
@@ -15,7 +16,6 @@ from hub.events.outbox import add_event
 from hub.events.relay import poke, relay_of
 from hub.partners import webhooks
 from tests.conftest import Hub, Simulators, eventually
-from tests.events.listener import Listener, start_listener
 from tests.factories import new_identity, order
 
 HUB = "/tmf-api/serviceOrdering/v4/hub"
@@ -180,7 +180,7 @@ async def test_an_exhausted_delivery_is_a_dead_letter_whose_replay_keeps_the_eve
     [event_id, after] = await emit(hub, "order-dead", "inProgress", "completed")
 
     async def dead() -> list[dict[str, Any]]:
-        log = (await hub.api.get(f"{HUB}/{sub['id']}/deliveries", params={"status": "dead"}))
+        log = await hub.api.get(f"{HUB}/{sub['id']}/deliveries", params={"status": "dead"})
         return list(log.json())
 
     [delivery] = await eventually(dead, timeout=20)
@@ -234,3 +234,27 @@ async def test_a_subscription_the_hub_cannot_honour_is_a_400(events_hub: Hub) ->
     assert (await hub.api.get(f"{HUB}/nope")).status_code == 404
     anonymous = await hub.api.post(HUB, json={"callback": good}, headers={"X-API-Key": "wrong"})
     assert anonymous.status_code == 401
+
+
+async def test_a_parked_order_is_reported_as_information_required(
+    events_hub: Hub, sims: Simulators, listener: Listener
+) -> None:
+    hub = events_hub
+    await subscribe(hub, listener, query="eventType=ServiceOrderInformationRequiredEvent")
+    identity = new_identity()
+    await sims.fault(
+        "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
+    )
+    created = await hub.api.post(ORDERS, json=order(identity))
+    assert created.status_code == 201, created.text
+
+    async def told() -> list[dict[str, Any]]:
+        return listener.events()
+
+    [event] = await eventually(told, timeout=60)
+    letters = (await hub.api.get("/deadLetters", params={"orderId": created.json()["id"]})).json()
+    [letter] = letters
+    assert event["eventType"] == "ServiceOrderInformationRequiredEvent"
+    assert event["priority"] == "high"
+    assert event["event"]["serviceOrder"]["id"] == created.json()["id"]
+    assert letter["id"] in event["description"]

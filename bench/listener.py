@@ -1,4 +1,4 @@
-"""A subscriber's endpoint for the tests: a real HTTP server on a free loopback port.
+"""A webhook subscriber for the tests and the events bench: a real HTTP server on loopback.
 
 It records every request (headers, body, when) and answers from a script: the next scripted
 answer (status, headers) if there is one, else 204. ``hold`` makes it keep the next request
@@ -56,7 +56,7 @@ def start_listener() -> Listener:
     listener: Listener
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802  (the stdlib's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with listener.lock:
                 listener.received.append(

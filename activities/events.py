@@ -52,7 +52,7 @@ from hub.events.relay import (
     RelayInput,
     SinkRelayInput,
     SubscriptionRelayInput,
-    poke,
+    poke_soon,
     sink_workflow_id,
     subscription_workflow_id,
 )
@@ -153,7 +153,7 @@ async def wake_relay(relay: RelayInput | None) -> None:
     runs on the activity's own task queue unless ``relay`` says otherwise)."""
     if not activity.in_activity():
         return
-    await poke(activity.client(), relay or RelayInput(task_queue=activity.info().task_queue))
+    poke_soon(activity.client(), relay or RelayInput(task_queue=activity.info().task_queue))
 
 
 class EventActivities:
@@ -193,8 +193,8 @@ class EventActivities:
                     .limit(data.batch)
                 )
             )
-            if rows and activity.in_activity():
-                lag = (now - as_utc(rows[0].created_at)).total_seconds()
+            if activity.in_activity():
+                lag = (now - as_utc(rows[0].created_at)).total_seconds() if rows else 0.0
                 activity.metric_meter().create_gauge_float(
                     "hub_events_outbox_lag_seconds",
                     "Age of the oldest event the relay had not fanned out yet",

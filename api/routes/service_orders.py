@@ -213,7 +213,7 @@ async def create_service_order(
             503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
-    await relay.poke(temporal, relay.relay_of(settings))
+    relay.poke_soon(temporal, relay.relay_of(settings))
     response.headers["Location"] = f"{base}/serviceOrder/{order_id}"
     return _order_json(order, rows, base)
 
@@ -357,7 +357,7 @@ async def cancel_service_order(
         # the state stands without the creation event rather than as a 500.
         await session.rollback()
     else:
-        await relay.poke(temporal, relay.relay_of(settings))
+        relay.poke_soon(temporal, relay.relay_of(settings))
     await session.refresh(cancel)
     response.headers["Location"] = f"{base}/cancelServiceOrder/{cancel.id}"
     return _cancel_json(cancel, base)

@@ -6,6 +6,7 @@ relay without importing the workflows (``workflows/events.py`` defines them unde
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,3 +101,16 @@ def relay_of(settings: Settings) -> RelayInput:
         task_queue=settings.task_queue,
         attempt_seconds=settings.events_attempt_timeout.total_seconds(),
     )
+
+
+#: Pokes under way (a task the loop holds only weakly would be collected mid-flight).
+_POKES: set[asyncio.Task[bool]] = set()
+
+
+def poke_soon(client: Client, relay: RelayInput) -> None:
+    """:func:`poke` without waiting for it: the writer's answer (an API response, an
+    activity's completion) is not held up by the relay's RPC. A poke lost with its process
+    is made good by the relay's sweep."""
+    task = asyncio.get_running_loop().create_task(poke(client, relay))
+    _POKES.add(task)
+    task.add_done_callback(_POKES.discard)

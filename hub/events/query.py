@@ -70,6 +70,7 @@ def parse_query(query: str, domain: Domain) -> EventFilter:
     attributes: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
     seen: set[str] = set()
     for name, value in pairs:
+        name, value = name.strip(), value.strip()  # TMF's examples write "eventType = X"
         if name in seen:
             raise QueryError(f"query: {name!r} is given twice; list values with a comma")
         seen.add(name)

@@ -29,6 +29,8 @@ def test_event_types_and_attributes_must_all_hold() -> None:
         envelope("CancelServiceOrderCreateEvent", state="failed", note={"kind": "x"})
     )
     assert parse_query("", Domain.SERVICE_ORDERING).matches(envelope("Anything"))
+    spaced = parse_query("eventType = ServiceOrderCreateEvent", Domain.SERVICE_ORDERING)
+    assert spaced.matches(envelope("ServiceOrderCreateEvent"))
 
 
 @pytest.mark.parametrize(

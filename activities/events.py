@@ -313,8 +313,10 @@ class EventActivities:
 
     @defn("events.deliver")
     async def deliver(self, data: DeliverInput) -> DeliverResult:
-        """Deliver what is due of one subscription: per resource, its oldest pending event,
-        then the next, in order; one at a time per resource, several resources at once."""
+        """Deliver what is due of one subscription. Its pending events form one lane per
+        resource, in order; lanes run side by side (``HUB_EVENTS_CONCURRENCY`` requests in
+        flight), each one event after the other, stopping at its first failure (the rest of
+        that lane waits for the retry of its head)."""
         result = DeliverResult()
         async with self.sessions() as session:
             sub = await session.get(EventSubscription, data.subscription_id)
@@ -323,28 +325,48 @@ class EventActivities:
                 result.ended = True
                 return result
             secrets = self._secrets(sub)
-        attempted = 0
+        lanes = await self._lanes(data.subscription_id)
+        now = utcnow()
+        due = [lane for lane in lanes if as_utc(lane[0].next_attempt_at) <= now]
+        later = [as_utc(lane[0].next_attempt_at) for lane in lanes if lane not in due]
+        if later:
+            result.wait_seconds = max((min(later) - now).total_seconds(), 0.0)
+        taken: list[list[EventDelivery]] = []
+        budget = DELIVERIES_PER_CALL
+        for lane in due:
+            if budget <= 0:
+                result.more = True
+                break
+            taken.append(lane[:budget])
+            budget -= len(taken[-1])
+            result.more = result.more or len(taken[-1]) < len(lane)
+        if not taken:
+            return result
+        envelopes = await self._envelopes([d.event_seq for lane in taken for d in lane])
         limit = asyncio.Semaphore(self.settings.events_concurrency)
-        started = time.monotonic()
-        while attempted < DELIVERIES_PER_CALL and time.monotonic() - started < data.budget_seconds:
-            heads = await self._heads(data.subscription_id)
-            now = utcnow()
-            due = [(d, e) for d, e in heads if as_utc(d.next_attempt_at) <= now]
-            later = [as_utc(d.next_attempt_at) for d, _ in heads if as_utc(d.next_attempt_at) > now]
-            if not due:
-                if later:
-                    result.wait_seconds = max((min(later) - now).total_seconds(), 0.0)
-                return result
-            due = due[: DELIVERIES_PER_CALL - attempted]
-            attempted += len(due)
-            answers = await asyncio.gather(
-                *(self._send(sub, secrets, e.envelope, d.event_id, limit) for d, e in due)
-            )
-            gone = await self._record(sub, [d for d, _ in due], answers, result)
-            if gone:
-                result.ended = True
-                return result
-        result.more = True
+        deadline = time.monotonic() + data.budget_seconds
+
+        async def run(lane: list[EventDelivery]) -> list[tuple[EventDelivery, Answer]]:
+            outcomes = []
+            for delivery in lane:
+                if time.monotonic() > deadline:
+                    result.more = True
+                    break
+                async with limit:
+                    answer = await self._send(sub, secrets, envelopes[delivery.event_seq], delivery)
+                outcomes.append((delivery, answer))
+                if not answer.delivered:
+                    break
+            return outcomes
+
+        outcomes = [
+            o for lane in await asyncio.gather(*(run(lane) for lane in taken)) for o in lane
+        ]
+        if await self._record(sub, outcomes, result):
+            result.ended = True
+            result.more = False
+        elif result.failed:
+            result.more = True  # the failed heads got their next attempt's time: look again
         return result
 
     async def _send(
@@ -352,25 +374,22 @@ class EventActivities:
         sub: EventSubscription,
         secrets: list[str],
         envelope: dict[str, Any],
-        event_id: str,
-        limit: asyncio.Semaphore,
+        delivery: EventDelivery,
     ) -> Answer:
-        async with limit:
-            body = json.dumps(envelope, separators=(",", ":")).encode()
-            return await self.callbacks.post(
-                sub.callback,
-                body,
-                secrets=secrets,
-                message_id=event_id,
-                timeout=self.settings.events_delivery_timeout.total_seconds(),
-            )
+        body = json.dumps(envelope, separators=(",", ":")).encode()
+        return await self.callbacks.post(
+            sub.callback,
+            body,
+            secrets=secrets,
+            message_id=delivery.event_id,
+            timeout=self.settings.events_delivery_timeout.total_seconds(),
+        )
 
-    async def _heads(self, subscription_id: str) -> list[tuple[EventDelivery, OutboxEvent]]:
-        """Per resource, the oldest pending delivery of the subscription, with its event."""
+    async def _lanes(self, subscription_id: str) -> list[list[EventDelivery]]:
+        """The subscription's pending deliveries, one list per resource, oldest first."""
         async with self.sessions() as session:
             rows = await session.exec(
-                select(EventDelivery, OutboxEvent)
-                .join(OutboxEvent, col(OutboxEvent.seq) == col(EventDelivery.event_seq))
+                select(EventDelivery)
                 .where(
                     EventDelivery.subscription_id == subscription_id,
                     EventDelivery.status == DeliveryStatus.PENDING,
@@ -378,26 +397,44 @@ class EventActivities:
                 .order_by(col(EventDelivery.resource_key), col(EventDelivery.resource_seq))
                 .limit(5000)
             )
-            heads: dict[str, tuple[EventDelivery, OutboxEvent]] = {}
-            for delivery, event in rows:
-                heads.setdefault(delivery.resource_key, (delivery, event))
-            return list(heads.values())
+            lanes: dict[str, list[EventDelivery]] = {}
+            for delivery in rows:
+                lanes.setdefault(delivery.resource_key, []).append(delivery)
+            return list(lanes.values())
+
+    async def _envelopes(self, seqs: list[int]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        async with self.sessions() as session:
+            for start in range(0, len(seqs), 500):
+                chunk = seqs[start : start + 500]
+                rows = await session.exec(
+                    select(OutboxEvent.seq, OutboxEvent.envelope).where(
+                        col(OutboxEvent.seq).in_(chunk)
+                    )
+                )
+                for seq, envelope in rows:
+                    assert seq is not None
+                    found[seq] = dict(envelope)
+        return found
 
     async def _record(
         self,
         sub: EventSubscription,
-        deliveries: Sequence[EventDelivery],
-        answers: Sequence[Answer],
+        outcomes: Sequence[tuple[EventDelivery, Answer]],
         result: DeliverResult,
     ) -> bool:
         """Write the answers to the delivery log; True if the callback said 410 Gone."""
         schedule = self.settings.events_retry_schedule
         cap = self.settings.events_max_retry_after.total_seconds()
         gone = False
+        answers = {delivery.id: answer for delivery, answer in outcomes}
         async with session_scope(self.sessions) as session:
-            for stale, answer in zip(deliveries, answers, strict=True):
-                delivery = await session.get(EventDelivery, stale.id)
-                if delivery is None or delivery.status != DeliveryStatus.PENDING:
+            rows = await session.exec(
+                select(EventDelivery).where(col(EventDelivery.id).in_(list(answers)))
+            )
+            for delivery in rows:
+                answer = answers[delivery.id]
+                if delivery.status != DeliveryStatus.PENDING:
                     continue
                 now = utcnow()
                 delivery.attempts += 1
@@ -416,6 +453,7 @@ class EventActivities:
                     result.failed += 1
                     delivery.status = DeliveryStatus.DEAD
                     await self._park(session, sub, delivery, now)
+                    result.more = True  # the events after it in its lane go now
                     _meter_add("hub_event_deliveries", "Event deliveries", outcome="dead")
                 else:
                     result.failed += 1
@@ -423,6 +461,8 @@ class EventActivities:
                     if answer.retry_after is not None:
                         wait = min(answer.retry_after, cap)
                     delivery.next_attempt_at = now + timedelta(seconds=wait)
+                    soonest = result.wait_seconds
+                    result.wait_seconds = wait if soonest is None else min(soonest, wait)
                     _meter_add("hub_event_deliveries", "Event deliveries", outcome="retry")
                 session.add(delivery)
             if gone:

@@ -56,6 +56,8 @@ def start_listener() -> Listener:
     listener: Listener
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as receivers usually do
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with listener.lock:

@@ -107,13 +107,51 @@ async def latency(
     for r in heard:
         first.setdefault(r.headers["webhook-id"], r)
     lags = [r.at - _written_at(r.event) for r in first.values()]
+    by_type: dict[str, list[float]] = {}
+    for r in first.values():
+        by_type.setdefault(r.event["eventType"], []).append(r.at - _written_at(r.event))
     return {
+        **_stages(stack, set(first)),
+        "latency_p50_by_type_s": {
+            kind: round(percentile(values, 0.5), 3) for kind, values in sorted(by_type.items())
+        },
         "orders": len(order_ids),
         "rate_per_minute": args.rate,
         "events": len(first),
         "latency_p50_s": round(percentile(lags, 0.50), 3),
         "latency_p99_s": round(percentile(lags, 0.99), 3),
         "latency_max_s": round(max(lags), 3),
+    }
+
+
+def _stages(stack: BenchStack, event_ids: set[str]) -> dict[str, Any]:
+    """Where the time went, from the hub database: written -> fanned out (the relay's
+    dispatch) -> delivered (the subscription's relay), p50 and p99 of each."""
+    import sqlite3
+
+    with sqlite3.connect(stack.workdir / "hub.db") as db:
+        rows = db.execute(
+            "SELECT o.event_id, o.created_at, o.dispatched_at, d.delivered_at FROM event_outbox o"
+            " JOIN event_delivery d ON d.event_id = o.event_id WHERE d.status = 'delivered'"
+        ).fetchall()
+    fan_out, deliver = [], []
+    for event_id, created, dispatched, delivered in rows:
+        if event_id not in event_ids:
+            continue
+        created_at, dispatched_at, delivered_at = (
+            datetime.fromisoformat(v).timestamp() for v in (created, dispatched, delivered)
+        )
+        fan_out.append(dispatched_at - created_at)
+        deliver.append(delivered_at - dispatched_at)
+    return {
+        "written_to_fanned_out_p50_p99_s": [
+            round(percentile(fan_out, 0.5), 3),
+            round(percentile(fan_out, 0.99), 3),
+        ],
+        "fanned_out_to_delivered_p50_p99_s": [
+            round(percentile(deliver, 0.5), 3),
+            round(percentile(deliver, 0.99), 3),
+        ],
     }
 
 

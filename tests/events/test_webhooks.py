@@ -20,6 +20,7 @@ from tests.factories import new_identity, order
 
 HUB = "/tmf-api/serviceOrdering/v4/hub"
 ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
+CANCEL = "/tmf-api/serviceOrdering/v4/cancelServiceOrder"
 
 
 async def subscribe(hub: Hub, listener: Listener, **body: Any) -> dict[str, Any]:
@@ -236,25 +237,40 @@ async def test_a_subscription_the_hub_cannot_honour_is_a_400(events_hub: Hub) ->
     assert anonymous.status_code == 401
 
 
-async def test_a_parked_order_is_reported_as_information_required(
+async def test_a_parked_order_is_reported_as_information_required_and_its_cancellation(
     events_hub: Hub, sims: Simulators, listener: Listener
 ) -> None:
     hub = events_hub
-    await subscribe(hub, listener, query="eventType=ServiceOrderInformationRequiredEvent")
+    kinds = (
+        "ServiceOrderInformationRequiredEvent,CancelServiceOrderCreateEvent,"
+        "CancelServiceOrderStateChangeEvent"
+    )
+    await subscribe(hub, listener, query=f"eventType={kinds}")
     identity = new_identity()
     await sims.fault(
         "billing", operation="CreateSubscription", match=identity["imsi"], kind="transient"
     )
     created = await hub.api.post(ORDERS, json=order(identity))
     assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
 
-    async def told() -> list[dict[str, Any]]:
-        return listener.events()
+    async def told(count: int) -> list[dict[str, Any]] | None:
+        events = listener.events()
+        return events if len(events) >= count else None
 
-    [event] = await eventually(told, timeout=60)
-    letters = (await hub.api.get("/deadLetters", params={"orderId": created.json()["id"]})).json()
-    [letter] = letters
+    [event] = await eventually(lambda: told(1), timeout=60)
+    [letter] = (await hub.api.get("/deadLetters", params={"orderId": order_id})).json()
     assert event["eventType"] == "ServiceOrderInformationRequiredEvent"
     assert event["priority"] == "high"
-    assert event["event"]["serviceOrder"]["id"] == created.json()["id"]
+    assert event["event"]["serviceOrder"]["id"] == order_id
     assert letter["id"] in event["description"]
+
+    cancel = await hub.api.post(CANCEL, json={"serviceOrder": {"id": order_id}})
+    assert cancel.status_code == 201, cancel.text
+    _, accepted, closed = await eventually(lambda: told(3), timeout=60)
+    assert accepted["eventType"] == "CancelServiceOrderCreateEvent"
+    assert accepted["event"]["cancelServiceOrder"]["id"] == cancel.json()["id"]
+    assert accepted["event"]["cancelServiceOrder"]["state"] == "inProgress"
+    assert accepted["correlationId"] == order_id
+    assert closed["eventType"] == "CancelServiceOrderStateChangeEvent"
+    assert closed["event"]["cancelServiceOrder"]["state"] == "done"

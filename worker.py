@@ -29,6 +29,7 @@ from activities.credit import CreditActivities
 from activities.crm import CrmActivities
 from activities.dead_letters import DeadLetterStore
 from activities.definitions import system_of, task_queue_for
+from activities.events import EventActivities
 from activities.exports import ExportActivities
 from activities.hss import HssActivities
 from activities.inventory import InventoryActivities, InventoryAuditStore
@@ -50,6 +51,7 @@ from adapters.billing_export import BillingExportClient
 from adapters.callbacks import CallbackClient
 from adapters.credit import CreditAgencyClient
 from adapters.crm import CrmClient
+from adapters.event_callbacks import EventCallbackClient
 from adapters.events import publishers
 from adapters.files import Files
 from adapters.hss import HssClient
@@ -60,6 +62,7 @@ from adapters.snmp import DEFAULT_ENGINE_ID, SnmpNotifier, parse_targets
 from adapters.vies import ViesClient
 from hub import logs
 from hub.db import create_engine, migrate, session_factory
+from hub.events import relay
 from hub.reconciliation.workspace import store_of
 from hub.settings import RECONCILIATION, Settings, get_settings
 from hub.temporal import connect, metrics_runtime
@@ -73,6 +76,7 @@ from workflows import (
     service_activation,
 )
 from workflows.breaker import CircuitBreaker
+from workflows.events import EventRelay, EventSinkRelay, EventSubscriptionRelay
 from workflows.exports import ExportWorkflow
 from workflows.inventory_audit import InventoryAudit
 from workflows.partner_onboarding import PartnerOnboarding
@@ -90,6 +94,9 @@ WORKFLOWS: list[type] = [
     RegulatoryReport,
     PartnerOnboarding,
     CircuitBreaker,
+    EventRelay,
+    EventSubscriptionRelay,
+    EventSinkRelay,
 ]
 
 #: Workflow id prefix -> the business id's field in the JSON logs (``orderId``).
@@ -157,7 +164,19 @@ async def build_activities(
         settings.registry_url, token=settings.registry_token, timeout=timeout
     )
     callbacks = CallbackClient(settings.callback_policy)
-    for client in (credit, crm, hss, billing, export, regulator, vies, registry, callbacks):
+    subscribers = EventCallbackClient(settings.callback_policy)
+    for client in (
+        credit,
+        crm,
+        hss,
+        billing,
+        export,
+        regulator,
+        vies,
+        registry,
+        callbacks,
+        subscribers,
+    ):
         stack.push_async_callback(client.aclose)
     provider = identity if identity is not None else identity_provider(settings)
     if hasattr(provider, "aclose"):
@@ -181,8 +200,13 @@ async def build_activities(
     # The worker alone holds the private seal keys: the HSS activity unseals Ki and OPc.
     hss_acts = HssActivities(hss, settings.unsealer())
     billing_acts = BillingActivities(billing)
-    store = OrderStoreActivities(sessions, row_grace=settings.order_row_grace)
-    dead_letters = DeadLetterStore(sessions)
+    # Writers of state changes report them in the outbox, and wake the relay after commit.
+    events_url, relay_input = settings.resolved_events_public_url, relay.relay_of(settings)
+    store = OrderStoreActivities(
+        sessions, row_grace=settings.order_row_grace, public_url=events_url, relay=relay_input
+    )
+    dead_letters = DeadLetterStore(sessions, public_url=events_url, relay=relay_input)
+    events = EventActivities(sessions, settings, subscribers, unsealer)
     # Every run's files: a local folder, or object storage shared by the workers of all hosts.
     workspace = store_of(settings)
     recon = ReconciliationActivities(settings, export, workspace)
@@ -270,6 +294,11 @@ async def build_activities(
             partner_provisioning.register_client,
             partner_provisioning.delete_client,
             partner_provisioning.connectivity_test,
+            events.dispatch,
+            events.deliver,
+            events.replay,
+            events.sink_batch,
+            events.sink_done,
         ]
     )
 
@@ -400,6 +429,8 @@ async def run(settings: Settings) -> None:
         # Entered last, so they stop first: in-flight activities finish before adapters close.
         for worker in create_workers(client, activities, settings, task_queue=settings.task_queue):
             await stack.enter_async_context(worker)
+        # The relay runs for good; started here so events left by a crash go out now.
+        await relay.poke(client, relay.relay_of(settings))
         logger.info(
             "worker serving task queue %s (and one per outside system) on %s",
             settings.task_queue,

@@ -15,8 +15,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.definitions import defn
+from activities.events import wake_relay
 from hub.db import session_scope
-from hub.models import DeadLetter, DeadLetterStatus, utcnow
+from hub.events.envelopes import EventType
+from hub.events.outbox import add_order_event
+from hub.events.relay import RelayInput
+from hub.models import DeadLetter, DeadLetterStatus, ServiceOrder, utcnow
 from hub.redact import redact
 
 
@@ -53,15 +57,27 @@ class DeadLetterUpdate:
 
 
 class DeadLetterStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        public_url: str = "http://127.0.0.1:8000",
+        relay: RelayInput | None = None,
+    ) -> None:
         self.sessions = sessions
+        #: For the InformationRequired events' ``href``s, and how to wake their relay.
+        self.public_url = public_url
+        self.relay = relay
 
     @defn("hub.park")
     async def park(self, data: ParkInput) -> None:
-        """Write (or, when a retried step failed again, re-open) a dead letter."""
+        """Write (or, when a retried step failed again, re-open) a dead letter; an order's
+        is reported as a ServiceOrderInformationRequiredEvent in the same transaction."""
+        opened = False
         async with session_scope(self.sessions) as session:
             letter = await session.get(DeadLetter, data.id)
             if letter is None:
+                opened = True
                 letter = DeadLetter(
                     id=data.id,
                     workflow_id=data.workflow_id,
@@ -82,6 +98,7 @@ class DeadLetterStore:
                     deadline=data.deadline,
                 )
             elif letter.status != DeadLetterStatus.PARKED:
+                opened = True
                 # The operator's retry failed again: same incident, parked once more.
                 letter.status = DeadLetterStatus.PARKED
                 letter.input = redact(data.input)
@@ -93,6 +110,18 @@ class DeadLetterStore:
                 letter.parked_at = utcnow()
                 letter.closed_at = None
             session.add(letter)
+            order = await session.get(ServiceOrder, data.order_id) if data.order_id else None
+            if not opened or order is None:
+                return
+            await add_order_event(
+                session,
+                order,
+                EventType.SERVICE_ORDER_INFORMATION_REQUIRED,
+                f"step {data.step} ({data.system}) is parked for a person: dead letter "
+                f"{data.id}: {data.error_type}",
+                public_url=self.public_url,
+            )
+        await wake_relay(self.relay)
 
     @defn("hub.update_dead_letter")
     async def update(self, data: DeadLetterUpdate) -> None:

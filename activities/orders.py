@@ -13,7 +13,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.definitions import defn
+from activities.events import wake_relay
 from hub.db import session_scope
+from hub.events.envelopes import Event, EventType
+from hub.events.outbox import add_event, add_order_event
+from hub.events.relay import RelayInput
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -23,6 +27,7 @@ from hub.models import (
     ServiceOrderItem,
     utcnow,
 )
+from hub.service_orders import PREFIX, cancel_json
 
 
 @dataclass
@@ -62,20 +67,31 @@ class OrderStoreActivities:
         sessions: async_sessionmaker[AsyncSession],
         *,
         row_grace: timedelta = ORDER_ROW_GRACE,
+        public_url: str = "http://127.0.0.1:8000",
+        relay: RelayInput | None = None,
     ) -> None:
         self.sessions = sessions
         self.row_grace = row_grace
+        #: For the events' ``href``s; ``relay``: how to wake the event relay after a commit.
+        self.public_url = public_url
+        self.relay = relay
 
     @defn("hub.record_order_state")
     async def record_order_state(self, data: RecordOrderStateInput) -> None:
         """Write the order's new state and item states, with one audit row per change
         (``held`` and back included: every state change goes through here).
 
-        Idempotent: a retry finds the states already set and writes no second audit row.
+        Each change is reported in the same transaction (the outbox, :mod:`hub.events`): a
+        ServiceOrderStateChangeEvent, a ServiceOrderAttributeValueChangeEvent for item states,
+        a CancelServiceOrderStateChangeEvent when the order's end closes its cancellation.
+
+        Idempotent: a retry finds the states already set and writes no second audit row (and
+        no second event).
         While the order's row is not there (the API has not committed yet) it fails, to be
         retried; after :data:`ORDER_ROW_GRACE` for good (see there).
         """
         transition: tuple[str, str] | None = None
+        events = False
         async with session_scope(self.sessions) as session:
             order = await session.get(ServiceOrder, data.order_id)
             if order is None:
@@ -97,6 +113,8 @@ class OrderStoreActivities:
                 None,
                 OrderState.HELD,
             )
+            closed: CancelServiceOrder | None = None
+            items_changed = False
             if data.state and data.state != order.state:
                 session.add(
                     OrderStateChange(
@@ -111,16 +129,20 @@ class OrderStoreActivities:
                 transition = (specification_of(order.document), data.state)
                 if OrderState(data.state).is_final:
                     order.completion_date = now
-                    await self._close_cancel_request(session, order.id, OrderState(data.state))
+                    closed = await self._close_cancel_request(
+                        session, order.id, OrderState(data.state)
+                    )
             if data.error_message is not None or leaving_held:
                 order.error_message = data.error_message
             order.updated_at = now
             session.add(order)
-            if data.items:
-                rows = await session.exec(
+            items = list(
+                await session.exec(
                     select(ServiceOrderItem).where(ServiceOrderItem.order_id == order.id)
                 )
-                for item in rows:
+            )
+            if data.items:
+                for item in items:
                     new_state = data.items.get(item.item_id)
                     if new_state and new_state != item.state:
                         session.add(
@@ -135,6 +157,10 @@ class OrderStoreActivities:
                         )
                         item.state = new_state
                         session.add(item)
+                        items_changed = True
+            events = await self._report(session, order, items, transition, items_changed, closed)
+        if events:
+            await wake_relay(self.relay)
         if transition is not None and activity.in_activity():
             specification, state = transition
             activity.metric_meter().with_additional_attributes(
@@ -143,10 +169,53 @@ class OrderStoreActivities:
                 "hub_order_transitions", "Service orders entering a state, by specification"
             ).add(1)
 
+    async def _report(
+        self,
+        session: AsyncSession,
+        order: ServiceOrder,
+        items: list[ServiceOrderItem],
+        transition: tuple[str, str] | None,
+        items_changed: bool,
+        closed: CancelServiceOrder | None,
+    ) -> bool:
+        """The events of what this write changed, in its transaction; whether there were any."""
+        url = self.public_url
+        if transition is not None:
+            await add_order_event(
+                session,
+                order,
+                EventType.SERVICE_ORDER_STATE_CHANGE,
+                f"service order {order.id} is {order.state}",
+                public_url=url,
+                items=items,
+            )
+        if items_changed:
+            await add_order_event(
+                session,
+                order,
+                EventType.SERVICE_ORDER_ATTRIBUTE_VALUE_CHANGE,
+                f"the items of service order {order.id} changed state",
+                public_url=url,
+                items=items,
+            )
+        if closed is not None:
+            await add_event(
+                session,
+                Event(
+                    event_type=EventType.CANCEL_SERVICE_ORDER_STATE_CHANGE,
+                    resource_id=closed.id,
+                    resource=cancel_json(closed, url.rstrip("/") + PREFIX),
+                    description=f"the cancellation of service order {order.id} is {closed.state}",
+                    partner_id=order.partner_id,
+                    correlation_id=order.id,
+                ),
+            )
+        return transition is not None or items_changed or closed is not None
+
     @staticmethod
     async def _close_cancel_request(
         session: AsyncSession, order_id: str, final: OrderState
-    ) -> None:
+    ) -> CancelServiceOrder | None:
         request = (
             await session.exec(
                 select(CancelServiceOrder).where(CancelServiceOrder.order_id == order_id)
@@ -156,7 +225,7 @@ class OrderStoreActivities:
             CancelState.DONE,
             CancelState.TERMINATED_WITH_ERROR,
         ):
-            return
+            return None
         request.effective_at = utcnow()
         if final == OrderState.CANCELLED:
             request.state = CancelState.DONE
@@ -164,3 +233,4 @@ class OrderStoreActivities:
             request.state = CancelState.TERMINATED_WITH_ERROR
             request.error_message = f"the order ended {final.value} before it could be cancelled"
         session.add(request)
+        return request

@@ -20,9 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.definitions import defn
 from activities.errors import outside_call
+from activities.events import wake_relay
 from activities.partners import CLIENT_SECRET, WEBHOOK_SECRET, require_sealing
 from hub.db import session_scope
 from hub.errors import BusinessRejection, PermanentError
+from hub.events.relay import relay_of
+from hub.events.resources import add_party_role_event
 from hub.models import OrderState, PartnerApplication, ServiceOrder, utcnow
 from hub.partners import webhooks
 from hub.sealing import Sealer, Unsealer
@@ -175,8 +178,10 @@ class PartnerStore:
     @defn("hub.record_partner")
     async def record(self, data: RecordPartnerInput) -> None:
         """The row as the workflow now has it (idempotent)."""
+        events = False
         async with session_scope(self.sessions) as session:
             row = await self._row(session, data.application_id)
+            role_status = row.party_role_status
             row.status = data.status
             for name in (
                 "organization_status",
@@ -205,6 +210,16 @@ class PartnerStore:
                 row.registration_token_sealed = None
             row.updated_at = utcnow()
             session.add(row)
+            # Reported in this transaction (the outbox): the party role's first record, and
+            # each change of its status.
+            events = await add_party_role_event(
+                session,
+                row,
+                changed=row.party_role_status != role_status,
+                public_url=self.settings.resolved_events_public_url,
+            )
+        if events:
+            await wake_relay(relay_of(self.settings))
 
     @defn("hub.register_partner_callback")
     async def register_callback(self, data: CallbackInput) -> CallbackResult:

@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.definitions import HUB, defn
 from activities.errors import outside_call
+from activities.events import wake_relay
 from activities.reconciliation import (
     BILLING_SYSTEM,
     SUBSCRIPTIONS_FILE,
@@ -46,6 +47,8 @@ from adapters import usage_files
 from adapters.regulator import RegulatorClient
 from hub.db import session_scope
 from hub.errors import CorrectionRefused, PermanentError
+from hub.events.relay import relay_of
+from hub.events.resources import add_report_event
 from hub.models import RegulatoryReport, ReportStatus, utcnow
 from hub.paths import LocationRefused, parse_location, require_within
 from hub.reconciliation.workspace import LocalStore, Store, check_key, store_of
@@ -516,10 +519,12 @@ class ReportStore:
     async def record(self, data: RecordReportInput) -> None:
         """The report's row as the workflow now has it (idempotent); on acceptance, the
         version it corrects becomes ``superseded``."""
+        url = self.settings.resolved_events_public_url
         async with session_scope(self.sessions) as session:
             report = await session.get(RegulatoryReport, data.report_id)
             if report is None:
                 raise PermanentError(f"no report row {data.report_id!r}", system="hub")
+            changed = report.status != data.status
             report.status = data.status
             for name in (
                 "indicators",
@@ -548,10 +553,16 @@ class ReportStore:
                         RegulatoryReport.status == ReportStatus.ACCEPTED,
                     )
                 )
-                for old in rows:
+                for old in list(rows):
                     old.status = ReportStatus.SUPERSEDED
                     old.updated_at = utcnow()
                     session.add(old)
+                    await add_report_event(session, old, public_url=url)
+            # Reported in this transaction (the outbox); a retry finds no change.
+            if changed:
+                await add_report_event(session, report, public_url=url)
+        if changed:
+            await wake_relay(relay_of(self.settings))
 
     @defn("hub.open_scheduled_report")
     async def open_scheduled(self, data: OpenScheduledInput) -> OpenedReport:

@@ -18,6 +18,7 @@ from api.oauth import TokenValidator
 from api.routes import (
     codec,
     dead_letters,
+    event_hub,
     exports,
     health,
     inventory_audits,
@@ -108,6 +109,10 @@ def create_app(
     _audit_to_stderr()
     app.include_router(health.router)
     app.include_router(service_orders.router)
+    app.include_router(event_hub.service_ordering_router)
+    app.include_router(event_hub.party_role_router)
+    # Before the reports' own routes: /regulatoryReports/hub/{id} is not a report.
+    app.include_router(event_hub.regulatory_reporting_router)
     app.include_router(dead_letters.router)
     app.include_router(tasks.router)
     app.include_router(reconciliations.router)

@@ -108,11 +108,6 @@ class _TmfModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-#: What TMF641 v4.0.0's ``ServiceOrder_Create`` skips (the server sets them): not kept from a
-#: create body, so an answer never echoes a client's ``state`` or ``startDate``.
-SERVER_SET = frozenset(
-    {"id", "href", "orderDate", "completionDate", "expectedCompletionDate", "startDate", "state"}
-)
 #: The first-level attributes ``fields=`` selects from (TMF630: first-level only; ``id`` and
 #: ``href`` always come): TMF641 v4.0.0's ``ServiceOrder`` and ``CancelServiceOrder``, and the
 #: hub's ``errorMessage`` (TMF641 v5's: why an order failed or is held).
@@ -161,10 +156,6 @@ CANCEL_SERVICE_ORDER_ATTRIBUTES = frozenset(
     }
 )
 ALWAYS_SELECTED = ("id", "href")
-#: ``@referredType`` of a related party that does not give its own, by role (lower case):
-#: TMF641's RelatedParty requires it. A customer is a TMF629 Customer, a partner an
-#: Organization (TMF632).
-REFERRED_TYPES = {"customer": "Customer", "wholesalepartner": "Organization"}
 
 
 def selected_fields(fields: str | None, attributes: frozenset[str]) -> frozenset[str] | None:
@@ -189,17 +180,6 @@ def select_attributes(body: Mapping[str, Any], wanted: Iterable[str] | None) -> 
         return dict(body)
     keep = {*wanted, *ALWAYS_SELECTED}
     return {key: value for key, value in body.items() if key in keep}
-
-
-def related_party_json(party: Mapping[str, Any]) -> dict[str, Any]:
-    """A related party as TMF641's RelatedParty requires it: ``@type`` and ``@referredType``
-    filled where the order did not give them."""
-    role = str(party.get("role") or "").lower()
-    return {
-        "@type": "RelatedParty",
-        "@referredType": REFERRED_TYPES.get(role, "Party"),
-        **party,
-    }
 
 
 def body_digest(order: ServiceOrderCreate, salt: str | None = None) -> str:

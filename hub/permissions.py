@@ -33,6 +33,8 @@ class Scope(StrEnum):
     PARTNERS_READ = "partners:read"
     PARTNERS_WRITE = "partners:write"
     PARTNERS_CREDENTIALS = "partners:credentials"
+    EVENTS_READ = "events:read"
+    EVENTS_WRITE = "events:write"
     CODEC_ENCODE = "codec:encode"
     CODEC_DECODE = "codec:decode"
 
@@ -48,8 +50,11 @@ ALL_SCOPES: frozenset[str] = frozenset(Scope)
 PLAIN_KEY_SCOPES: frozenset[str] = ALL_SCOPES - {Scope.CODEC_DECODE, Scope.PARTNERS_CREDENTIALS}
 
 #: The most a wholesale partner's token may do, whatever scopes its provider put into it:
-#: place and read its own orders. Onboarding grants partners a subset of these.
-PARTNER_SCOPES: frozenset[str] = frozenset({Scope.ORDERS_READ, Scope.ORDERS_WRITE})
+#: place and read its own orders, and subscribe to their events. Onboarding grants partners a
+#: subset of these.
+PARTNER_SCOPES: frozenset[str] = frozenset(
+    {Scope.ORDERS_READ, Scope.ORDERS_WRITE, Scope.EVENTS_READ, Scope.EVENTS_WRITE}
+)
 
 #: The candidate groups of human tasks a plain key belongs to: all of them.
 PLAIN_KEY_GROUPS: frozenset[str] = frozenset({WILDCARD})

@@ -327,6 +327,35 @@ class Settings(BaseSettings):
     #: The currency of wholesale billing accounts.
     partners_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
+    #: Events (``/hub`` subscriptions, brokers): the waits between a delivery's attempts, the
+    #: first attempt being immediate (Standard Webhooks' schedule, stretched to ~3 days); a
+    #: delivery that fails them all is a dead letter. Comma-separated durations (seconds or ISO).
+    events_retry_schedule: Annotated[list[Duration], NoDecode] = Field(
+        default_factory=lambda: [
+            timedelta(seconds=s) for s in (5, 300, 1800, 7200, 18000, *([36000] * 6))
+        ]
+    )
+    #: How long a subscriber has to answer one delivery.
+    events_delivery_timeout: Duration = timedelta(seconds=10)
+    #: The relay's activity attempts' timeout; an attempt a killed worker held is retried
+    #: after it (a delivery call stops taking new work at half of it).
+    events_attempt_timeout: Duration = timedelta(seconds=120)
+    #: A ``Retry-After`` longer than this is cut to it.
+    events_max_retry_after: Duration = timedelta(hours=12)
+    #: The relay looks at the outbox at least this often, poked or not (a lost poke, a
+    #: process killed right after its commit).
+    events_sweep_interval: Duration = timedelta(seconds=30)
+    #: Outbox rows the relay fans out at a time, and deliveries in flight per subscription.
+    events_batch_size: int = Field(default=200, ge=1, le=2000)
+    events_concurrency: int = Field(default=8, ge=1, le=100)
+    #: Broker sinks every event is published to as well (``kafka``, ``mqtt``); empty: none.
+    events_brokers: Annotated[list[Literal["kafka", "mqtt"]], NoDecode] = Field(
+        default_factory=list
+    )
+    #: The base URL of ``href`` in events (the worker has no request to take it from); empty:
+    #: ``public_url``, else ``http://<api_host>:<api_port>``.
+    events_public_url: str = ""
+
     #: Regulatory reporting: the operator the reports are for, by the regulator's id.
     reporting_operator_id: str = "AT-OPERATOR-1"
     #: Quarters are calendar quarters in this time zone (a call at 23:30 UTC on 31 December
@@ -538,6 +567,8 @@ class Settings(BaseSettings):
         "partners_approval_escalation_groups",
         "partners_compliance_groups",
         "partners_allowed_scopes",
+        "events_retry_schedule",
+        "events_brokers",
         mode="before",
     )
     @classmethod
@@ -736,6 +767,12 @@ class Settings(BaseSettings):
             allow_loopback=self.partners_callback_allow_loopback,
             allow_private=self.partners_callback_allow_private,
         )
+
+    @property
+    def resolved_events_public_url(self) -> str:
+        return (
+            self.events_public_url or self.public_url or f"http://{self.api_host}:{self.api_port}"
+        ).rstrip("/")
 
     @property
     def resolved_sanctions_list(self) -> Path:

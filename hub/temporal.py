@@ -24,7 +24,10 @@ def metrics_runtime(address: str) -> Runtime:
                 bind_address=address,
                 counters_total_suffix=True,
                 durations_as_seconds=True,
-                histogram_bucket_overrides={"hub_step_duration_seconds": STEP_BUCKETS},
+                histogram_bucket_overrides={
+                    "hub_step_duration_seconds": STEP_BUCKETS,
+                    "hub_event_delivery_lag_seconds": STEP_BUCKETS,
+                },
             )
         )
     )

@@ -225,6 +225,24 @@ ROUTES: list[tuple[str, str, Scope]] = [
     ("GET", "/metrics", Scope.METRICS_READ),
     ("POST", "/codec/decode", Scope.CODEC_DECODE),
 ]
+#: The event hubs (TMF630 /hub) of the APIs that have one.
+for _hub in (
+    "/tmf-api/serviceOrdering/v4",
+    "/tmf-api/partyRoleManagement/v4",
+    "/regulatoryReports",
+):
+    ROUTES += [
+        ("POST", f"{_hub}/hub", Scope.EVENTS_WRITE),
+        ("GET", f"{_hub}/hub/{{subscription_id}}", Scope.EVENTS_READ),
+        ("DELETE", f"{_hub}/hub/{{subscription_id}}", Scope.EVENTS_WRITE),
+        ("GET", f"{_hub}/hub/{{subscription_id}}/deliveries", Scope.EVENTS_READ),
+        (
+            "POST",
+            f"{_hub}/hub/{{subscription_id}}/deliveries/{{delivery_id}}/replay",
+            Scope.EVENTS_WRITE,
+        ),
+        ("POST", f"{_hub}/hub/{{subscription_id}}/rotateSecret", Scope.EVENTS_WRITE),
+    ]
 OPEN = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 

@@ -17,10 +17,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from activities.events import DELIVERY_PROCESS
 from api.deps import Principal, SessionDep, TemporalDep, require_scope
 from api.errors import ApiError, temporal_unreachable
 from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
+from api.routes.event_hub import replay_delivery
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus
 from hub.permissions import Scope
 from workflows.runtime import DeadLetterDecision, ProcessWorkflow
@@ -152,6 +154,23 @@ async def _decide(
     """Send the decision to the parked workflow; 409 with its reason if refused."""
     if letter.status != DeadLetterStatus.PARKED:
         raise ApiError(409, f"dead letter {letter.id} is {letter.status}, not parked")
+    if letter.process == DELIVERY_PROCESS:
+        # An event delivery that exhausted its retries: retry replays it (same eventId).
+        if action != DeadLetterAction.RETRY:
+            raise ApiError(409, f"an event delivery is replayed (retry), not {action.value}")
+        await replay_delivery(
+            temporal,
+            str(letter.input.get("subscriptionId")),
+            int(letter.input.get("deliveryId") or 0),
+            decided_by=decided_by,
+            reason=reason,
+        )
+        return {
+            "accepted": True,
+            "action": action.value,
+            "decidedBy": decided_by,
+            "deadLetter": dead_letter_json(letter),
+        }
     handle = temporal.get_workflow_handle(letter.workflow_id)
     try:
         await handle.execute_update(

@@ -19,13 +19,11 @@ from api.deps import SessionDep, SettingsDep, require_scope
 from api.errors import ApiError
 from api.inbound import CheckedRoute
 from api.listing import Offset, page
+from hub.events.resources import PARTY, PARTY_ROLE, party_role_json
 from hub.models import PartnerApplication
 from hub.permissions import Scope
 from hub.settings import Settings
 
-PARTY = "/tmf-api/partyManagement/v4"
-PARTY_ROLE = "/tmf-api/partyRoleManagement/v4"
-ROLE_NAME = "wholesalePartner"
 READ = [Depends(require_scope(Scope.PARTNERS_READ))]
 
 party_router = APIRouter(
@@ -112,32 +110,8 @@ def organization(request: Request, settings: Settings, row: PartnerApplication) 
 
 
 def party_role(request: Request, settings: Settings, row: PartnerApplication) -> PartyRole:
-    base = base_url(request, settings)
-    valid_for: dict[str, Any] = {"startDateTime": _utc(row.created_at)}
-    if row.party_role_status in ("terminated", "rejected", "failed"):
-        valid_for["endDateTime"] = _utc(row.updated_at)
-    return PartyRole(
-        id=row.party_role_id,
-        href=base + party_role_path(row.party_role_id),
-        name=ROLE_NAME,
-        status=row.party_role_status,
-        statusReason="; ".join(row.reasons) or None,
-        engagedParty={
-            "id": row.organization_id,
-            "href": base + organization_path(row.organization_id),
-            "name": row.name,
-            "@referredType": "Organization",
-        },
-        characteristic=[
-            {"name": "scopes", "value": list(row.requested_scopes), "valueType": "array"},
-            *(
-                [{"name": "clientId", "value": row.client_id, "valueType": "string"}]
-                if row.client_id
-                else []
-            ),
-        ],
-        validFor=valid_for,
-    )
+    """The party role as its events carry it too (:func:`hub.events.resources.party_role_json`)."""
+    return PartyRole.model_validate(party_role_json(row, base_url(request, settings)))
 
 
 async def _application_where(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -33,7 +33,6 @@ from api.inbound import CheckedRoute
 from api.listing import Offset, one_of, page
 from api.tmf641 import (
     CANCEL_SERVICE_ORDER_ATTRIBUTES,
-    SERVER_SET,
     SERVICE_ORDER_ATTRIBUTES,
     CancelServiceOrderCreate,
     ServiceOrderCreate,
@@ -41,13 +40,15 @@ from api.tmf641 import (
     customer_of,
     order_items,
     redacted,
-    related_party_json,
     same_body,
     select_attributes,
     selected_fields,
     with_partner,
 )
 from hub.errors import ValidationFailure
+from hub.events import relay
+from hub.events.envelopes import Event, EventType
+from hub.events.outbox import add_event, add_order_event
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -56,6 +57,9 @@ from hub.models import (
     ServiceOrderItem,
 )
 from hub.permissions import Scope
+from hub.service_orders import PREFIX, SERVER_SET
+from hub.service_orders import cancel_json as _cancel_json
+from hub.service_orders import order_json as _order_json
 from hub.settings import Settings
 from workflows.service_activation import CONTRACT as ORDER_PROCESS
 from workflows.service_activation import (
@@ -65,7 +69,6 @@ from workflows.service_activation import (
     ServiceItem,
 )
 
-PREFIX = "/tmf-api/serviceOrdering/v4"
 router = APIRouter(prefix=PREFIX, tags=["TMF641 Service Ordering"], route_class=CheckedRoute)
 #: Who reads or writes orders; declared first in each handler, so a 403 comes before any work.
 Reader = Annotated[Principal, Depends(require_scope(Scope.ORDERS_READ))]
@@ -81,10 +84,6 @@ def _base_url(request: Request, public_url: str) -> str:
     return (public_url or str(request.base_url)).rstrip("/") + PREFIX
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 #: A ``fields=`` query parameter (TMF630 attribute selection).
 Fields = Annotated[
     str | None,
@@ -93,63 +92,6 @@ Fields = Annotated[
         "always come); an attribute the resource does not have is a 400"
     ),
 ]
-
-
-def _item_json(item: dict[str, Any], state: str) -> dict[str, Any]:
-    service = dict(item.get("service") or {})
-    spec = service.get("serviceSpecification")
-    if isinstance(spec, dict) and "id" not in spec and spec.get("name"):
-        # TMF641's ServiceSpecificationRef requires an id: the hub's specifications are named
-        # by their id (mobile-4g5g).
-        service["serviceSpecification"] = {"id": spec["name"], **spec}
-    return {**item, "service": service, "state": state}
-
-
-def _error_message(order: ServiceOrder) -> dict[str, Any]:
-    if order.state == OrderState.HELD:
-        code, reason = "held", "a step waits for an operator (a dead letter)"
-    elif order.state == OrderState.CANCELLED:
-        code, reason = "compensationFailed", f"order {order.state}"
-    else:
-        code, reason = "processFailed", f"order {order.state}"
-    return {
-        "@type": "ServiceOrderErrorMessage",
-        "code": code,
-        "reason": reason,
-        "message": order.error_message,
-        "status": order.state,
-        "timestamp": _iso(order.completion_date or order.updated_at),
-    }
-
-
-def _order_json(order: ServiceOrder, items: list[ServiceOrderItem], base: str) -> dict[str, Any]:
-    states = {item.item_id: item.state for item in items}
-    document = order.document
-    body: dict[str, Any] = {
-        **{
-            k: v
-            for k, v in document.items()
-            if k not in SERVER_SET and k not in ("serviceOrderItem", "relatedParty")
-        },
-        "@type": "ServiceOrder",
-        "id": order.id,
-        "href": f"{base}/serviceOrder/{order.id}",
-        "state": order.state,
-        "orderDate": _iso(order.order_date),
-    }
-    if order.external_id is not None:
-        body["externalId"] = order.external_id
-    if order.completion_date is not None:
-        body["completionDate"] = _iso(order.completion_date)
-    if "relatedParty" in document:
-        body["relatedParty"] = [related_party_json(p) for p in document["relatedParty"]]
-    body["serviceOrderItem"] = [
-        _item_json(item, states.get(item["id"], order.state))
-        for item in document.get("serviceOrderItem", [])
-    ]
-    if order.error_message:
-        body["errorMessage"] = [_error_message(order)]
-    return body
 
 
 async def _items_of(
@@ -308,6 +250,15 @@ async def place_service_order(
             items_of = await _items_of(session, [existing.id])
             return PlacedOrder(_order_json(existing, items_of[existing.id], base), created=False)
         raise
+    # In the order's own transaction: committed with it, or not at all (the outbox).
+    await add_order_event(
+        session,
+        order,
+        EventType.SERVICE_ORDER_CREATE,
+        f"service order {order_id} was received",
+        public_url=settings.resolved_events_public_url,
+        items=rows,
+    )
     try:
         await ORDER_PROCESS.start(
             temporal,
@@ -326,6 +277,7 @@ async def place_service_order(
             503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
+    relay.poke_soon(temporal, relay.relay_of(settings))
     return PlacedOrder(_order_json(order, rows, base), created=True)
 
 
@@ -390,37 +342,6 @@ async def get_service_order(
     items = await _items_of(session, [order.id])
     body = _order_json(order, items[order.id], _base_url(request, settings.public_url))
     return select_attributes(body, wanted)
-
-
-def _cancel_json(cancel: CancelServiceOrder, base: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "@type": "CancelServiceOrder",
-        "id": cancel.id,
-        "href": f"{base}/cancelServiceOrder/{cancel.id}",
-        "state": cancel.state,
-        "requestedCancellationDate": _iso(cancel.requested_at),
-        "serviceOrder": {
-            "@referredType": "ServiceOrder",
-            "id": cancel.order_id,
-            "href": f"{base}/serviceOrder/{cancel.order_id}",
-        },
-    }
-    if cancel.cancellation_reason is not None:
-        body["cancellationReason"] = cancel.cancellation_reason
-    if cancel.effective_at is not None:
-        body["effectiveCancellationDate"] = _iso(cancel.effective_at)
-    if cancel.error_message is not None:
-        body["errorMessage"] = [
-            {
-                "@type": "ErrorMessage",
-                "code": "notCancelled",
-                "reason": f"cancellation {cancel.state}",
-                "message": cancel.error_message,
-                "status": cancel.state,
-                "timestamp": _iso(cancel.effective_at or cancel.requested_at),
-            }
-        ]
-    return body
 
 
 @router.post(
@@ -491,7 +412,26 @@ async def cancel_service_order(
         )
         .values(state=CancelState.IN_PROGRESS)
     )
-    await session.commit()
+    await session.refresh(cancel)
+    await add_event(
+        session,
+        Event(
+            event_type=EventType.CANCEL_SERVICE_ORDER_CREATE,
+            resource_id=cancel.id,
+            resource=_cancel_json(cancel, settings.resolved_events_public_url + PREFIX),
+            description=f"the cancellation of service order {order.id} was accepted",
+            partner_id=order.partner_id,
+            correlation_id=order.id,
+        ),
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        # The order's end closed the cancellation at this moment and reported it first:
+        # the state stands without the creation event rather than as a 500.
+        await session.rollback()
+    else:
+        relay.poke_soon(temporal, relay.relay_of(settings))
     await session.refresh(cancel)
     response.headers["Location"] = f"{base}/cancelServiceOrder/{cancel.id}"
     return _cancel_json(cancel, base)

@@ -36,7 +36,16 @@ async def running_stack(workdir: Path, *, temporal_db_file: bool) -> AsyncIterat
         workdir,
         latency_ms=0,
         temporal_db_file=temporal_db_file,
-        extra_env=chaos.retry_env(ATTEMPTS),
+        extra_env={
+            **chaos.retry_env(ATTEMPTS),
+            # Event subscribers are loopback listeners of the tests; a killed worker's
+            # delivery is retried after the attempt timeout.
+            "HUB_PARTNERS_CALLBACK_ALLOW_HTTP": "true",
+            "HUB_PARTNERS_CALLBACK_ALLOW_LOOPBACK": "true",
+            "HUB_EVENTS_SWEEP_INTERVAL": "1",
+            "HUB_EVENTS_ATTEMPT_TIMEOUT": "4",
+            "HUB_EVENTS_DELIVERY_TIMEOUT": "2",
+        },
     )
     try:
         await stack.start()

@@ -10,10 +10,13 @@ import pytest
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from activities.orders import OrderStoreActivities, RecordOrderStateInput
 from hub.db import async_url, create_engine, migrate, session_factory, session_scope, sync_url
+from hub.events.envelopes import EventType
+from hub.events.models import OutboxEvent
+from hub.events.outbox import add_order_event
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -116,3 +119,27 @@ async def test_recorder_writes_states_and_one_audit_row_per_change(sessions) -> 
         ]
         cancel = await session.get(CancelServiceOrder, "c1")
         assert cancel is not None and cancel.state == CancelState.DONE
+        # Each change reported once, in its own transaction (the outbox), in order.
+        events = list(await session.exec(select(OutboxEvent).order_by(col(OutboxEvent.seq))))
+        assert [(e.resource_id, e.resource_seq, e.event_type) for e in events] == [
+            (order.id, 1, "ServiceOrderStateChangeEvent"),
+            (order.id, 2, "ServiceOrderAttributeValueChangeEvent"),
+            (order.id, 3, "ServiceOrderStateChangeEvent"),
+            (order.id, 4, "ServiceOrderAttributeValueChangeEvent"),
+            ("c1", 1, "CancelServiceOrderStateChangeEvent"),
+        ]
+        assert events[2].envelope["event"]["serviceOrder"]["state"] == "cancelled"
+        assert events[4].envelope["event"]["cancelServiceOrder"]["state"] == "done"
+
+
+async def test_an_event_is_written_with_its_change_or_not_at_all(sessions) -> None:  # type: ignore[no-untyped-def]
+    order = _order("ext-3")
+    with pytest.raises(IntegrityError):
+        async with session_scope(sessions) as session:
+            session.add(order)
+            await add_order_event(
+                session, order, EventType.SERVICE_ORDER_CREATE, "test", public_url="http://h"
+            )
+            session.add(_order("ext-3"))  # the same externalId: the transaction fails
+    async with sessions() as session:
+        assert list(await session.exec(select(OutboxEvent))) == []

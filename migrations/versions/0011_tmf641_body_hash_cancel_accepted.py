@@ -5,8 +5,8 @@ from a conflict (the same ``externalId``, another body: 409). Orders placed befo
 and are taken as the same body. A cancellation request's first state is TMF641's
 ``accepted`` (``TaskStateType``), which the hub called ``acknowledged``.
 
-Revision ID: 0013
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01 14:20:00
 """
 
@@ -17,8 +17,8 @@ import sqlmodel
 from alembic import op
 
 
-revision = '0013'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

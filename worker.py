@@ -307,9 +307,10 @@ def broker_activities(
     settings: Settings, stack: AsyncExitStack
 ) -> list[Callable[..., Awaitable[Any]]]:
     """``events.publish_to_broker`` when a broker is configured (``HUB_KAFKA_BOOTSTRAP``,
-    ``HUB_MQTT_URL``): the outbox relay's way onto Kafka and MQTT, on the main task queue (so
-    a call by name finds it). Without a broker it is not registered: Temporal fails a call to
-    it as not registered, and retries it like any failure."""
+    ``HUB_MQTT_URL``): the outbox relay's way onto Kafka and MQTT, on the events' task queue
+    (``<queue>.events``, where the relay's sink workflows call it by name). Without a broker
+    it is not registered: Temporal fails a call to it as not registered, and retries it like
+    any failure."""
     found = publishers(settings)
     if not found:
         return []

@@ -27,10 +27,12 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.definitions import HUB, defn
+from activities.definitions import defn
 from activities.errors import outside_call
 from adapters.events import KAFKA, MQTT, EventPublisher
 from hub.errors import PermanentError
+from hub.events.relay import PUBLISH_TO_BROKER
+from hub.events.relay import SYSTEM as EVENTS
 
 #: What a domain, a resource name and a resource id may be: each goes into a topic name.
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -117,7 +119,7 @@ class BrokerEvents:
             raise PermanentError(f"resource {resource!r} cannot be part of a topic name")
         return mqtt_topic(self.mqtt_prefix, resource, data.resource_id)
 
-    @defn("events.publish_to_broker", system=HUB)
+    @defn(PUBLISH_TO_BROKER, system=EVENTS)
     async def publish_to_broker(self, data: PublishToBrokerInput) -> PublishToBrokerResult:
         """Publish ``data.event`` to ``data.sink``; returns once the broker acknowledged it."""
         publisher = self.publishers.get(data.sink)

@@ -161,15 +161,16 @@ async def test_an_id_that_cannot_be_a_topic_is_refused_for_good() -> None:
 async def test_the_worker_registers_the_activity_only_with_a_broker() -> None:
     from contextlib import AsyncExitStack
 
-    from activities.definitions import HUB, name_of, system_of
+    from activities.definitions import name_of, system_of
+    from hub.events.relay import SYSTEM as EVENTS
     from worker import broker_activities
 
     async with AsyncExitStack() as stack:
         assert broker_activities(Settings(_env_file=None), stack) == []  # type: ignore[call-arg]
         configured = Settings(_env_file=None, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # type: ignore[call-arg]
         [publish] = broker_activities(configured, stack)
-    # By this name, on the main task queue: the relay calls it by name.
-    assert (name_of(publish), system_of(publish)) == ("events.publish_to_broker", HUB)
+    # By this name, on the events queue: the relay's sink workflows call it there by name.
+    assert (name_of(publish), system_of(publish)) == ("events.publish_to_broker", EVENTS)
 
 
 def test_mqtt_credentials_are_refused_in_the_url_and_never_echoed() -> None:

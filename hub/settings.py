@@ -216,6 +216,17 @@ class Settings(BaseSettings):
     #: Public base URL used in ``href`` fields; empty means derived from the request.
     public_url: str = ""
 
+    #: The console (``/console``): the key that encrypts and signs its session cookies, a
+    #: Fernet key (``python -c "from cryptography.fernet import Fernet;
+    #: print(Fernet.generate_key().decode())"``). Empty outside production: a random key per
+    #: API process, so a restart signs everyone out. Secret.
+    console_session_key: SecretStr = SecretStr("")
+    #: How long a console sign-in lasts; afterwards the person signs in again.
+    console_session_ttl: Duration = timedelta(hours=8)
+    #: Where the console links to: the Temporal Web UI and the hub's Grafana dashboard.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    grafana_url: str = "http://127.0.0.1:3000/d/telecom-hub"
+
     #: Payload encryption keys, ``key-id:base64-32-bytes``, comma-separated; the first encrypts.
     payload_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Browser origins allowed to call ``/codec`` (the Temporal Web UI); comma-separated.
@@ -552,6 +563,11 @@ class Settings(BaseSettings):
             raise ValueError(f"HUB_OIDC_REGISTRATION_TOKEN {problem}")
         if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme != "https":
             raise ValueError("HUB_OIDC_ISSUER must be an https URL in production")
+        if not self.console_session_key.get_secret_value():
+            raise ValueError(
+                "HUB_CONSOLE_SESSION_KEY must be set in production: without it every API "
+                "process signs console sessions with a key of its own"
+            )
         if not self.payload_keys:
             raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
         if not self.seal_public_key:

@@ -1,0 +1,85 @@
+"""Fixtures of the console's tests: people with keys of their own, and a real browser.
+
+The browser is Debian's ``chromium`` (``.ci/run`` installs it) driven by Playwright; nothing
+is downloaded (never ``playwright install``). One browser per test session; each person gets
+a fresh context (their own cookies), as two people at two machines would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
+from hub.settings import ApiClient, Settings
+from tests.conftest import FAST_RETRY, Hub, served_api
+from tests.processes.reporting.conftest import key_of
+
+#: Who does what: the NOC repairs orders, the preparer starts reports, the approver approves.
+PEOPLE: dict[str, tuple[list[str], list[str]]] = {
+    "noc": (
+        ["ops"],
+        ["orders:read", "orders:write", "deadletters:read", "deadletters:decide", "tasks:read",
+         "tasks:decide"],
+    ),
+    "preparer": (["regulatory"], ["reports:read", "reports:write", "tasks:read", "tasks:decide"]),
+    "approver": (["regulatory"], ["reports:read", "reports:write", "tasks:read", "tasks:decide"]),
+    "reader": (["regulatory"], ["reports:read"]),
+}  # fmt: skip
+CHROMIUM = os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def hub_settings(hub_settings: Settings) -> Settings:
+    hub_settings.api_clients = [
+        ApiClient(name=name, key=SecretStr(key_of(name)), scopes=scopes, groups=groups)
+        for name, (groups, scopes) in PEOPLE.items()
+    ]
+    # The tests seal a session of their own (an expired one) with the console's key.
+    hub_settings.console_session_key = SecretStr(Fernet.generate_key().decode())
+    hub_settings.retry["regulator"] = FAST_RETRY.model_copy(update={"maximum_attempts": 2})
+    hub_settings.reporting_operator_id = f"AT-TEST-{uuid.uuid4().hex[:8]}"
+    hub_settings.reporting_verdict_poll = timedelta(milliseconds=200)
+    hub_settings.reporting_verdict_timeout = timedelta(seconds=60)
+    return hub_settings
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        # launch() gives the browser a fresh temporary profile (user-data dir) of its own.
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def console_url(hub: Hub) -> Iterator[str]:
+    """The hub API, served over HTTP for the browser, and its console's address."""
+    with served_api(hub) as base:
+        yield f"{base}/console"

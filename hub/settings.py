@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     console_session_key: SecretStr = SecretStr("")
     #: How long a console sign-in lasts; afterwards the person signs in again.
     console_session_ttl: Duration = timedelta(hours=8)
+    #: Sign-in to the console with OpenID Connect (authorization code and PKCE) at
+    #: ``HUB_OIDC_ISSUER``: the console's client there. Empty: API keys only.
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: SecretStr = SecretStr("")
     #: Where the console links to: the Temporal Web UI and the hub's Grafana dashboard.
     temporal_ui_url: str = "http://127.0.0.1:8233"
     grafana_url: str = "http://127.0.0.1:3000/d/telecom-hub"

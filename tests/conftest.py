@@ -397,9 +397,10 @@ def postgres_url() -> str:
 
 
 @contextmanager
-def served_api(hub: Hub) -> Iterator[str]:
-    """The hub API served by uvicorn on a free port, as ``hub api`` serves it, in a thread of
-    its own (so a blocking client such as the CLI can call it); answers its base URL."""
+def served_api(hub: Hub, port: int | None = None) -> Iterator[str]:
+    """The hub API served by uvicorn on a free port (or ``port``), as ``hub api`` serves it, in
+    a thread of its own (so a blocking client such as the CLI can call it); answers its base
+    URL."""
     import threading
 
     import uvicorn
@@ -408,7 +409,7 @@ def served_api(hub: Hub) -> Iterator[str]:
 
     settings: Settings = hub.settings.model_copy()
     settings.temporal_address = hub.client.service_client.config.target_host
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

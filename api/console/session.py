@@ -3,9 +3,10 @@
 The session is a cookie holding a Fernet token (``cryptography``: AES-128-CBC and
 HMAC-SHA256, with the time it was made), so it is encrypted and signed by a library, and its
 age is checked by the same call that opens it (``decrypt(ttl=...)``). It carries the
-identity's *subject* and how it signed in, never a key: on every request the subject is looked
-up again in the hub's current API clients, so a removed key or changed scopes take effect at
-once. It is ``HttpOnly`` (no script reads it), ``SameSite=Lax`` (no other site's form or
+identity's *subject* and how it signed in, never a key or a token: for an API key, the subject
+is looked up again in the hub's current API clients on every request, so a removed key or
+changed scopes take effect at once; for OpenID Connect, the scopes and groups of the access
+token the provider issued at sign-in, for the session's life. It is ``HttpOnly`` (no script reads it), ``SameSite=Lax`` (no other site's form or
 script sends it on a POST), ``Secure`` in production, and ends after
 ``HUB_CONSOLE_SESSION_TTL``.
 
@@ -41,8 +42,13 @@ class ConsoleSession:
 
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     subject: str | None = None
-    #: How they signed in: ``api-key``.
+    #: How they signed in: ``api-key`` or ``oidc``.
     method: str | None = None
+    #: An OIDC identity's scopes and groups, from the access token its provider issued.
+    scopes: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    #: The OIDC round trip under way: its state, nonce, PKCE verifier and where it returns.
+    pending: dict[str, str] = field(default_factory=dict)
     #: Messages for the next page (after a redirect), shown once: ``{"kind", "text"}``.
     flash: list[dict[str, str]] = field(default_factory=list)
 
@@ -100,6 +106,14 @@ class Sessions:
             for _, principal in _credentials(self.settings):
                 if principal.subject == session.subject:
                     return principal
+            return None
+        if session.method == "oidc":
+            return Principal(
+                subject=session.subject,
+                scopes=frozenset(session.scopes),
+                groups=frozenset(session.groups),
+                authenticated_by="oidc",
+            )
         return None
 
 

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import State
 from temporalio.client import Client
 
+from api.console import oidc
 from api.console.session import CSRF_FIELD, ConsoleSession, Sessions, csrf_ok
 from api.deps import Principal, principal_for
 from api.errors import ApiError
@@ -162,16 +163,19 @@ async def page_of(request: Request) -> Page:
 
 
 def _sign_in_page(
-    request: Request, sessions: Sessions, session: ConsoleSession, message: str | None,
+    request: Request, hub: State, session: ConsoleSession, message: str | None,
     status: int = 200,
 ) -> HTMLResponse:
+    sessions: Sessions = hub.console_sessions
+    target = _safe_next(request.query_params.get("next"))
     response = templates.TemplateResponse(
         request,
         "sign_in.html",
         {**links(sessions.settings), "csrf": session.csrf, "message": message, "who": None,
-         "next": _safe_next(request.query_params.get("next"))},
+         "next": target, "oidc": oidc.enabled(hub),
+         "oidc_start": "/console/oidc/start?" + urlencode({"next": target})},
         status_code=status,
-    )
+    )  # fmt: skip
     sessions.write(response, session)
     return response
 
@@ -220,7 +224,7 @@ def create_console(hub: State) -> FastAPI:
             return RedirectResponse("/console/", status_code=303)
         expired = expired or request.query_params.get("expired") == "1"
         message = "Your session has ended: sign in again." if expired else None
-        return _sign_in_page(request, hub.console_sessions, ConsoleSession(), message)
+        return _sign_in_page(request, hub, ConsoleSession(), message)
 
     @console.post("/sign-in", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
@@ -230,9 +234,7 @@ def create_console(hub: State) -> FastAPI:
         try:
             who = principal_for(fields.get("apiKey") or None, hub.settings)
         except ApiError:
-            return _sign_in_page(
-                request, hub.console_sessions, session, "That API key is not valid.", 401
-            )
+            return _sign_in_page(request, hub, session, "That API key is not valid.", 401)
         # A new session (and CSRF token) at sign-in: one planted before it is worth nothing.
         signed_in = ConsoleSession(subject=who.subject, method="api-key")
         response = RedirectResponse(_safe_next(fields.get("next")), status_code=303)
@@ -247,6 +249,11 @@ def create_console(hub: State) -> FastAPI:
         hub.console_sessions.clear(response)
         return response
 
+    console.include_router(
+        oidc.sign_in_routes(
+            hub, lambda *args: _sign_in_page(args[0], hub, *args[1:]), _safe_next
+        )
+    )
     console.include_router(inbox.router)
     console.include_router(repair.router)
     console.include_router(records.router)

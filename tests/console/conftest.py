@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from hub.settings import ApiClient, Settings
-from tests.conftest import FAST_RETRY, Hub, served_api
+from tests.conftest import FAST_RETRY, Hub, IdentityProvider, free_port, served_api
 from tests.processes.reporting.conftest import key_of
 
 #: Who does what: the NOC repairs orders, the preparer starts reports, the approver approves.
@@ -83,3 +85,70 @@ def console_url(hub: Hub) -> Iterator[str]:
     """The hub API, served over HTTP for the browser, and its console's address."""
     with served_api(hub) as base:
         yield f"{base}/console"
+
+
+@dataclass
+class ConsoleProvider:
+    """An OpenID provider with the console's client: its redirect URI is on ``console_port``,
+    where the test serves the console that signs in with it."""
+
+    provider: IdentityProvider
+    console_port: int
+    client_id: str
+    client_secret: str
+    #: username → password of the people in the provider's console file.
+    passwords: dict[str, str]
+
+    def hub_settings(self) -> dict[str, Any]:
+        return {
+            **self.provider.hub_settings(),
+            "console_oidc_client_id": self.client_id,
+            "console_oidc_client_secret": SecretStr(self.client_secret),
+        }
+
+
+@pytest.fixture(scope="session")
+def console_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProvider]:
+    """The provider of the OIDC sign-in test (one of its own: its console client's redirect
+    URI names the port the test's console will listen on)."""
+    from hub.tools import idp as provider
+
+    folder = tmp_path_factory.mktemp("console-idp")
+    keys_file, log, people_file = folder / "jwks.json", folder / "idp.log", folder / "console.json"
+    provider.write_keys(keys_file, [provider.generate_signing_key()])
+    issuer, console_port = f"http://127.0.0.1:{free_port()}", free_port()
+    passwords = {name: f"{name}-pw-{uuid.uuid4().hex[:8]}" for name in PEOPLE}
+    client_secret = uuid.uuid4().hex
+    provider.write_console_file(
+        people_file,
+        client_id="hub-console",
+        client_secret=client_secret,
+        redirect_uris=[f"http://127.0.0.1:{console_port}/console/oidc/callback"],
+        people=[
+            {"username": name, "password": passwords[name], "name": name.title(),
+             "groups": groups, "scopes": scopes}
+            for name, (groups, scopes) in PEOPLE.items()
+        ],
+    )  # fmt: skip
+    token = "iat-" + uuid.uuid4().hex
+    env = provider.environment(
+        issuer=issuer,
+        keys_file=keys_file,
+        initial_access_token=token,
+        audience="urn:telecom-hub:api",
+        console_file=people_file,
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            provider.command(), stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        provider.wait_until_ready(issuer, process, log=log)
+        found = IdentityProvider(issuer, token, "urn:telecom-hub:api", keys_file, process, log)
+        yield ConsoleProvider(found, console_port, "hub-console", client_secret, passwords)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -54,7 +54,7 @@ async def sign_in(people: People, console: str, name: str) -> Page:
     await page.goto(f"{console}/")
     await expect(page).to_have_url(f"{console}/sign-in?next=%2Fconsole%2F")
     await page.get_by_label("API key").fill(key_of(name))
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in with the key").click()
     await expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     await expect(page.get_by_text(f"api-key:{name}")).to_be_visible()
     return page

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -522,6 +523,25 @@ class Settings(BaseSettings):
             raise ValueError("HUB_API_KEY / HUB_API_CLIENTS: the same key is given twice")
         if twice:
             raise ValueError(f"HUB_API_CLIENTS: client names must differ: {', '.join(twice)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_console(self) -> Settings:
+        key = self.console_session_key.get_secret_value()
+        if key:
+            try:
+                Fernet(key.encode())
+            except ValueError as exc:
+                raise ValueError(
+                    "HUB_CONSOLE_SESSION_KEY must be a Fernet key (32 url-safe base64 bytes)"
+                ) from exc
+        if self.console_oidc_client_id and not (
+            self.oidc_issuer and self.console_oidc_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "HUB_CONSOLE_OIDC_CLIENT_ID needs HUB_OIDC_ISSUER and "
+                "HUB_CONSOLE_OIDC_CLIENT_SECRET (the console's client at the provider)"
+            )
         return self
 
     @model_validator(mode="after")

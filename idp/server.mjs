@@ -204,7 +204,8 @@ function buildProvider() {
       if (!person) return undefined;
       return { accountId: id, claims: async () => ({ sub: id, name: person.name || id }) };
     },
-    claims: { openid: ['sub'], profile: ['name'] },
+    // The code grant, and the `profile` scope, only where the console signs people in.
+    claims: consoleConfig.client ? { openid: ['sub'], profile: ['name'] } : { openid: ['sub'] },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     jwks: { keys },
     scopes,
@@ -218,7 +219,7 @@ function buildProvider() {
       // Never used (no ID tokens without a login) but validated: the alg the keys can sign.
       id_token_signed_response_alg: signingAlg(keys[0]),
     },
-    responseTypes: ['code', 'none'],
+    responseTypes: consoleConfig.client ? ['code', 'none'] : ['none'],
     pkce: { required: () => true },
     // A client always proves it holds its secret: no public (`none`) or JWT-assertion clients.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],

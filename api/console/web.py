@@ -210,12 +210,16 @@ def create_console(hub: State) -> FastAPI:
 
     @console.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
+        # Signed in, the page keeps its navigation (and the sign-out form).
+        session, _ = hub.console_sessions.open(request)
+        who = hub.console_sessions.principal(session) if session else None
         return templates.TemplateResponse(
             request,
             "refused.html",
-            {**links(hub.settings), "status": exc.status, "message": exc.message, "who": None},
+            {**links(hub.settings), "status": exc.status, "message": exc.message, "who": who,
+             "csrf": session.csrf if session and who else None},
             status_code=exc.status,
-        )
+        )  # fmt: skip
 
     @console.get("/sign-in", response_class=HTMLResponse, include_in_schema=False)
     async def sign_in_form(request: Request) -> Response:

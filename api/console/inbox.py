@@ -27,12 +27,13 @@ SORTS = {"due": "due date", "priority": "priority", "created": "created"}
 
 def _sorted(items: list[tasks.TaskPublic], sort: str, descending: bool) -> list[Any]:
     if sort == "priority":
-        return sorted(items, key=lambda t: (t.priority, t.createdAt), reverse=not descending)
+        return sorted(items, key=lambda t: (t.priority, t.createdAt), reverse=descending)
     if sort == "created":
         return sorted(items, key=lambda t: t.createdAt, reverse=descending)
-    # By due date, soonest first; tasks without one last.
-    dated = sorted((t for t in items if t.dueAt), key=lambda t: t.dueAt, reverse=descending)
-    return dated + [t for t in items if not t.dueAt]
+    # By due date (ascending: soonest first); tasks without one last either way.
+    dated = [t for t in items if t.dueAt is not None]
+    dated.sort(key=lambda t: t.dueAt or t.createdAt, reverse=descending)
+    return dated + [t for t in items if t.dueAt is None]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -53,7 +54,10 @@ async def inbox(page: PageDep, sort: str = "due", order: str = "asc") -> Respons
 
 
 async def _task_page(
-    page: Page, task_id: str, status: int = 200, message: tuple[str, str] | None = None,
+    page: Page,
+    task_id: str,
+    status: int = 200,
+    message: tuple[str, str] | None = None,
     filled: dict[str, str] | None = None,
 ) -> Response:
     page.require(Scope.TASKS_READ)
@@ -126,6 +130,10 @@ async def act_on_task(task_id: str, action: str, page: PageDep) -> Response:
         filled = {k: v for k, v in form.items() if k.startswith("field.") or k == "comment"}
         return await _task_page(page, task_id, exc.status, ("error", exc.message), filled)
     except (ValidationError, ValueError) as exc:
-        text = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+        text = (
+            "; ".join(e["msg"] for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
         return await _task_page(page, task_id, 400, ("error", text), form)
     return page.redirect(f"/console/tasks/{task_id}")

@@ -161,7 +161,9 @@ def sign_in_routes(hub: State, render_sign_in: Any, safe_next: Any) -> APIRouter
         session, _ = sessions.open(request)
         session = session if session is not None and session.subject is None else ConsoleSession()
         try:
-            url = await start_url(request, hub, session, safe_next(request.query_params.get("next")))
+            url = await start_url(
+                request, hub, session, safe_next(request.query_params.get("next"))
+            )
         except SignInFailed as exc:
             return render_sign_in(request, session, str(exc), 503)
         response = RedirectResponse(url, status_code=303)
@@ -173,7 +175,9 @@ def sign_in_routes(hub: State, render_sign_in: Any, safe_next: Any) -> APIRouter
         sessions = hub.console_sessions
         session, _ = sessions.open(request)
         if session is None:
-            return render_sign_in(request, ConsoleSession(), "no sign-in was under way: start again", 400)
+            return render_sign_in(
+                request, ConsoleSession(), "no sign-in was under way: start again", 400
+            )
         try:
             signed_in = await finish(request, hub, session)
         except SignInFailed as exc:

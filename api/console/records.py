@@ -44,15 +44,17 @@ async def orders_page(page: PageDep, q: str = "") -> Response:
         if page.who.partner_id is not None:
             conditions.append(ServiceOrder.partner_id == page.who.partner_id)
         if q:
-            matches = [
-                ServiceOrder.id == q,
-                ServiceOrder.external_id == q,
-                ServiceOrder.customer_id == q,
+            matches: list[Any] = [
+                col(ServiceOrder.id) == q,
+                col(ServiceOrder.external_id) == q,
+                col(ServiceOrder.customer_id) == q,
             ]
             if SUBSCRIBER.fullmatch(q):
-                # The order's document holds its items' characteristics, IMSI and MSISDN.
+                # The order's document holds its items' characteristics, IMSI and MSISDN (an
+                # MSISDN with its + or without).
                 text = cast(col(ServiceOrder.document), String)
-                matches += [text.contains(f'"{q}"'), text.contains(f'"+{q.lstrip("+")}"')]
+                digits = q.lstrip("+")
+                matches += [text.contains(f'"{digits}"'), text.contains(f'"+{digits}"')]
             conditions.append(or_(*matches))
         rows = await session.exec(
             select(ServiceOrder)
@@ -210,4 +212,3 @@ async def _tasks_of(page: Page, workflow_id: str) -> list[HumanTask]:
             .order_by(col(HumanTask.created_at))
         )
         return list(rows)
-

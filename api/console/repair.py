@@ -41,7 +41,9 @@ async def _choices(page: Page) -> dict[str, list[str]]:
 
 
 async def _list_page(
-    page: Page, filters: dict[str, str | None], status: int = 200,
+    page: Page,
+    filters: dict[str, str | None],
+    status: int = 200,
     results: dict[str, Any] | None = None,
 ) -> Response:
     try:
@@ -88,7 +90,8 @@ async def bulk_retry(page: PageDep) -> Response:
         return await _list_page(page, filters, exc.status)
     page.flash(
         f"Retried {len(results['accepted'])} of {results['matched']} parked dead letters"
-        + (f"; {len(results['refused'])} refused" if results["refused"] else "") + ".",
+        + (f"; {len(results['refused'])} refused" if results["refused"] else "")
+        + ".",
         "success" if not results["refused"] else "error",
     )
     return await _list_page(page, {**filters, "status": None}, results=results)
@@ -105,7 +108,10 @@ def correctable(letter: DeadLetter) -> list[tuple[str, Any]]:
 
 
 async def _letter_page(
-    page: Page, letter_id: str, status: int = 200, message: str | None = None,
+    page: Page,
+    letter_id: str,
+    status: int = 200,
+    message: str | None = None,
     filled: dict[str, str] | None = None,
 ) -> Response:
     async with page.db() as session:

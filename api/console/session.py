@@ -6,9 +6,9 @@ age is checked by the same call that opens it (``decrypt(ttl=...)``). It carries
 identity's *subject* and how it signed in, never a key or a token: for an API key, the subject
 is looked up again in the hub's current API clients on every request, so a removed key or
 changed scopes take effect at once; for OpenID Connect, the scopes and groups of the access
-token the provider issued at sign-in, for the session's life. It is ``HttpOnly`` (no script reads it), ``SameSite=Lax`` (no other site's form or
-script sends it on a POST), ``Secure`` in production, and ends after
-``HUB_CONSOLE_SESSION_TTL``.
+token the provider issued at sign-in, for the session's life. It is ``HttpOnly`` (no script
+reads it), ``SameSite=Lax`` (no other site's form or script sends it on a POST), ``Secure`` in
+production, and ends after ``HUB_CONSOLE_SESSION_TTL``.
 
 CSRF: every session, the signed-out one of the sign-in page too, carries a random token; every
 form sends it in a hidden field and every POST is refused (403) unless the field equals the
@@ -122,4 +122,3 @@ def csrf_ok(session: ConsoleSession | None, offered: str | None) -> bool:
     if session is None or not offered:
         return False
     return hmac.compare_digest(session.csrf.encode(), offered.encode())
-

@@ -95,8 +95,13 @@ class Page:
         response = templates.TemplateResponse(
             self.request,
             template,
-            {**links(self.settings), **context, "who": self.who, "csrf": self.session.csrf,
-             "messages": messages + context.pop("extra_messages", [])},
+            {
+                **links(self.settings),
+                **context,
+                "who": self.who,
+                "csrf": self.session.csrf,
+                "messages": messages + context.pop("extra_messages", []),
+            },
             status_code=status,
         )
         self.hub.console_sessions.write(response, self.session)
@@ -163,7 +168,10 @@ async def page_of(request: Request) -> Page:
 
 
 def _sign_in_page(
-    request: Request, hub: State, session: ConsoleSession, message: str | None,
+    request: Request,
+    hub: State,
+    session: ConsoleSession,
+    message: str | None,
     status: int = 200,
 ) -> HTMLResponse:
     sessions: Sessions = hub.console_sessions
@@ -254,9 +262,7 @@ def create_console(hub: State) -> FastAPI:
         return response
 
     console.include_router(
-        oidc.sign_in_routes(
-            hub, lambda *args: _sign_in_page(args[0], hub, *args[1:]), _safe_next
-        )
+        oidc.sign_in_routes(hub, lambda *args: _sign_in_page(args[0], hub, *args[1:]), _safe_next)
     )
     console.include_router(inbox.router)
     console.include_router(repair.router)

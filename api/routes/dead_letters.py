@@ -194,7 +194,9 @@ def _decision_route(action: DeadLetterAction):  # type: ignore[no-untyped-def]
         if body.input and action != DeadLetterAction.RETRY:
             raise ApiError(400, "input: corrected input goes with retry only")
         letter = await letter_or_404(session, letter_id)
-        return await decide_letter(temporal, letter, action, decider.subject, body.reason, body.input)
+        return await decide_letter(
+            temporal, letter, action, decider.subject, body.reason, body.input
+        )
 
     decide.__name__ = f"{action.value}_dead_letter"
     return decide

@@ -63,16 +63,23 @@ def hub_settings(hub_settings: Settings) -> Settings:
     return hub_settings
 
 
+def chromium() -> str:
+    found = shutil.which(CHROMIUM)
+    if found is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    return found
+
+
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     from playwright.async_api import async_playwright
+
+    executable = chromium()
 
     async with async_playwright() as playwright:
         # launch() gives the browser a fresh temporary profile (user-data dir) of its own.
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
         )
         try:
             yield browser

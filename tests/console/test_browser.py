@@ -11,6 +11,7 @@ API served over HTTP, a real worker, the Temporal dev server and the simulators.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -116,8 +117,11 @@ async def test_a_parked_order_is_repaired_from_the_inbox(
     await reload_until(
         page, lambda p: p.locator("#order-state").filter(has_text="completed").count()
     )
-    await expect(page.get_by_role("link", name="This order in the Temporal Web UI")).to_have_attribute(
-        "href", f"http://127.0.0.1:8233/namespaces/default/workflows?query=OrderId%3D%22{order_id}%22"
+    await expect(
+        page.get_by_role("link", name="This order in the Temporal Web UI")
+    ).to_have_attribute(
+        "href",
+        f"http://127.0.0.1:8233/namespaces/default/workflows?query=OrderId%3D%22{order_id}%22",
     )
     await shoot(page, "order")
     customer = next(
@@ -169,7 +173,7 @@ async def test_four_eyes_on_the_page_and_a_second_person_approves(
     async with approver.expect_download() as download:
         await approver.get_by_role("link", name="Download the XML").click()
     saved = await (await download.value).path()
-    assert Path(saved).read_bytes().startswith(b"<?xml")
+    assert (await asyncio.to_thread(Path(saved).read_bytes)).startswith(b"<?xml")
     assert waiting["taskId"]
 
 

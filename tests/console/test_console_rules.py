@@ -80,13 +80,16 @@ def sign_in(client: TestClient, who: str) -> str:
     return csrf_of(client.get("/console/reports").text)
 
 
-def add_task(settings: Settings, task_id: str, group: str, title: str) -> None:
+def add_task(
+    settings: Settings, task_id: str, group: str, title: str, priority: int = 50, due: float = -1
+) -> None:
+    """A task row as a workflow records it; ``due``: hours from now (negative: overdue)."""
     engine = create_engine(f"sqlite:///{settings.data_dir / 'hub.db'}")
     with Session(engine) as session:
         session.add(
             HumanTask(id=task_id, workflow_id=f"wf-{task_id}", run_id="r", process="probe",
-                      kind="approval", title=title, decisions=["approve"],
-                      due_at=utcnow() - timedelta(hours=1))
+                      kind="approval", title=title, decisions=["approve"], priority=priority,
+                      due_at=utcnow() + timedelta(hours=due))
         )  # fmt: skip
         session.add(HumanTaskCandidate(task_id=task_id, group_name=group))
         session.commit()
@@ -176,9 +179,16 @@ def test_an_expired_or_forged_session_goes_back_to_sign_in(
 ) -> None:
     sessions = Sessions(settings)
     ttl = settings.console_session_ttl.total_seconds()
-    old = sessions.seal(ConsoleSession(subject="api-key:noc", method="api-key"), at=time.time() - ttl - 1)
-    for value in (old, old[:-4] + "AAAA", Sessions(settings_for(settings.data_dir)).seal(
-        ConsoleSession(subject="api-key:noc", method="api-key"))):
+    old = sessions.seal(
+        ConsoleSession(subject="api-key:noc", method="api-key"), at=time.time() - ttl - 1
+    )
+    for value in (
+        old,
+        old[:-4] + "AAAA",
+        Sessions(settings_for(settings.data_dir)).seal(
+            ConsoleSession(subject="api-key:noc", method="api-key")
+        ),
+    ):
         client.cookies.set(COOKIE, value, path="/console")
         answer = client.get("/console/reports", follow_redirects=False)
         assert answer.status_code == 303
@@ -186,7 +196,11 @@ def test_an_expired_or_forged_session_goes_back_to_sign_in(
         assert "Your session has ended" in client.get(answer.headers["location"]).text
         client.cookies.clear()
     # The same session, fresh, is let in.
-    client.cookies.set(COOKIE, sessions.seal(ConsoleSession(subject="api-key:noc", method="api-key")), path="/console")
+    client.cookies.set(
+        COOKIE,
+        sessions.seal(ConsoleSession(subject="api-key:noc", method="api-key")),
+        path="/console",
+    )
     assert client.get("/console/", follow_redirects=False).status_code == 200  # fmt: skip
 
 
@@ -239,11 +253,21 @@ def test_a_person_sees_the_tasks_of_their_groups_only(
 
 
 def test_the_inbox_sorts_by_due_date_and_priority(client: TestClient, settings: Settings) -> None:
-    add_task(settings, "task-a", "ops", "First task")
-    add_task(settings, "task-b", "ops", "Second task")
+    add_task(settings, "task-soon", "ops", "Due soon, low", priority=10, due=2)
+    add_task(settings, "task-late", "ops", "Due late, high", priority=90, due=48)
     sign_in(client, "noc")
-    for sort in ("due", "priority"):
-        for order in ("asc", "desc"):
-            page = client.get(f"/console/?sort={sort}&order={order}")
-            assert page.status_code == 200
-            assert 'aria-sort="' + ("ascending" if order == "asc" else "descending") in page.text
+
+    def order_of(query: str) -> list[str]:
+        page = client.get(f"/console/?{query}").text
+        titles = ["Due soon, low", "Due late, high"]
+        return sorted(titles, key=page.index)
+
+    assert order_of("sort=due&order=asc") == ["Due soon, low", "Due late, high"]
+    assert order_of("sort=due&order=desc") == ["Due late, high", "Due soon, low"]
+    assert order_of("sort=priority&order=desc") == ["Due late, high", "Due soon, low"]
+    assert order_of("sort=priority&order=asc") == ["Due soon, low", "Due late, high"]
+    page = client.get("/console/?sort=priority&order=desc").text
+    assert 'aria-sort="descending"' in page
+    # Only the overdue one of them is marked.
+    row = page[page.index("Due soon, low") : page.index("</tr>", page.index("Due soon, low"))]
+    assert "overdue" not in row

@@ -63,5 +63,3 @@ async def test_a_person_signs_in_at_the_provider_and_has_their_scopes(
         assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
     finally:
         await context.close()
-
-

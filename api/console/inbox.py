@@ -83,11 +83,12 @@ def _fields(task: tasks.TaskPublic, form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for definition in task.form:
         raw = form.get(f"field.{definition.name}")
-        if definition.type == "boolean":
-            if raw is not None:
-                values[definition.name] = raw in ("on", "true", "1")
-            continue
         if raw is None or raw.strip() == "":
+            continue  # an unticked box or an empty field: not sent
+        if definition.type == "boolean":
+            if raw not in ("true", "false"):
+                raise ValueError(f"field {definition.name!r} must be true or false")
+            values[definition.name] = raw == "true"
             continue
         try:
             if definition.type == "integer":

@@ -33,6 +33,7 @@ from api.inbound import unstorable
 from hub.permissions import Scope
 from hub.redact import redact
 from hub.settings import Settings
+from workflows import partner_onboarding, regulatory_report, service_activation
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -154,7 +155,22 @@ def links(settings: Settings) -> dict[str, Any]:
         "temporal_workflows": workflows,
         "temporal_workflow": workflow,
         "grafana_url": settings.grafana_url,
+        "reference_url": reference_url,
     }
+
+
+#: The console page of a task's business reference, by the task's process.
+REFERENCE_PAGES = {
+    service_activation.PROCESS_KIND: "/console/orders/",
+    regulatory_report.PROCESS_KIND: "/console/reports/",
+    partner_onboarding.PROCESS_KIND: "/console/partners/",
+}
+
+
+def reference_url(process: str, reference: str | None) -> str | None:
+    """The page of what a task is about (an order, a report, a partner), if the console has one."""
+    prefix = REFERENCE_PAGES.get(process)
+    return f"{prefix}{quote(reference, safe='')}" if prefix and reference else None
 
 
 async def page_of(request: Request) -> Page:

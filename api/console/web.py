@@ -31,7 +31,7 @@ from api.deps import Principal, principal_for
 from api.errors import ApiError
 from api.inbound import unstorable
 from hub.permissions import Scope
-from hub.redact import redact
+from hub.redact import REDACTED, SECRET_FIELDS, redact
 from hub.settings import Settings
 from workflows import partner_onboarding, regulatory_report, service_activation
 
@@ -287,8 +287,17 @@ def create_console(hub: State) -> FastAPI:
 
 
 def masked(value: Any) -> Any:
-    """Evidence and inputs as the console shows them: every secret field masked."""
-    return redact(value)
+    """Evidence and inputs as the console shows them: every secret field masked (by
+    :func:`hub.redact.redact`), and the value of a TMF characteristic named like one
+    (``{"name": "ki", "value": ...}``) too, wherever it comes from."""
+    if isinstance(value, dict):
+        name = value.get("name")
+        if isinstance(name, str) and name.lower() in SECRET_FIELDS and "value" in value:
+            value = {**value, "value": REDACTED}
+        return {key: masked(item) for key, item in redact(value).items()}
+    if isinstance(value, list | tuple):
+        return [masked(item) for item in value]
+    return value
 
 
 templates.env.filters["masked"] = masked

@@ -19,8 +19,9 @@ from sqlmodel import Session
 
 from api.console.session import COOKIE, ConsoleSession, Sessions
 from api.main import create_app
-from hub.models import HumanTask, HumanTaskCandidate, utcnow
+from hub.models import HumanTask, HumanTaskCandidate, OrderStateChange, ServiceOrder, utcnow
 from hub.settings import ApiClient, Settings
+from tests.factories import TS35208_K, new_identity, order
 
 KEYS = {name: f"{name}-console-key-" + "z" * 24 for name in ("noc", "officer", "reader")}
 
@@ -34,7 +35,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
         console_session_key=SecretStr(Fernet.generate_key().decode()),
         api_clients=[
             ApiClient(name="noc", key=SecretStr(KEYS["noc"]), groups=["ops"],
-                      scopes=["tasks:read", "tasks:decide", "deadletters:read"]),
+                      scopes=["tasks:read", "tasks:decide", "deadletters:read", "orders:read"]),
             ApiClient(name="officer", key=SecretStr(KEYS["officer"]), groups=["regulatory"],
                       scopes=["tasks:read", "tasks:decide", "reports:read"]),
             ApiClient(name="reader", key=SecretStr(KEYS["reader"]), scopes=["reports:read"]),
@@ -271,3 +272,59 @@ def test_the_inbox_sorts_by_due_date_and_priority(client: TestClient, settings: 
     # Only the overdue one of them is marked.
     row = page[page.index("Due soon, low") : page.index("</tr>", page.index("Due soon, low"))]
     assert "overdue" not in row
+
+
+def add_order(settings: Settings, order_id: str, body: dict[str, object]) -> None:
+    engine = create_engine(f"sqlite:///{settings.data_dir / 'hub.db'}")
+    with Session(engine) as session:
+        session.add(
+            ServiceOrder(id=order_id, external_id=str(body["externalId"]), state="failed",
+                         customer_id=identity_of(body), workflow_id=f"service-order-{order_id}",
+                         error_message="billing refused the plan", document=body)
+        )  # fmt: skip
+        session.flush()
+        session.add(OrderStateChange(order_id=order_id, to_state="acknowledged"))
+        session.add(
+            OrderStateChange(order_id=order_id, from_state="acknowledged", to_state="failed",
+                             reason="billing refused the plan")
+        )  # fmt: skip
+        session.commit()
+    engine.dispose()
+
+
+def identity_of(body: dict[str, object]) -> str:
+    parties = body["relatedParty"]
+    assert isinstance(parties, list)
+    return str(parties[0]["id"])
+
+
+def test_orders_are_found_by_id_external_id_customer_imsi_and_msisdn(
+    settings: Settings, client: TestClient
+) -> None:
+    identity = new_identity()
+    body = order(identity)
+    add_order(settings, "order-console-1", body)
+    sign_in(client, "officer")
+    assert client.get("/console/orders").status_code == 403  # no orders:read
+    client.cookies.clear()
+    sign_in(client, "noc")
+    for query in (
+        "order-console-1",
+        str(body["externalId"]),
+        identity["customer"],
+        identity["imsi"],
+        identity["msisdn"],
+        identity["msisdn"].lstrip("+"),
+    ):
+        page = client.get("/console/orders", params={"q": query})
+        assert 'href="/console/orders/order-console-1"' in page.text, query
+    assert "order-console-1" not in client.get("/console/orders", params={"q": "00101"}).text
+
+    detail = client.get("/console/orders/order-console-1")
+    assert detail.status_code == 200
+    assert "billing refused the plan" in detail.text
+    assert "acknowledged → <strong>failed</strong>" in detail.text
+    # The subscriber's keys are masked; the Temporal link is the search-attribute query.
+    assert TS35208_K not in detail.text and "***" in detail.text
+    assert "query=OrderId%3D%22order-console-1%22" in detail.text
+    assert client.get("/console/orders/nope").status_code == 404

@@ -15,11 +15,12 @@ from pydantic import ValidationError
 
 from api.console.web import Page, Refused, page_of
 from api.errors import ApiError
+from api.inbound import CheckedRoute
 from api.routes import tasks
 from hub.models import DeadLetter
 from hub.permissions import Scope
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 PageDep = Annotated[Page, Depends(page_of)]
 #: Sort keys of the inbox: (column, what it means).
 SORTS = {"due": "due date", "priority": "priority", "created": "created"}

@@ -26,6 +26,7 @@ from starlette.datastructures import State
 from api.console.session import ConsoleSession
 from api.deps import principal_for_token
 from api.errors import ApiError
+from api.inbound import CheckedRoute
 from api.oauth import InvalidToken, ProviderUnavailable, TokenValidator
 from hub.permissions import ALL_SCOPES
 
@@ -153,7 +154,7 @@ async def finish(request: Request, hub: State, session: ConsoleSession) -> Conso
 
 def sign_in_routes(hub: State, render_sign_in: Any, safe_next: Any) -> APIRouter:
     """The two routes, on the console's own helpers for the sign-in page."""
-    router = APIRouter(prefix="/oidc")
+    router = APIRouter(prefix="/oidc", route_class=CheckedRoute)
 
     @router.get("/start", include_in_schema=False)
     async def start(request: Request) -> Response:

@@ -16,13 +16,14 @@ from sqlmodel import col, select
 
 from api.console.web import Page, Refused, page_of
 from api.errors import ApiError
+from api.inbound import CheckedRoute
 from api.partner_applications import OffboardBody
 from api.routes import partners, regulatory_reports, service_orders
 from api.routes.tasks import visible_to
 from hub.models import DeadLetter, HumanTask, OrderStateChange, ServiceOrder
 from hub.permissions import Scope
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 PageDep = Annotated[Page, Depends(page_of)]
 #: An IMSI (15 digits) or an MSISDN (E.164, ``+`` optional): searched in the orders' items.
 SUBSCRIBER = re.compile(r"\+?[0-9]{6,15}")

@@ -14,12 +14,13 @@ from sqlmodel import col, select
 
 from api.console.web import Page, Refused, page_of
 from api.errors import ApiError
+from api.inbound import CheckedRoute
 from api.routes import dead_letters
 from hub.models import DeadLetter, DeadLetterAction, DeadLetterStatus, HumanTask
 from hub.permissions import Scope
 from hub.redact import SECRET_FIELDS
 
-router = APIRouter(prefix="/dead-letters")
+router = APIRouter(prefix="/dead-letters", route_class=CheckedRoute)
 PageDep = Annotated[Page, Depends(page_of)]
 FILTERS = ("process", "system", "step", "status")
 

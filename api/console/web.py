@@ -29,7 +29,8 @@ from api.console import oidc
 from api.console.session import CSRF_FIELD, ConsoleSession, Sessions, csrf_ok
 from api.deps import Principal, principal_for
 from api.errors import ApiError
-from api.inbound import unstorable
+from api.inbound import CheckedRoute, unstorable
+from hub.errors import ValidationFailure
 from hub.permissions import Scope
 from hub.redact import REDACTED, SECRET_FIELDS, redact
 from hub.settings import Settings
@@ -216,6 +217,8 @@ def create_console(hub: State) -> FastAPI:
     from api.console import inbox, records, repair
 
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Query and path text checked as on the API (no NUL, no lone surrogate): a 400 page.
+    console.router.route_class = CheckedRoute
     console.state.hub = hub
     hub.console_sessions = Sessions(hub.settings)
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -231,6 +234,10 @@ def create_console(hub: State) -> FastAPI:
         )
         hub.console_sessions.clear(response)
         return response
+
+    @console.exception_handler(ValidationFailure)
+    async def unfit_text(request: Request, exc: ValidationFailure) -> Response:
+        return await refused(request, Refused(400, str(exc)))
 
     @console.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:

@@ -328,3 +328,11 @@ def test_orders_are_found_by_id_external_id_customer_imsi_and_msisdn(
     assert TS35208_K not in detail.text and "***" in detail.text
     assert "query=OrderId%3D%22order-console-1%22" in detail.text
     assert client.get("/console/orders/nope").status_code == 404
+
+
+def test_text_that_cannot_be_stored_is_a_400_page(client: TestClient) -> None:
+    sign_in(client, "noc")
+    for path in ("/console/tasks/bad%00id", "/console/dead-letters?step=a%00b"):
+        refused = client.get(path)
+        assert refused.status_code == 400, path
+        assert "must not contain a NUL character" in refused.text

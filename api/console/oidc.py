@@ -130,7 +130,10 @@ async def finish(request: Request, hub: State, session: ConsoleSession) -> Conso
         raise SignInFailed("the identity provider cannot be reached; try again") from exc
     if not answer.is_success:
         raise SignInFailed(f"the identity provider refused the code (HTTP {answer.status_code})")
-    tokens: dict[str, Any] = answer.json()
+    try:
+        tokens: dict[str, Any] = dict(answer.json())
+    except (ValueError, TypeError) as exc:
+        raise SignInFailed("the identity provider's token answer is not a JSON object") from exc
     try:
         claims = await validator.validate_id_token(
             str(tokens.get("id_token", "")),

@@ -27,12 +27,12 @@ KEYS = {name: f"{name}-console-key-" + "z" * 24 for name in ("noc", "officer", "
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
+    overrides.setdefault("console_session_key", SecretStr(Fernet.generate_key().decode()))
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'hub.db'}",
-        console_session_key=SecretStr(Fernet.generate_key().decode()),
         api_clients=[
             ApiClient(name="noc", key=SecretStr(KEYS["noc"]), groups=["ops"],
                       scopes=["tasks:read", "tasks:decide", "deadletters:read", "orders:read"]),
@@ -336,3 +336,30 @@ def test_text_that_cannot_be_stored_is_a_400_page(client: TestClient) -> None:
         refused = client.get(path)
         assert refused.status_code == 400, path
         assert "must not contain a NUL character" in refused.text
+
+
+def test_oidc_sign_in_refusals_are_messages_on_the_sign_in_page(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    settings = settings_for(
+        tmp_path,
+        oidc_issuer=f"http://127.0.0.1:{free_port()}",  # nobody listens there
+        console_oidc_client_id="hub-console",
+        console_oidc_client_secret=SecretStr("s" * 32),
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        assert "Sign in with the identity provider" in client.get("/console/sign-in").text
+        down = client.get("/console/oidc/start", follow_redirects=False)
+        assert down.status_code == 503 and "cannot be reached" in down.text
+        # An answer for no sign-in under way, or for another one (state), signs nobody in.
+        client.get("/console/sign-in")
+        stray = client.get("/console/oidc/callback?code=c&state=s", follow_redirects=False)
+        assert stray.status_code == 401 and "no sign-in was under way" in stray.text
+        assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_the_console_client_needs_an_issuer_and_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="HUB_CONSOLE_OIDC_CLIENT_ID needs HUB_OIDC_ISSUER"):
+        settings_for(tmp_path, console_oidc_client_id="hub-console")
+    with pytest.raises(ValueError, match="must be a Fernet key"):
+        settings_for(tmp_path, console_session_key=SecretStr("not-a-key"))

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import State
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from api.console import oidc
@@ -93,19 +94,16 @@ class Page:
         return await checked_form(self.request, self.session)
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """The page, with the session's messages (shown once) and ``extra_messages``."""
         messages, self.session.flash = self.session.flash, []
+        messages += context.pop("extra_messages", [])
         response = templates.TemplateResponse(
             self.request,
             template,
-            {
-                **links(self.settings),
-                **context,
-                "who": self.who,
-                "csrf": self.session.csrf,
-                "messages": messages + context.pop("extra_messages", []),
-            },
+            {**links(self.settings), **context, "who": self.who, "csrf": self.session.csrf,
+             "messages": messages},
             status_code=status,
-        )
+        )  # fmt: skip
         self.hub.console_sessions.write(response, self.session)
         return response
 
@@ -234,6 +232,11 @@ def create_console(hub: State) -> FastAPI:
         )
         hub.console_sessions.clear(response)
         return response
+
+    @console.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # An unknown page or method: the console's page, not FastAPI's JSON.
+        return await refused(request, Refused(exc.status_code, str(exc.detail)))
 
     @console.exception_handler(ValidationFailure)
     async def unfit_text(request: Request, exc: ValidationFailure) -> Response:

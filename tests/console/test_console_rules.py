@@ -363,3 +363,10 @@ def test_the_console_client_needs_an_issuer_and_a_secret(tmp_path: Path) -> None
         settings_for(tmp_path, console_oidc_client_id="hub-console")
     with pytest.raises(ValueError, match="must be a Fernet key"):
         settings_for(tmp_path, console_session_key=SecretStr("not-a-key"))
+
+
+def test_an_unknown_page_is_a_page(client: TestClient) -> None:
+    sign_in(client, "noc")
+    missing = client.get("/console/nowhere")
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
+    assert 'href="/console/dead-letters"' in missing.text  # still signed in: the navigation

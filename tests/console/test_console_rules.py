@@ -19,11 +19,18 @@ from sqlmodel import Session
 
 from api.console.session import COOKIE, ConsoleSession, Sessions
 from api.main import create_app
-from hub.models import HumanTask, HumanTaskCandidate, OrderStateChange, ServiceOrder, utcnow
+from hub.models import (
+    HumanTask,
+    HumanTaskCandidate,
+    OrderStateChange,
+    PartnerApplication,
+    ServiceOrder,
+    utcnow,
+)
 from hub.settings import ApiClient, Settings
 from tests.factories import TS35208_K, new_identity, order
 
-KEYS = {name: f"{name}-console-key-" + "z" * 24 for name in ("noc", "officer", "reader")}
+KEYS = {name: f"{name}-console-key-" + "z" * 24 for name in ("noc", "officer", "reader", "manager")}
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
@@ -39,6 +46,8 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
             ApiClient(name="officer", key=SecretStr(KEYS["officer"]), groups=["regulatory"],
                       scopes=["tasks:read", "tasks:decide", "reports:read"]),
             ApiClient(name="reader", key=SecretStr(KEYS["reader"]), scopes=["reports:read"]),
+            ApiClient(name="manager", key=SecretStr(KEYS["manager"]), groups=["wholesale"],
+                      scopes=["partners:read", "partners:write", "reports:read"]),
         ],
         **overrides,
     )  # fmt: skip
@@ -370,3 +379,30 @@ def test_an_unknown_page_is_a_page(client: TestClient) -> None:
     missing = client.get("/console/nowhere")
     assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
     assert 'href="/console/dead-letters"' in missing.text  # still signed in: the navigation
+
+
+def test_partners_list_and_page_with_offboarding_for_an_active_one(
+    settings: Settings, client: TestClient
+) -> None:
+    engine = create_engine(f"sqlite:///{settings.data_dir / 'hub.db'}")
+    with Session(engine) as session:
+        session.add(
+            PartnerApplication(
+                id="pa-console-1", status="active", workflow_id="partner-pa-console-1",
+                registration_number="FN 123456a", vat_id="ATU12345678", name="Acme Mobile",
+                organization_id="org-console-1", party_role_id="role-console-1",
+                callback_url="https://acme.example/hooks", applied_by="api-key:manager",
+                checks={"vat": {"valid": True}, "registry": {"password": "hunter2"}},
+                approved_by=["api-key:boss"],
+            )
+        )  # fmt: skip
+        session.commit()
+    engine.dispose()
+    sign_in(client, "manager")
+    listing = client.get("/console/partners")
+    assert 'href="/console/partners/pa-console-1"' in listing.text and "Acme Mobile" in listing.text
+    page = client.get("/console/partners/pa-console-1")
+    assert page.status_code == 200
+    assert "Ask to offboard" in page.text  # active: it may be offboarded
+    assert "hunter2" not in page.text  # a secret in the checks is masked
+    assert "ATU12345678" in page.text and "api-key:boss" in page.text

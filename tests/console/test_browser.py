@@ -54,6 +54,7 @@ async def sign_in(people: People, console: str, name: str) -> Page:
     page.on("dialog", lambda dialog: dialog.accept())
     await page.goto(f"{console}/")
     await expect(page).to_have_url(f"{console}/sign-in?next=%2Fconsole%2F")
+    await shoot(page, "sign-in")
     await page.get_by_label("API key").fill(key_of(name))
     await page.get_by_role("button", name="Sign in with the key").click()
     await expect(page.get_by_role("heading", name="Inbox")).to_be_visible()

@@ -415,6 +415,12 @@ def served_api(hub: Hub, port: int | None = None) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # Listening before the caller's first request (a browser's first page would race it).
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start listening on port {port}")
+        time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from api import errors, openapi
+from api.console.web import create_console
 from api.deps import TemporalConnection
 from api.limits import BodyLimit
 from api.metrics import HttpMetrics, HttpMetricsMiddleware
@@ -124,6 +125,8 @@ def create_app(
     app.include_router(exports.router)
     app.include_router(codec.router)
     app.include_router(metrics.router)
+    # The operations console's pages: an app of its own (HTML, sessions), on this one's state.
+    app.mount("/console", create_console(app.state))
     return app
 
 

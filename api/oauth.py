@@ -20,6 +20,7 @@ ignored. Fetching is async (httpx); one fetch at a time, the others wait for its
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import time
@@ -108,6 +109,7 @@ class TokenValidator:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._jwks_uri: str | None = None
+        self._discovery: dict[str, Any] | None = None
         self._keys: dict[str, dict[str, Any]] | None = None
         #: When the keys were last fetched, and when a fetch was last tried (success or not).
         self._fetched_at = float("-inf")
@@ -202,12 +204,54 @@ class TokenValidator:
             self._fetched_at = self._tried_at
             self.fetches += 1
 
-    async def _fetch_keys(self) -> dict[str, dict[str, Any]]:
-        if self._jwks_uri is None:
+    async def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (fetched once): the console's sign-in reads its
+        authorization and token endpoints."""
+        if self._discovery is None:
             url = self._issuer.rstrip("/") + _DISCOVERY_PATH
             document = await self._get_json(url)
             if document.get("issuer") != self._issuer:
                 raise ProviderUnavailable(f"{url} names another issuer")
+            self._discovery = document
+        return self._discovery
+
+    async def validate_id_token(self, token: str, *, audience: str, nonce: str) -> dict[str, Any]:
+        """The claims of an OpenID Connect ID token of the issuer for ``audience`` (a client
+        id) carrying ``nonce``; :class:`InvalidToken` if it is not one."""
+        if len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.match(token):
+            raise InvalidToken("malformed ID token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed ID token header") from exc
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in ALGORITHMS or not isinstance(kid, str):
+            raise InvalidToken("ID token signature algorithm or key not accepted")
+        jwk = await self._key(kid)
+        if jwk.get("alg", alg) != alg or _KEY_TYPE[alg[:2]] != jwk.get("kty"):
+            raise InvalidToken("signature algorithm does not fit the key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=PyJWK(jwk, algorithm=alg),
+                algorithms=[alg],
+                audience=audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"ID token not accepted ({type(exc).__name__})") from exc
+        if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
+            claims["nonce"].encode(), nonce.encode()
+        ):
+            raise InvalidToken("ID token nonce does not match the sign-in")
+        return claims
+
+    async def _fetch_keys(self) -> dict[str, dict[str, Any]]:
+        if self._jwks_uri is None:
+            url = self._issuer.rstrip("/") + _DISCOVERY_PATH
+            document = await self.discovery()
             jwks_uri = document.get("jwks_uri")
             if not isinstance(jwks_uri, str) or insecure_url(jwks_uri):
                 raise ProviderUnavailable(f"{url} has no usable jwks_uri")

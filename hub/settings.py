@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -216,6 +217,21 @@ class Settings(BaseSettings):
     api_port: int = 8000
     #: Public base URL used in ``href`` fields; empty means derived from the request.
     public_url: str = ""
+
+    #: The console (``/console``): the key that encrypts and signs its session cookies, a
+    #: Fernet key (``python -c "from cryptography.fernet import Fernet;
+    #: print(Fernet.generate_key().decode())"``). Empty outside production: a random key per
+    #: API process, so a restart signs everyone out. Secret.
+    console_session_key: SecretStr = SecretStr("")
+    #: How long a console sign-in lasts; afterwards the person signs in again.
+    console_session_ttl: Duration = timedelta(hours=8)
+    #: Sign-in to the console with OpenID Connect (authorization code and PKCE) at
+    #: ``HUB_OIDC_ISSUER``: the console's client there. Empty: API keys only.
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: SecretStr = SecretStr("")
+    #: Where the console links to: the Temporal Web UI and the hub's Grafana dashboard.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    grafana_url: str = "http://127.0.0.1:3000/d/telecom-hub"
 
     #: Payload encryption keys, ``key-id:base64-32-bytes``, comma-separated; the first encrypts.
     payload_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -597,6 +613,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_console(self) -> Settings:
+        key = self.console_session_key.get_secret_value()
+        if key:
+            try:
+                Fernet(key.encode())
+            except ValueError as exc:
+                raise ValueError(
+                    "HUB_CONSOLE_SESSION_KEY must be a Fernet key (32 url-safe base64 bytes)"
+                ) from exc
+        if self.console_oidc_client_id and not (
+            self.oidc_issuer and self.console_oidc_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "HUB_CONSOLE_OIDC_CLIENT_ID needs HUB_OIDC_ISSUER and "
+                "HUB_CONSOLE_OIDC_CLIENT_SECRET (the console's client at the provider)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_oidc(self) -> Settings:
         if not self.oidc_issuer:
             return self
@@ -689,6 +724,11 @@ class Settings(BaseSettings):
             raise ValueError(f"HUB_OIDC_REGISTRATION_TOKEN {problem}")
         if self.oidc_issuer and urlsplit(self.oidc_issuer).scheme != "https":
             raise ValueError("HUB_OIDC_ISSUER must be an https URL in production")
+        if not self.console_session_key.get_secret_value():
+            raise ValueError(
+                "HUB_CONSOLE_SESSION_KEY must be set in production: without it every API "
+                "process signs console sessions with a key of its own"
+            )
         if not self.payload_keys:
             raise ValueError("HUB_PAYLOAD_KEYS must be set in production")
         if not self.seal_public_key:

@@ -408,9 +408,10 @@ def postgres_url() -> str:
 
 
 @contextmanager
-def served_api(hub: Hub) -> Iterator[str]:
-    """The hub API served by uvicorn on a free port, as ``hub api`` serves it, in a thread of
-    its own (so a blocking client such as the CLI can call it); answers its base URL."""
+def served_api(hub: Hub, port: int | None = None) -> Iterator[str]:
+    """The hub API served by uvicorn on a free port (or ``port``), as ``hub api`` serves it, in
+    a thread of its own (so a blocking client such as the CLI can call it); answers its base
+    URL."""
     import threading
 
     import uvicorn
@@ -419,12 +420,18 @@ def served_api(hub: Hub) -> Iterator[str]:
 
     settings: Settings = hub.settings.model_copy()
     settings.temporal_address = hub.client.service_client.config.target_host
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # Listening before the caller's first request (a browser's first page would race it).
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start listening on port {port}")
+        time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

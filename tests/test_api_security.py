@@ -387,6 +387,7 @@ def test_production_refuses_weak_keys_and_an_open_codec(
         "api_key": ["Vf3kQ9xLp2Rz7Wm4Tn8Yb6Hs1Jd5Gc0A"],
         "payload_keys": PAYLOAD_KEYS,
         "seal_public_key": public_spec(generate_seal_key("s1")),
+        "console_session_key": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     }
     with pytest.raises(ValidationError, match=re.escape(message)) as raised:
         Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]

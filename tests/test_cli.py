@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from api.tmf641 import ServiceOrderCreate, customer_of, order_items
 from hub.codec import EncryptionCodec
 from hub.sealing import Unsealer
-from hub.settings import ApiClient
+from hub.settings import ApiClient, Settings
 from hub.tools import cli, devstack
 from hub.tools.devstack import StackConfig
 
@@ -266,6 +266,9 @@ def test_env_file_keeps_existing_values_and_adds_the_missing() -> None:
         "HUB_SEAL_KEYS",
         "HUB_API_CLIENTS",
         "HUB_OIDC_REGISTRATION_TOKEN",
+        "HUB_CONSOLE_SESSION_KEY",
+        "HUB_CONSOLE_OIDC_CLIENT_SECRET",
+        "IDP_CONSOLE_PASSWORD",
     ]
     assert values["HUB_API_KEY"] == "keep-me"
     text = Path(".env").read_text()
@@ -289,12 +292,17 @@ def test_env_file_is_created_with_the_secrets_private() -> None:
     assert sorted(added) == [
         "HUB_API_CLIENTS",
         "HUB_API_KEY",
+        "HUB_CONSOLE_OIDC_CLIENT_SECRET",
+        "HUB_CONSOLE_SESSION_KEY",
         "HUB_OIDC_REGISTRATION_TOKEN",
         "HUB_PAYLOAD_KEYS",
         "HUB_SEAL_KEYS",
+        "IDP_CONSOLE_PASSWORD",
     ]
     assert len(values["HUB_API_KEY"]) >= 40  # 32 random bytes, URL-safe base64
     assert len(values["HUB_OIDC_REGISTRATION_TOKEN"]) >= 40
+    # The console's key is one the settings take (a Fernet key).
+    Settings(_env_file=None, console_session_key=values["HUB_CONSOLE_SESSION_KEY"])  # type: ignore[call-arg]
     assert Path(".env").stat().st_mode & 0o077 == 0
 
 
@@ -305,6 +313,9 @@ def test_secrets_from_the_environment_are_not_written() -> None:
         "HUB_SEAL_KEYS": "s9:" + "A" * 44,
         "HUB_API_CLIENTS": "[]",
         "HUB_OIDC_REGISTRATION_TOKEN": "from-env",
+        "HUB_CONSOLE_SESSION_KEY": "from-env",
+        "HUB_CONSOLE_OIDC_CLIENT_SECRET": "from-env",
+        "IDP_CONSOLE_PASSWORD": "from-env",
     }
     values, added = devstack.ensure_env_file(Path(".env"), environ=environ)
     assert (values, added) == ({}, [])

@@ -131,7 +131,7 @@ async def list_dead_letters(
     return [dead_letter_json(letter) for letter in letters]
 
 
-async def _letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:
+async def letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:
     letter = await session.get(DeadLetter, letter_id)
     if letter is None:
         raise ApiError(404, f"no dead letter with id {letter_id!r}")
@@ -140,10 +140,10 @@ async def _letter_or_404(session: AsyncSession, letter_id: str) -> DeadLetter:
 
 @router.get("/{letter_id}", summary="Read one dead letter", dependencies=READ)
 async def get_dead_letter(letter_id: str, session: SessionDep) -> dict[str, Any]:
-    return dead_letter_json(await _letter_or_404(session, letter_id))
+    return dead_letter_json(await letter_or_404(session, letter_id))
 
 
-async def _decide(
+async def decide_letter(
     temporal: Client,
     letter: DeadLetter,
     action: DeadLetterAction,
@@ -212,8 +212,10 @@ def _decision_route(action: DeadLetterAction):  # type: ignore[no-untyped-def]
     ) -> dict[str, Any]:
         if body.input and action != DeadLetterAction.RETRY:
             raise ApiError(400, "input: corrected input goes with retry only")
-        letter = await _letter_or_404(session, letter_id)
-        return await _decide(temporal, letter, action, decider.subject, body.reason, body.input)
+        letter = await letter_or_404(session, letter_id)
+        return await decide_letter(
+            temporal, letter, action, decider.subject, body.reason, body.input
+        )
 
     decide.__name__ = f"{action.value}_dead_letter"
     return decide
@@ -249,7 +251,7 @@ async def bulk_retry(
     accepted, refused = [], []
     for letter in letters:
         try:
-            await _decide(
+            await decide_letter(
                 temporal, letter, DeadLetterAction.RETRY, decider.subject, body.reason, None
             )
             accepted.append(letter.id)

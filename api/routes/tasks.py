@@ -175,7 +175,7 @@ async def _groups_of(session: AsyncSession, task_ids: list[str]) -> dict[str, li
     return grouped
 
 
-def _visible_to(principal: Principal) -> list[Any]:
+def visible_to(principal: Principal) -> list[Any]:
     """Conditions: the tasks ``principal`` may see. A member of every group sees all; anyone
     else the tasks of its groups, and those it claimed or decided (after an escalation too)."""
     if WILDCARD in principal.groups:
@@ -200,7 +200,7 @@ async def _task_or_404(
     its existence tells nothing."""
     task = await session.get(HumanTask, task_id)
     if task is not None and principal is not None and WILDCARD not in principal.groups:
-        conditions = [HumanTask.id == task_id, *_visible_to(principal)]
+        conditions = [HumanTask.id == task_id, *visible_to(principal)]
         if (await session.exec(select(HumanTask.id).where(*conditions))).first() is None:
             task = None
     if task is None:
@@ -247,7 +247,7 @@ async def list_tasks(
 ) -> list[TaskPublic]:
     one_of("state", state, TaskState)
     open_states = [s.value for s in TaskState if s.is_open]
-    conditions: list[Any] = _visible_to(reader) + [
+    conditions: list[Any] = visible_to(reader) + [
         column == value
         for column, value in (
             (HumanTask.state, state),

@@ -7,7 +7,8 @@ Starts everything the hub needs on this machine, in this order, and supervises i
                  billing's usage export in data/drop/billing/ (a demo day, written once)
     idp          the OpenID provider (idp/server.mjs, oidc-provider on Node.js) whose tokens
                  the API accepts; signing keys in data/idp/jwks.json, clients in
-                 data/idp/state.json
+                 data/idp/state.json, the console's client and demo people in
+                 data/idp/console.json
     worker       python worker.py; migrates the hub database (data/hub.db) first
     api          uvicorn api.main:create_app
 
@@ -18,8 +19,10 @@ is left). All state lives under ``data/``, so running it again resumes where it 
 
 It works in the current directory, as the hub's settings do: ``data/`` and ``.env`` are
 relative to it. ``HUB_API_KEY``, ``HUB_PAYLOAD_KEYS``, ``HUB_SEAL_KEYS``,
-``HUB_OIDC_REGISTRATION_TOKEN`` and ``HUB_API_CLIENTS`` (one ``partner-admin`` who may fetch a
-partner's credentials) are generated into ``.env`` when neither the environment nor ``.env``
+``HUB_OIDC_REGISTRATION_TOKEN``, ``HUB_API_CLIENTS`` (one ``partner-admin`` who may fetch a
+partner's credentials), the console's ``HUB_CONSOLE_SESSION_KEY`` and
+``HUB_CONSOLE_OIDC_CLIENT_SECRET``, and ``IDP_CONSOLE_PASSWORD`` (of the provider's demo people,
+:data:`CONSOLE_PEOPLE`) are generated into ``.env`` when neither the environment nor ``.env``
 sets them (the API, outside production, seals to the public half of ``HUB_SEAL_KEYS``).
 Partners' callbacks may point at loopback (the partner simulator).
 """
@@ -49,6 +52,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 from rich.console import Console
 from rich.markup import escape
@@ -103,7 +107,31 @@ GENERATED_SECRETS: dict[str, Callable[[], str]] = {
     ),
     # The initial access token with which the hub registers partners' OAuth2 clients.
     "HUB_OIDC_REGISTRATION_TOKEN": lambda: secrets.token_urlsafe(32),
+    # The console: its session cookies' key (sessions survive a restart), its client's secret
+    # at the OpenID provider, and the password of the provider's demo people (CONSOLE_PEOPLE).
+    "HUB_CONSOLE_SESSION_KEY": lambda: Fernet.generate_key().decode(),
+    "HUB_CONSOLE_OIDC_CLIENT_SECRET": lambda: secrets.token_urlsafe(32),
+    "IDP_CONSOLE_PASSWORD": lambda: secrets.token_urlsafe(12),
 }
+
+#: The console's client at the dev stack's OpenID provider.
+CONSOLE_CLIENT_ID = "hub-console"
+#: Who signs in to the console at the dev stack's provider (all with IDP_CONSOLE_PASSWORD):
+#: username → (groups, scopes). Two regulatory officers, so one prepares and one approves.
+CONSOLE_PEOPLE: dict[str, tuple[list[str], list[str]]] = {
+    "noc": (
+        ["ops"],
+        ["orders:read", "orders:write", "deadletters:read", "deadletters:decide", "tasks:read",
+         "tasks:decide"],
+    ),
+    "officer": (["regulatory"], ["reports:read", "reports:write", "tasks:read", "tasks:decide"]),
+    "controller": (
+        ["regulatory"], ["reports:read", "reports:write", "tasks:read", "tasks:decide"]
+    ),
+    "manager": (
+        ["wholesale"], ["partners:read", "partners:write", "tasks:read", "tasks:decide"]
+    ),
+}  # fmt: skip
 
 ORDERS_PATH = "/tmf-api/serviceOrdering/v4/serviceOrder"
 
@@ -271,6 +299,7 @@ def child_environment(
             "HUB_HSS_URL": config.simulator_url("hss"),
             "HUB_BILLING_URL": config.simulator_url("billing") + "/billing",
             "HUB_OIDC_ISSUER": config.idp_issuer,
+            "HUB_CONSOLE_OIDC_CLIENT_ID": CONSOLE_CLIENT_ID,
             # Logs reach data/logs/ as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
@@ -776,6 +805,24 @@ class DevStack:
         folder = self.config.data_dir / "idp"
         keys = folder / "jwks.json"
         idp.ensure_keys(keys)
+        console_file = folder / "console.json"
+        idp.write_console_file(
+            console_file,
+            client_id=CONSOLE_CLIENT_ID,
+            client_secret=env["HUB_CONSOLE_OIDC_CLIENT_SECRET"],
+            # The console's own address, however the browser names the loopback host.
+            redirect_uris=sorted(
+                {
+                    f"{self.config.api_url}/console/oidc/callback",
+                    f"http://localhost:{self.config.api_port}/console/oidc/callback",
+                }
+            ),
+            people=[
+                {"username": name, "password": env["IDP_CONSOLE_PASSWORD"], "name": name.title(),
+                 "groups": groups, "scopes": scopes}
+                for name, (groups, scopes) in CONSOLE_PEOPLE.items()
+            ],
+        )  # fmt: skip
         try:
             argv = idp.command()
         except idp.IdpUnavailable as exc:
@@ -788,6 +835,7 @@ class DevStack:
                 initial_access_token=env["HUB_OIDC_REGISTRATION_TOKEN"],
                 audience=oidc_audience(env),
                 state_file=folder / "state.json",
+                console_file=console_file,
                 base=env,
             ),
         )
@@ -915,6 +963,14 @@ class DevStack:
             console.print(
                 f"export PARTNER_ADMIN_KEY='{admin}'", markup=False, highlight=False, soft_wrap=True
             )
+        console.print(
+            f"\nConsole: {config.api_url}/console — sign in with the API key above, or with "
+            f"the identity provider as {', '.join(CONSOLE_PEOPLE)} (password below, from "
+            f"{config.env_file}):"
+        )
+        console.print(
+            env.get("IDP_CONSOLE_PASSWORD", ""), markup=False, highlight=False, soft_wrap=True
+        )
         registration = env.get("HUB_OIDC_REGISTRATION_TOKEN", "")
         console.print(
             f"\nOAuth2: the OpenID provider at {config.idp_issuer} registers clients with this "

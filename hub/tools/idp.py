@@ -89,6 +89,7 @@ def environment(
     audience: str,
     state_file: Path | None = None,
     access_token_ttl: int | None = None,
+    console_file: Path | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The provider's environment (see ``idp/server.mjs``): the hub's scopes are its scopes."""
@@ -108,7 +109,35 @@ def environment(
         env["IDP_STATE_FILE"] = str(state_file)
     if access_token_ttl is not None:
         env["IDP_ACCESS_TOKEN_TTL"] = str(access_token_ttl)
+    if console_file is not None:
+        env["IDP_CONSOLE_FILE"] = str(console_file)
     return env
+
+
+def write_console_file(
+    path: Path,
+    *,
+    client_id: str,
+    client_secret: str,
+    redirect_uris: list[str],
+    people: list[dict[str, object]],
+) -> None:
+    """The console's client at the provider and the people who sign in to it (development
+    only: the passwords are in the file): ``people`` items have ``username``, ``password``,
+    ``name``, ``groups`` and ``scopes``."""
+    body = {
+        "client": {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "redirect_uris": redirect_uris,
+        },
+        "people": people,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(body, indent=2))
+    partial.chmod(0o600)
+    partial.replace(path)
 
 
 def discovery_ok(issuer: str) -> bool:

@@ -211,6 +211,8 @@ PRODUCTION = {
     "environment": "production",
     "api_key": ["Vf3kQ9xLp2Rz7Wm4Tn8Yb6Hs1Jd5Gc0A"],
     "payload_keys": ["p1:" + base64.b64encode(bytes(32)).decode()],
+    # A Fernet key of the tests (not a secret): production needs the console's session key.
+    "console_session_key": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
 }
 
 

@@ -22,13 +22,15 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from activities.definitions import HUB, task_queue_for
+from hub.events.relay import SYSTEM as EVENTS
 from hub.settings import ALARMS, RECONCILIATION, SYSTEMS, Settings
 
 router = APIRouter(tags=["Operations"])
 
 #: The systems whose activities the worker serves, each on its queue (``worker.by_system``;
-#: tests/test_health.py holds the two equal). ``exports``: the export files' bulk writes.
-SERVED_SYSTEMS = (HUB, *SYSTEMS, ALARMS, RECONCILIATION, "exports")
+#: tests/test_health.py holds the two equal). ``exports``: the export files' bulk writes;
+#: ``events``: the outbox relay's fan-out, webhook deliveries and broker publishing.
+SERVED_SYSTEMS = (HUB, *SYSTEMS, ALARMS, RECONCILIATION, "exports", EVENTS)
 CHECK_TIMEOUT = 3.0
 
 

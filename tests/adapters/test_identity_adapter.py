@@ -152,6 +152,7 @@ def test_production_wants_https_and_a_strong_registration_token() -> None:
         "seal_public_key": SEAL_PUBLIC_KEY,
         "oidc_issuer": "https://idp.example.net",
         "oidc_registration_token": strong,
+        "console_session_key": "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
     }
     assert settings(**production).oidc_issuer == "https://idp.example.net"
     with pytest.raises(ValueError, match="https URL in production"):

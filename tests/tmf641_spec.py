@@ -60,6 +60,16 @@ def attributes(name: str) -> set[str]:
     return set(spec()["definitions"][name]["properties"])
 
 
+def documented(method: str, url: str) -> bool:
+    """Whether the document has the operation (the hub's own extensions, such as replaying an
+    event delivery, it does not)."""
+    try:
+        _operation(method, url)
+    except AssertionError:
+        return False
+    return True
+
+
 def _operation(method: str, url: str) -> tuple[str, dict[str, Any]]:
     path = httpx.URL(url).path.removeprefix(BASE_PATH)
     for template, operations in spec()["paths"].items():

@@ -266,8 +266,10 @@ class ServiceActivation(ProcessWorkflow):
         in_flight = runtime.steps.in_flight if runtime else []
         return OrderStatus(
             state=self._state.value,
-            # Steps run together are named together ("1/hss.create_subscriber and ...").
-            current_step=(" and ".join(in_flight) if len(in_flight) > 1 else runtime.current_step)
+            # The steps running now, named together when run together ("1/hss.create_subscriber
+            # and ..."); between steps, the last one. Not the last one started: while an add's
+            # HSS call runs on, billing's steps beside it may have started and finished.
+            current_step=(" and ".join(in_flight) if in_flight else runtime.current_step)
             if runtime
             else None,
             items=dict(self._items),

@@ -121,7 +121,9 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
             approval(
                 reference,
                 follow_up_after=1.0,
-                escalate_after=4.0,
+                # Long enough that the four-eyes checks below come before it on a loaded
+                # machine (after it, the preparer's group is no longer a candidate: a 404).
+                escalate_after=8.0,
                 escalation_groups=["regulatory-managers"],
             )
         ),
@@ -181,7 +183,7 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
         body = (await hub.api.get(f"/tasks/{task_id}")).json()
         return body if body["escalated"] else None
 
-    moved = await eventually(escalated, timeout=10)
+    moved = await eventually(escalated, timeout=15)
     assert moved["candidateGroups"] == ["regulatory-managers"] and moved["assignee"] is None
     refused = await hub.api.post(
         f"/tasks/{task_id}/complete",

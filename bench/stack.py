@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
 import shlex
 import signal
@@ -52,15 +53,55 @@ class StackError(Exception):
     """A part of the stack did not come up; the message says which and shows its log."""
 
 
+#: Ports below Linux's ephemeral range (32768-60999 by default), one block per pytest-xdist
+#: worker: a port the kernel picks for ``bind(0)`` is in the ephemeral range, where an outgoing
+#: connection of another process may take it before the server that was given it binds it
+#: (seen with three test processes at once: "address already in use").
+PORT_BLOCK = 3000
+PORT_BASE = 20000
+
+
+def _worker_block() -> range | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    start = PORT_BASE + int(worker[2:]) % 4 * PORT_BLOCK
+    return range(start, start + PORT_BLOCK)
+
+
+#: Ports this process handed out from its block: never twice (the first taker may not have
+#: bound it yet).
+_handed_out: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports the kernel considers free on loopback right now."""
-    sockets = []
+    """``count`` distinct ports free on loopback right now: the kernel's pick, or, in a
+    pytest-xdist worker, free ones from that worker's own block below the ephemeral range."""
+    block = _worker_block()
+    sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        candidates = (
+            [p for p in random.sample(block, len(block)) if p not in _handed_out]
+            if block is not None
+            else None
+        )
+        while len(sockets) < count:
             sock = socket.socket()
-            sock.bind((HOST, 0))
+            try:
+                if candidates is None:
+                    sock.bind((HOST, 0))
+                else:
+                    if not candidates:
+                        raise StackError(f"no free port left in {block}")
+                    sock.bind((HOST, candidates.pop()))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        ports = [int(sock.getsockname()[1]) for sock in sockets]
+        if block is not None:
+            _handed_out.update(ports)
+        return ports
     finally:
         for sock in sockets:
             sock.close()

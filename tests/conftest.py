@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -57,9 +56,11 @@ def temporal_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port (outside the ephemeral range under pytest-xdist: see
+    :func:`bench.stack.free_ports`)."""
+    from bench.stack import free_ports
+
+    return free_ports(1)[0]
 
 
 async def eventually(

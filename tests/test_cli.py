@@ -33,9 +33,9 @@ ORDERS = "/tmf-api/serviceOrdering/v4/serviceOrder"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    from bench.stack import free_ports
+
+    return free_ports(1)[0]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -63,11 +63,13 @@ async def test_a_worker_killed_mid_delivery_loses_no_event_and_makes_no_new_id(
     chaos_hub: Chaos,
 ) -> None:
     listener = start_listener()
+    subscription = ""
     try:
         hold = threading.Event()
         listener.held = hold  # every delivery waits in the listener until released
         response = await chaos_hub.api.post(HUB, json={"callback": listener.url})
         assert response.status_code == 201, response.text
+        subscription = response.json()["id"]
         identities = chaos.new_identities(ORDERS)
         order_ids = set((await chaos.submit_all(chaos_hub.api, identities)).values())
 
@@ -86,14 +88,19 @@ async def test_a_worker_killed_mid_delivery_loses_no_event_and_makes_no_new_id(
         # The delivery the dead worker had in flight was sent again, under its own id.
         assert len(heard) > len(set(heard))
     finally:
+        # The chaos stack is shared: the next tests' events must not go to a dead listener.
+        if subscription:
+            await chaos_hub.api.delete(f"{HUB}/{subscription}")
         listener.server.shutdown()
 
 
 async def test_the_api_killed_while_orders_are_posted_loses_no_event(chaos_hub: Chaos) -> None:
     listener = start_listener()
+    subscription = ""
     try:
         response = await chaos_hub.api.post(HUB, json={"callback": listener.url})
         assert response.status_code == 201, response.text
+        subscription = response.json()["id"]
         identities = chaos.new_identities(12)
         # Two at a time, each retried (same externalId) until the API, restarted, answers.
         posting = asyncio.create_task(
@@ -117,4 +124,7 @@ async def test_the_api_killed_while_orders_are_posted_loses_no_event(chaos_hub: 
         assert sorted(e["event"]["serviceOrder"]["id"] for e in created) == sorted(order_ids)
         assert heard
     finally:
+        # The chaos stack is shared: the next tests' events must not go to a dead listener.
+        if subscription:
+            await chaos_hub.api.delete(f"{HUB}/{subscription}")
         listener.server.shutdown()

@@ -13,20 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.stack import free_ports
 from simulators import SYSTEMS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def start(ports: dict[str, int], *extra: str) -> asyncio.subprocess.Process:

@@ -16,6 +16,10 @@ from tests.chaos.conftest import Chaos
 from tests.conftest import eventually
 from workflows.service_activation import workflow_id_for
 
+#: How long the client keeps re-posting until every order is accepted: the orders are posted
+#: while workers die, and in the whole suite beside two other test processes' chaos stacks.
+SUBMIT_DEADLINE = 300.0
+
 ORDERS = 200
 KILLS = 3
 
@@ -25,7 +29,7 @@ async def test_the_worker_killed_three_times_loses_and_doubles_nothing(chaos_hub
     # A little latency, so that every kill finds outside calls in flight.
     await chaos_hub.stack.configure_simulators(latency_ms=20)
     worker = chaos_hub.stack.children["worker"]
-    order_ids = await chaos.submit_all(chaos_hub.api, identities)
+    order_ids = await chaos.submit_all(chaos_hub.api, identities, timeout=SUBMIT_DEADLINE)
 
     pids = []
     for kill in range(1, KILLS + 1):

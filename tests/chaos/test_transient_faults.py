@@ -6,6 +6,10 @@ from bench import chaos
 from bench.activation import simulator_requests
 from tests.chaos.conftest import Chaos
 
+#: How long the client keeps re-posting until every order is accepted: the orders are posted
+#: while workers die, and in the whole suite beside two other test processes' chaos stacks.
+SUBMIT_DEADLINE = 300.0
+
 ORDERS = 200
 FAULT_RATE = 0.2
 
@@ -28,7 +32,7 @@ async def test_with_a_fifth_of_all_calls_failing_every_order_completes_once(
     log_start = sim_log.stat().st_size
     await chaos_hub.stack.configure_simulators(error_rate=FAULT_RATE)
 
-    await chaos.submit_all(chaos_hub.api, identities)
+    await chaos.submit_all(chaos_hub.api, identities, timeout=SUBMIT_DEADLINE)
     await chaos_hub.settled(identities, timeout=180)
 
     ledger = await chaos_hub.audit(identities)
@@ -61,7 +65,7 @@ async def test_permanent_faults_under_transient_chaos_leave_no_trace(chaos_hub: 
         expected_step[identity.external_id] = step
     await chaos_hub.stack.configure_simulators(error_rate=FAULT_RATE)
 
-    order_ids = await chaos.submit_all(chaos_hub.api, identities)
+    order_ids = await chaos.submit_all(chaos_hub.api, identities, timeout=SUBMIT_DEADLINE)
     await chaos_hub.settled(identities, timeout=120)
 
     ledger = await chaos_hub.audit(identities)

@@ -132,6 +132,8 @@ async def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
             answer = await http.get("/api/v1/query", params={"query": expr})
         except httpx.TransportError:
             return []  # not listening yet
+    if answer.status_code == 503:
+        return []  # listening, not ready yet ("Service Unavailable", not JSON)
     body = answer.json()
     assert body["status"] == "success", body
     return list(body["data"]["result"])

@@ -142,9 +142,14 @@ async def test_a_task_is_listed_refused_to_the_preparer_and_decided_by_another(
     elsewhere = await hub.api.get("/tasks", params={"candidateGroup": "wholesale", "open": "true"})
     assert task_id not in [t["id"] for t in elsewhere.json()]
 
-    described = await handle.describe()
-    assert described.typed_search_attributes.get(sa.HUB_STATUS) == "awaiting-approval"
-    assert described.typed_search_attributes.get(sa.OPEN_TASK) == task_id
+    # The task's row is written by an activity before the workflow task that upserts the
+    # search attributes completes: poll for them.
+    async def awaiting() -> Any:
+        attributes = (await handle.describe()).typed_search_attributes
+        return attributes if attributes.get(sa.HUB_STATUS) == "awaiting-approval" else None
+
+    attributes = await eventually(awaiting, timeout=15)
+    assert attributes.get(sa.OPEN_TASK) == task_id
 
     # The reminder reaches the NMS as a warning.
     assert await alarms_of(nms, workflow_id, task_id, "follow-up") == [

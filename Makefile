@@ -17,10 +17,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # The suite waits on Temporal timers, servers and subprocesses far more than it computes, so
-# three pytest-xdist workers finish it in well under half the time on two cores. Each worker has
+# two pytest-xdist workers (one per core) finish it in far less time than one. Each worker has
 # its own Temporal dev server, simulators and identity provider; --dist loadfile keeps a file's
 # module fixtures on one worker.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 PACKAGES := hub workflows activities adapters api simulators bench worker.py
 NPM_STAMP := idp/node_modules/.package-lock.json

@@ -355,12 +355,31 @@ def build_notifier(settings: Settings) -> SnmpNotifier:
 
 
 #: Modules the workflow sandbox takes from the worker as they are, instead of importing them
-#: anew for every workflow run. The runtime is the processes' shared library: deterministic,
-#: with no module state, covered by the replay tests; re-importing it per run (a few dozen
-#: dataclasses, each built by exec) cost the worker ~6 ms of CPU per order (bench/README.md).
-#: The processes' own modules stay sandboxed, so the sandbox still refuses their
-#: non-deterministic calls.
+#: anew for every workflow run (``HUB_WORKFLOW_SANDBOX=strict``). The runtime is the processes'
+#: shared library: deterministic, with no module state, covered by the replay tests;
+#: re-importing it per run (a few dozen dataclasses, each built by exec) cost the worker ~6 ms
+#: of CPU per order (bench/README.md). The processes' own modules stay sandboxed, so the
+#: sandbox refuses their non-deterministic calls when they run.
 SANDBOX_PASSTHROUGH = ("workflows.runtime",)
+#: ``HUB_WORKFLOW_SANDBOX=shared`` (the default): every process module passes through too,
+#: and the packages they take types from (the sandbox resolves a payload's dataclass by its
+#: module in the sandbox's own ``sys.modules``, which a shared process module does not fill).
+#: Re-executing ``workflows.service_activation`` for each run was a quarter of the worker's
+#: CPU per order (bench/README.md). The price: a passed-through module sees the real
+#: ``datetime`` and ``random``, so the sandbox no longer catches ``datetime.now()`` in it at
+#: run time (``open`` and other builtins it still refuses). What catches it instead: the
+#: suite runs every workflow ``strict`` (tests/conftest.py, the workflow harness, the replay
+#: tests), and ruff's banned-API rule (TID251, pyproject.toml) refuses those calls in
+#: ``workflows/`` before a commit.
+SHARED_SANDBOX_PASSTHROUGH = ("workflows", "activities", "adapters", "hub")
+
+
+def workflow_runner(mode: str = "strict") -> SandboxedWorkflowRunner:
+    """The workflow sandbox of ``HUB_WORKFLOW_SANDBOX`` (``shared`` or ``strict``)."""
+    modules = SHARED_SANDBOX_PASSTHROUGH if mode == "shared" else SANDBOX_PASSTHROUGH
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
+    )
 
 
 def create_workers(
@@ -376,6 +395,7 @@ def create_workers(
         "hub": [*activities.get("hub", []), breakers.set_queue_rate, breakers.breaker_settings],
     }
     watch = BreakerInterceptor(client, settings, task_queue)
+    runner = workflow_runner(settings.workflow_sandbox)
     for system, functions in activities.items():
         concurrency = settings.worker_max_concurrent_activities
         executor = None
@@ -387,11 +407,7 @@ def create_workers(
             client,
             task_queue=task_queue_for(task_queue, system),
             workflows=WORKFLOWS if system == "hub" else [],
-            workflow_runner=SandboxedWorkflowRunner(
-                restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                    *SANDBOX_PASSTHROUGH
-                )
-            ),
+            workflow_runner=runner,
             activities=functions,
             activity_executor=executor,
             max_concurrent_activities=concurrency,

@@ -539,6 +539,13 @@ class Settings(BaseSettings):
     #: Worker: activities and workflow tasks one worker process runs at once.
     worker_max_concurrent_activities: int = Field(default=200, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    #: Worker: what the workflow sandbox does with the processes' own modules (``workflows``).
+    #: ``shared``: imported once per worker and shared by every run (a run's sandbox costs a
+    #: fraction of a millisecond instead of re-executing the module); ``strict``: imported
+    #: anew for every run, so the sandbox also catches a non-deterministic call of theirs
+    #: (``datetime.now``, ``random``) when it runs. The test suite runs ``strict``, and
+    #: ``make lint`` bans those calls in ``workflows/`` (ruff TID251); see worker.py.
+    workflow_sandbox: Literal["shared", "strict"] = "shared"
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
     #: Circuit breakers of the outside systems (activities.breaker): a system whose calls

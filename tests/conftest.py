@@ -332,6 +332,9 @@ def settings_for(tmp_path: Path, simulator_process: dict[str, str]) -> Settings:
         registry_url=simulator_process["registry"],
         http_timeout=5.0,
         retry={name: FAST_RETRY for name in (*SYSTEM_NAMES, "hub")},
+        # Every workflow run of the suite in its own sandbox, so a non-deterministic call in
+        # a process module fails its test (production shares the modules: worker.py).
+        workflow_sandbox="strict",
     )
 
 

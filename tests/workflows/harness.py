@@ -14,7 +14,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.definitions import HUB, task_queue_for
@@ -33,7 +32,7 @@ from tests.workflows.probes import (
     TogetherProbe,
     fast_policies,
 )
-from worker import SANDBOX_PASSTHROUGH, by_system
+from worker import by_system, workflow_runner
 from workflows.runtime import ProcessWorkflow, TaskSpec, TaskView
 
 
@@ -166,9 +165,7 @@ async def probe_workers(client: Client) -> AsyncIterator[ProbeHub]:
     probes and the hub doubles on the main queue, the alarm double on ``<queue>.alarms``, the
     probe step on ``<queue>.probe``. The probes run in the sandbox the hub's worker uses."""
     probe = ProbeHub(client, f"workflow-tests-{uuid.uuid4()}")
-    runner = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-    )
+    runner = workflow_runner("strict")
     doubles = by_system(
         [
             probe.hub.record_task,

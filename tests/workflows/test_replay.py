@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import hub.codec
-from worker import SANDBOX_PASSTHROUGH, WORKFLOWS
+from worker import WORKFLOWS, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
 #: The fixed, non-secret key the histories' payloads are encrypted with (their README).
@@ -27,15 +26,14 @@ def workflow_id_of(text: str) -> str:
     return str(started["workflowId"])
 
 
-@pytest.fixture(scope="module")
-def replayer() -> Replayer:
+@pytest.fixture(scope="module", params=["strict", "shared"])
+def replayer(request: pytest.FixtureRequest) -> Replayer:
+    """The worker's runner, in both sandbox modes (``HUB_WORKFLOW_SANDBOX``): the strict one
+    catches a non-deterministic call on replay; the shared one is what production runs."""
     return Replayer(
         workflows=WORKFLOWS,
         data_converter=hub.codec.data_converter([REPLAY_KEY]),
-        # The worker's runner: the runtime is passed through the sandbox there, so here too.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(request.param),
     )
 
 

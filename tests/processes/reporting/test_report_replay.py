@@ -11,11 +11,10 @@ from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tests.conftest import Hub, eventually
 from tests.processes.reporting.reports import decide, make_usage, report_in, start
-from worker import SANDBOX_PASSTHROUGH, WORKFLOWS
+from worker import WORKFLOWS, workflow_runner
 
 
 async def closed_history(hub: Hub, report: dict[str, Any]) -> WorkflowHistory:
@@ -56,9 +55,7 @@ async def test_accepted_and_rejected_histories_replay(hub: Hub, tmp_path: Path) 
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=hub.client.data_converter,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner("strict"),
     )
     for report in (accepted, rejected):
         history = await closed_history(hub, report)

@@ -14,7 +14,6 @@ from typing import Any
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from workflows.runtime import ProcessWorkflow, TaskOutcome, TaskSpec
 
@@ -55,11 +54,9 @@ def probe_workers(
     client: Client, settings: Settings, sessions: Any, notifier: Any, *, task_queue: str
 ) -> list[Worker]:
     """The probe's workers: itself with the hub's task store, and its alarms' queue."""
-    from worker import SANDBOX_PASSTHROUGH
+    from worker import workflow_runner
 
-    runner = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
-    )
+    runner = workflow_runner("strict")
     return [
         Worker(
             client,

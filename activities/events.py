@@ -52,6 +52,7 @@ from hub.events.relay import (
     RelayInput,
     SinkRelayInput,
     SubscriptionRelayInput,
+    listened,
     poke_soon,
     sink_workflow_id,
     subscription_workflow_id,
@@ -148,12 +149,26 @@ def _meter_add(name: str, description: str, amount: int = 1, **labels: str) -> N
         ).add(amount)
 
 
+def relay_or_default(relay: RelayInput | None) -> RelayInput:
+    """``relay``, or the relay on the running activity's own task queue."""
+    if relay is not None:
+        return relay
+    return RelayInput(task_queue=activity.info().task_queue if activity.in_activity() else "hub")
+
+
+async def someone_listens(session: AsyncSession, relay: RelayInput | None) -> bool:
+    """In the writer's transaction: whether its events have anyone to go to
+    (:func:`hub.events.relay.listened`), i.e. whether :func:`wake_relay` is worth it."""
+    return await listened(session, relay_or_default(relay))
+
+
 async def wake_relay(relay: RelayInput | None) -> None:
-    """After a commit that wrote events: poke the relay (from inside an activity; the relay
-    runs on the activity's own task queue unless ``relay`` says otherwise)."""
+    """After a commit that wrote events someone listens to (:func:`someone_listens`): poke
+    the relay (from inside an activity; the relay runs on the activity's own task queue
+    unless ``relay`` says otherwise)."""
     if not activity.in_activity():
         return
-    poke_soon(activity.client(), relay or RelayInput(task_queue=activity.info().task_queue))
+    poke_soon(activity.client(), relay_or_default(relay))
 
 
 class EventActivities:
@@ -216,6 +231,9 @@ class EventActivities:
                     for sub, wanted in subscriptions
                     if sub.api == row.domain
                     and (sub.partner_id is None or sub.partner_id == row.partner_id)
+                    # A subscriber gets the events after it subscribed, however late the
+                    # relay fans them out (a writer that saw no listener did not poke).
+                    and as_utc(row.created_at) >= as_utc(sub.created_at)
                     and wanted.matches(row.envelope)
                 ]
                 targets += [SINK_PREFIX + sink for sink in self.settings.events_brokers]

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.definitions import defn
-from activities.events import wake_relay
+from activities.events import someone_listens, wake_relay
 from hub.db import session_scope
 from hub.events.envelopes import Event, EventType
 from hub.events.outbox import add_event, add_order_event
@@ -91,7 +91,7 @@ class OrderStoreActivities:
         retried; after :data:`ORDER_ROW_GRACE` for good (see there).
         """
         transition: tuple[str, str] | None = None
-        events = False
+        events = listening = False
         async with session_scope(self.sessions) as session:
             order = await session.get(ServiceOrder, data.order_id)
             if order is None:
@@ -159,7 +159,8 @@ class OrderStoreActivities:
                         session.add(item)
                         items_changed = True
             events = await self._report(session, order, items, transition, items_changed, closed)
-        if events:
+            listening = events and await someone_listens(session, self.relay)
+        if listening:
             await wake_relay(self.relay)
         if transition is not None and activity.in_activity():
             specification, state = transition

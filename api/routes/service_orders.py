@@ -259,6 +259,7 @@ async def place_service_order(
         public_url=settings.resolved_events_public_url,
         items=rows,
     )
+    listening = await relay.listened(session, relay.relay_of(settings))
     try:
         await ORDER_PROCESS.start(
             temporal,
@@ -277,7 +278,8 @@ async def place_service_order(
             503, f"the order was not accepted: Temporal refused it ({refused})"
         ) from exc
     await session.commit()
-    relay.poke_soon(temporal, relay.relay_of(settings))
+    if listening:
+        relay.poke_soon(temporal, relay.relay_of(settings))
     return PlacedOrder(_order_json(order, rows, base), created=True)
 
 

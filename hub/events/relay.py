@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from hub.events.models import EventSubscription, SubscriptionStatus
 from hub.settings import Settings
 
 logger = logging.getLogger("hub.events")
@@ -56,6 +60,9 @@ class RelayInput:
     task_queue: str = "hub"
     #: An activity attempt's timeout: what a killed worker's attempt delays its retry by.
     attempt_seconds: float = 120.0
+    #: The broker sinks every event goes to (``HUB_EVENTS_BROKERS``): for the writers,
+    #: :func:`listened`; the relay's dispatch reads its own settings.
+    sinks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -100,17 +107,66 @@ def relay_of(settings: Settings) -> RelayInput:
         batch=settings.events_batch_size,
         task_queue=settings.task_queue,
         attempt_seconds=settings.events_attempt_timeout.total_seconds(),
+        sinks=list(settings.events_brokers),
     )
 
 
-#: Pokes under way (a task the loop holds only weakly would be collected mid-flight).
-_POKES: set[asyncio.Task[bool]] = set()
+async def listened(session: AsyncSession, relay: RelayInput) -> bool:
+    """Whether events written in ``session`` have somewhere to go, so that a poke after the
+    commit starts work: a broker sink, or an active subscription (read in the writer's
+    transaction). With neither, the writer does not poke: a poke would cost the relay a
+    workflow task and a dispatch to fan out to no one, per state change of every order; its
+    sweep (``HUB_EVENTS_SWEEP_INTERVAL``) marks those events dispatched instead, and a
+    subscription created meanwhile gets none of them (dispatch gives a subscription only the
+    events written after it)."""
+    if relay.sinks:
+        return True
+    found = await session.exec(
+        select(EventSubscription.id)
+        .where(EventSubscription.status == SubscriptionStatus.ACTIVE)
+        .limit(1)
+    )
+    return found.first() is not None
+
+
+class _Pokes:
+    """One event loop's pokes: at most one in flight per relay, and one more after it when
+    a writer asked meanwhile (the relay fans out everything new at each poke, so the writers
+    between them need no poke of their own)."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.again: set[str] = set()
+
+    def ask(self, client: Client, relay: RelayInput) -> None:
+        key = relay_workflow_id(relay.task_queue)
+        if key in self.running:
+            self.again.add(key)
+            return
+        self.running[key] = asyncio.get_running_loop().create_task(self._poke(client, relay, key))
+
+    async def _poke(self, client: Client, relay: RelayInput, key: str) -> None:
+        try:
+            while True:
+                self.again.discard(key)
+                await poke(client, relay)
+                if key not in self.again:
+                    return
+        finally:
+            del self.running[key]
+
+
+#: Per event loop (a test's loop ends with its test; a task of a closed loop never finishes).
+_POKES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pokes] = weakref.WeakKeyDictionary()
 
 
 def poke_soon(client: Client, relay: RelayInput) -> None:
     """:func:`poke` without waiting for it: the writer's answer (an API response, an
-    activity's completion) is not held up by the relay's RPC. A poke lost with its process
-    is made good by the relay's sweep."""
-    task = asyncio.get_running_loop().create_task(poke(client, relay))
-    _POKES.add(task)
-    task.add_done_callback(_POKES.discard)
+    activity's completion) is not held up by the relay's RPC. While a poke is under way, the
+    writers' pokes fold into one that follows it. A poke lost with its process is made good
+    by the relay's sweep."""
+    loop = asyncio.get_running_loop()
+    pokes = _POKES.get(loop)
+    if pokes is None:
+        pokes = _POKES[loop] = _Pokes()
+    pokes.ask(client, relay)

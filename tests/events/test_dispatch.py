@@ -10,8 +10,9 @@ from activities.events import DispatchInput, EventActivities
 from adapters.event_callbacks import EventCallbackClient
 from hub.db import create_engine, migrate, session_factory, session_scope
 from hub.events.envelopes import Domain, Event, EventType
-from hub.events.models import EventDelivery, EventSubscription, OutboxEvent
+from hub.events.models import EventDelivery, EventSubscription, OutboxEvent, SubscriptionStatus
 from hub.events.outbox import add_event
+from hub.events.relay import RelayInput, listened, relay_of
 from hub.settings import Settings
 
 
@@ -70,5 +71,72 @@ async def test_a_partner_hears_of_its_own_resources_and_the_query_filters(
             ("sink:mqtt", "o-a"),
             ("sink:mqtt", "o-b"),
         ]
+    finally:
+        await engine.dispose()
+
+
+def state_change(resource: str) -> Event:
+    return Event(
+        EventType.SERVICE_ORDER_STATE_CHANGE, resource, {"id": resource, "state": "completed"}, "t"
+    )
+
+
+async def test_a_subscription_gets_only_the_events_written_after_it(
+    hub_settings: Settings, temporal_client: Client
+) -> None:
+    """Writers that saw no listener do not poke, so the relay may fan an event out long
+    after it was written: a subscription made meanwhile must not receive it."""
+    migrate(hub_settings.resolved_database_url)
+    engine = create_engine(hub_settings.resolved_database_url)
+    sessions = session_factory(engine)
+    try:
+        async with session_scope(sessions) as session:
+            await add_event(session, state_change("before"))
+        async with session_scope(sessions) as session:
+            session.add(
+                EventSubscription(
+                    id="late", api=Domain.SERVICE_ORDERING, callback="https://x.example/",
+                    query="", created_by="test",
+                )
+            )  # fmt: skip
+        async with session_scope(sessions) as session:
+            await add_event(session, state_change("after"))
+        relay = EventActivities(
+            sessions, hub_settings, EventCallbackClient(hub_settings.callback_policy), None,
+            client=temporal_client,
+        )  # fmt: skip
+        assert (await relay.dispatch(DispatchInput(batch=10))).dispatched == 2
+        async with sessions() as session:
+            rows = await session.exec(select(EventDelivery, OutboxEvent).join(
+                OutboxEvent, OutboxEvent.seq == EventDelivery.event_seq  # type: ignore[arg-type]
+            ))  # fmt: skip
+            assert [(d.subscription_id, e.resource_id) for d, e in rows] == [("late", "after")]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_writer_pokes_only_when_someone_listens(hub_settings: Settings) -> None:
+    migrate(hub_settings.resolved_database_url)
+    engine = create_engine(hub_settings.resolved_database_url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session:
+            assert not await listened(session, relay_of(hub_settings))
+            assert await listened(session, RelayInput(sinks=["kafka"]))
+        async with session_scope(sessions) as session:
+            sub = EventSubscription(
+                id="ear", api=Domain.SERVICE_ORDERING, callback="https://x.example/",
+                query="", created_by="test",
+            )  # fmt: skip
+            session.add(sub)
+        async with sessions() as session:
+            assert await listened(session, relay_of(hub_settings))
+        async with session_scope(sessions) as session:
+            ended = await session.get(EventSubscription, "ear")
+            assert ended is not None
+            ended.status = SubscriptionStatus.ENDED
+            session.add(ended)
+        async with sessions() as session:
+            assert not await listened(session, relay_of(hub_settings))
     finally:
         await engine.dispose()

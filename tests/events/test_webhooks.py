@@ -6,14 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from sqlmodel import select
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.listener import Listener, start_listener
 from hub.db import session_scope
 from hub.events.envelopes import Event, EventType
 from hub.events.models import EventDelivery, EventSubscription, OutboxEvent
 from hub.events.outbox import add_event
-from hub.events.relay import poke, relay_of
+from hub.events.relay import poke, relay_of, relay_workflow_id
 from hub.partners import webhooks
 from tests.conftest import Hub, Simulators, eventually
 from tests.factories import new_identity, order
@@ -274,3 +276,26 @@ async def test_a_parked_order_is_reported_as_information_required_and_its_cancel
     assert accepted["correlationId"] == order_id
     assert closed["eventType"] == "CancelServiceOrderStateChangeEvent"
     assert closed["event"]["cancelServiceOrder"]["state"] == "done"
+
+
+async def test_with_no_one_listening_an_order_wakes_no_relay(hub: Hub, sims: Simulators) -> None:
+    """No subscription and no broker sink: the order's writers (the API, the state writes)
+    do not poke the relay, and its events wait, written, for the relay's sweep."""
+    created = await hub.api.post(ORDERS, json=order(new_identity()))
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+
+    async def completed() -> bool:
+        got = await hub.api.get(f"{ORDERS}/{order_id}")
+        return bool(got.json()["state"] == "completed")
+
+    await eventually(completed, timeout=60)
+    async with hub.sessions() as session:
+        rows = list(
+            await session.exec(select(OutboxEvent).where(OutboxEvent.resource_id == order_id))
+        )
+    assert len(rows) >= 3 and all(row.dispatched_at is None for row in rows)
+    relay = hub.client.get_workflow_handle(relay_workflow_id(hub.settings.task_queue))
+    with pytest.raises(RPCError) as missing:
+        await relay.describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.alarms import AlarmActivities
@@ -42,7 +42,7 @@ from activities.partners import (
     PartnerCheckActivities,
     PartnerProvisioningActivities,
 )
-from activities.policies import PolicyActivities
+from activities.policies import PolicyActivities, eager_systems
 from activities.reconciliation import ReconciliationActivities, ReconciliationStore
 from activities.reporting import RegulatorActivities, ReportingActivities, ReportStore
 from activities.tasks import TaskStore
@@ -374,8 +374,10 @@ SANDBOX_PASSTHROUGH = ("workflows.runtime",)
 SHARED_SANDBOX_PASSTHROUGH = ("workflows", "activities", "adapters", "hub")
 
 
-def workflow_runner(mode: str = "strict") -> SandboxedWorkflowRunner:
-    """The workflow sandbox of ``HUB_WORKFLOW_SANDBOX`` (``shared`` or ``strict``)."""
+def workflow_runner(mode: str = "strict") -> WorkflowRunner:
+    """The workflow sandbox of ``HUB_WORKFLOW_SANDBOX`` (``shared``, ``strict`` or ``off``)."""
+    if mode == "off":
+        return UnsandboxedWorkflowRunner()
     modules = SHARED_SANDBOX_PASSTHROUGH if mode == "shared" else SANDBOX_PASSTHROUGH
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
@@ -386,7 +388,8 @@ def create_workers(
     client: Client, activities: Activities, settings: Settings, *, task_queue: str
 ) -> list[Worker]:
     """One worker per task queue, all in this process: the workflows and the hub's own
-    activities on ``task_queue``, each outside system's activities on its own queue; the
+    activities on ``task_queue``, each outside system's activities on its own queue (and on
+    ``task_queue`` too, for their eager first attempts: ``HUB_EAGER_FIRST_ATTEMPT``); the
     circuit breakers watch every outside call and hold a system's queue while it is down."""
     workers = []
     breakers = BreakerActivities(client, settings, task_queue)
@@ -394,6 +397,9 @@ def create_workers(
         **activities,
         "hub": [*activities.get("hub", []), breakers.set_queue_rate, breakers.breaker_settings],
     }
+    # The main queue also runs the first attempts of the eager systems' calls.
+    eager = [fn for system in eager_systems(settings) for fn in activities.get(system, [])]
+    activities = {**activities, "hub": [*activities["hub"], *eager]}
     watch = BreakerInterceptor(client, settings, task_queue)
     runner = workflow_runner(settings.workflow_sandbox)
     for system, functions in activities.items():

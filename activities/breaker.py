@@ -9,6 +9,10 @@ Two parts, one per job:
   one per system, ``breaker-<system>``); after a failure, the next success is reported to it.
   Only failures that say the system is unwell count: a ``TransientError`` (an outage, a
   timeout, a 5xx), never a business answer (a declined credit check) or a malformed request.
+  From its trip until it sees the system answer again, the process refuses the eager first
+  attempts (on the main queue, ``workflows.runtime.steps``) of calls to the system
+  (``BreakerOpen``, with no call made), so they go to the system's queue, which the breaker
+  holds.
 - :class:`BreakerActivities` carries out the workflow's decisions with Temporal's own
   control: the server-side rate limit of the system's activity task queue. ``0`` holds every
   call to the system in Temporal (durably: the steps wait, scheduled, and no worker is handed
@@ -25,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio import activity
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.workflowservice.v1 import UpdateTaskQueueConfigRequest
 from temporalio.client import Client
@@ -44,6 +49,9 @@ BREAKER_WORKFLOW = "CircuitBreaker"
 BREAKER_ID_PREFIX = "breaker-"
 #: What the queue's rate limit says while a breaker holds it.
 HELD_REASON = "hub circuit breaker"
+#: The error type of a first attempt refused on the main queue because the system's breaker
+#: is open: the step goes on on the system's own queue, where the breaker holds it.
+BREAKER_OPEN = "BreakerOpen"
 
 
 @dataclass
@@ -116,6 +124,9 @@ class _Window:
         #: The system failed since its breaker was last seen closed: successes are reported.
         self.suspect = False
         self.reported_at: float | None = None
+        #: This process tripped the breaker and has seen no success of the system since:
+        #: first attempts on the main queue are refused (:data:`BREAKER_OPEN`).
+        self.held = False
 
 
 class BreakerInterceptor(Interceptor):
@@ -140,6 +151,7 @@ class BreakerInterceptor(Interceptor):
         while window.attempts and window.attempts[0][0] < horizon:
             window.attempts.popleft()
         if not failed:
+            window.held = False
             # The system answers: its breaker, if open, waits for this to close. Told at most
             # twice per probe interval, until the breaker is found closed.
             interval = s.breaker_probe_interval.total_seconds() / 2
@@ -161,6 +173,7 @@ class BreakerInterceptor(Interceptor):
             and not cooling
         ):
             window.tripped_at = now
+            window.held = True
             why = f"{failures} of the last {calls} calls failed ({reason})"
             self._background(self._trip(system, why))
 
@@ -168,6 +181,11 @@ class BreakerInterceptor(Interceptor):
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def held(self, system: str) -> bool:
+        """Whether this process knows ``system``'s breaker to be open (see :class:`_Window`)."""
+        window = self.windows.get(system)
+        return window is not None and window.held
 
     async def _trip(self, system: str, reason: str) -> None:
         try:
@@ -207,6 +225,14 @@ class _Watch(ActivityInboundInterceptor):
             system = HUB
         if system not in SYSTEMS or not self.breakers.settings.breaker_enabled:
             return await self.next.execute_activity(input)
+        info = activity.info()
+        if info.task_queue == self.breakers.task_queue and self.breakers.held(system):
+            # An eager first attempt (workflows.runtime.steps) while the breaker is open: no
+            # call; the step is scheduled on the system's queue, which the breaker holds.
+            raise ApplicationError(
+                f"{system}'s circuit breaker is open: the call waits on its queue",
+                type=BREAKER_OPEN,
+            )
         try:
             result = await self.next.execute_activity(input)
         except ApplicationError as err:

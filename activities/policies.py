@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from activities.definitions import defn
-from hub.settings import Settings
+from hub.settings import SYSTEMS, Settings
 
 
 @dataclass
@@ -32,6 +32,18 @@ class ProcessPolicies:
     park_timeout: float
     #: The groups whose members repair parked steps (the candidate groups of their tasks).
     operator_groups: list[str] = field(default_factory=lambda: ["ops"])
+    #: The systems whose first attempt runs eagerly on the main task queue
+    #: (:func:`eager_systems`); none in the runs recorded before it existed.
+    eager: list[str] = field(default_factory=list)
+
+
+def eager_systems(settings: Settings) -> list[str]:
+    """The outside systems whose first attempts go through the main queue
+    (``HUB_EAGER_FIRST_ATTEMPT``): all but those with a rate limit, which only their own
+    queue can enforce."""
+    if not settings.eager_first_attempt:
+        return []
+    return [system for system in SYSTEMS if system not in settings.rate_limit]
 
 
 class PolicyActivities:
@@ -57,4 +69,5 @@ class PolicyActivities:
             systems=systems,
             park_timeout=self.settings.park_timeout.total_seconds(),
             operator_groups=list(self.settings.task_operator_groups),
+            eager=eager_systems(self.settings),
         )

@@ -411,6 +411,12 @@ class Settings(BaseSettings):
     #: Activities per second a system may receive, across all workers (Temporal enforces it
     #: on the system's task queue): protects a fragile legacy system. Absent: no limit.
     rate_limit: dict[str, float] = Field(default_factory=dict)
+    #: The first attempt of an outside system's call runs on the main task queue, where the
+    #: worker that completes the workflow task starts it at once (Temporal's eager activity
+    #: start) instead of the server handing it to a poller of the system's queue; a retry,
+    #: a held call (circuit breaker open) and every call to a system with a ``rate_limit``
+    #: go through the system's queue. See workflows/runtime/steps.py.
+    eager_first_attempt: bool = True
 
     #: The NMSs that receive the hub's alarms (SNMP notifications), comma-separated specs:
     #: ``v2c:<community>@<host>[:<port>]`` or ``v3:<user>:<authkey>:<privkey>[:<engineid>]@<host>``
@@ -543,9 +549,11 @@ class Settings(BaseSettings):
     #: ``shared``: imported once per worker and shared by every run (a run's sandbox costs a
     #: fraction of a millisecond instead of re-executing the module); ``strict``: imported
     #: anew for every run, so the sandbox also catches a non-deterministic call of theirs
-    #: (``datetime.now``, ``random``) when it runs. The test suite runs ``strict``, and
-    #: ``make lint`` bans those calls in ``workflows/`` (ruff TID251); see worker.py.
-    workflow_sandbox: Literal["shared", "strict"] = "shared"
+    #: (``datetime.now``, ``random``) when it runs; ``off``: no sandbox at all (nothing is
+    #: checked at run time, not even ``open``; for measuring what the sandbox costs). The test
+    #: suite runs ``strict``, and ``make lint`` bans those calls in ``workflows/`` (ruff
+    #: TID251); see worker.py.
+    workflow_sandbox: Literal["shared", "strict", "off"] = "shared"
     #: Worker: on SIGTERM, how long in-flight activities may take to finish.
     worker_shutdown_grace: Duration = timedelta(seconds=30)
     #: Circuit breakers of the outside systems (activities.breaker): a system whose calls

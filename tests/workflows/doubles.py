@@ -10,18 +10,21 @@ records, dead letters and alarms of its own run while other runs use the same wo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.alarms import RaiseAlarmInput, RaiseAlarmResult
+from activities.breaker import BREAKER_OPEN
 from activities.dead_letters import DeadLetterUpdate, ParkInput
 from activities.definitions import defn
 from activities.errors import outside_call
 from activities.tasks import TaskRecord
 from hub.alarms import PerceivedSeverity, notification_id
-from hub.errors import TransientError
+from hub.errors import TransientError, UnknownPlan
 
 #: The probe's outside system: its step runs on ``<task queue>.probe``.
 PROBE = "probe"
@@ -107,14 +110,39 @@ class ProbeSystem:
 
     def __init__(self) -> None:
         self.calls: dict[str, list[StepInput]] = defaultdict(list)
+        #: The task queue of each call (and of each refusal), per run.
+        self.queues: dict[str, list[str]] = defaultdict(list)
         #: Workflow ids the system is down for (or a step's idempotency key: that step only).
         self.down: set[str] = set()
+        #: Workflow ids whose first call fails (transiently), the later ones answer; with
+        #: the ``Retry-After`` (seconds) it gives, if any.
+        self.fail_first: set[str] = set()
+        self.retry_after: dict[str, float] = {}
+        #: When each call was made (monotonic seconds), per run.
+        self.times: dict[str, list[float]] = defaultdict(list)
+        #: Workflow ids whose calls on the main queue are refused as the breaker interceptor
+        #: refuses them while the system's breaker is open (no call is made).
+        self.held: set[str] = set()
 
     @defn(f"{PROBE}.step")
     async def step(self, data: StepInput) -> StepResult:
         workflow_id = _run()
+        queue = activity.info().task_queue
+        self.queues[workflow_id].append(queue)
+        if workflow_id in self.held and not queue.endswith(f".{PROBE}"):
+            raise ApplicationError("the probe's breaker is open", type=BREAKER_OPEN)
         self.calls[workflow_id].append(data)
+        self.times[workflow_id].append(time.monotonic())
         with outside_call():  # the hub's error translation, as the real activities use it
             if workflow_id in self.down or data.idempotency_key in self.down:
                 raise TransientError("the probe system is down", system=PROBE, status=503)
+            if workflow_id in self.fail_first and len(self.calls[workflow_id]) == 1:
+                raise TransientError(
+                    "the probe system hiccups",
+                    system=PROBE,
+                    status=503,
+                    retry_after=self.retry_after.get(workflow_id),
+                )
+            if data.plan == "UNKNOWN":
+                raise UnknownPlan("no such plan", system=PROBE)
         return StepResult(f"{data.plan} x{data.quantity} for {data.msisdn}")

@@ -163,7 +163,8 @@ async def accepted_updates(handle: WorkflowHandle[Any, Any]) -> list[str]:
 async def probe_workers(client: Client) -> AsyncIterator[ProbeHub]:
     """One worker per system, as the hub's worker runs them (:func:`worker.by_system`): the
     probes and the hub doubles on the main queue, the alarm double on ``<queue>.alarms``, the
-    probe step on ``<queue>.probe``. The probes run in the sandbox the hub's worker uses."""
+    probe step on ``<queue>.probe`` (and on the main queue, for eager first attempts). The
+    probes run in the sandbox the hub's worker uses."""
     probe = ProbeHub(client, f"workflow-tests-{uuid.uuid4()}")
     runner = workflow_runner("strict")
     doubles = by_system(
@@ -175,6 +176,9 @@ async def probe_workers(client: Client) -> AsyncIterator[ProbeHub]:
             probe.system.step,
         ]
     )
+    # As the hub's worker does for its eager systems: the main queue runs the probe's step
+    # too, for the first attempts of runs whose policies name it eager.
+    doubles[HUB].append(probe.system.step)
     async with AsyncExitStack() as stack:
         for system, functions in doubles.items():
             worker = Worker(

@@ -26,9 +26,9 @@ def workflow_id_of(text: str) -> str:
     return str(started["workflowId"])
 
 
-@pytest.fixture(scope="module", params=["strict", "shared"])
+@pytest.fixture(scope="module", params=["strict", "shared", "off"])
 def replayer(request: pytest.FixtureRequest) -> Replayer:
-    """The worker's runner, in both sandbox modes (``HUB_WORKFLOW_SANDBOX``): the strict one
+    """The worker's runner, in every sandbox mode (``HUB_WORKFLOW_SANDBOX``): the strict one
     catches a non-deterministic call on replay; the shared one is what production runs."""
     return Replayer(
         workflows=WORKFLOWS,

@@ -216,10 +216,12 @@ class Parking:
         stop_requested: Callable[[], bool],
         resume_status: sa.HubStatus,
         refused_fields: dict[str, str] | None = None,
+        earlier_attempts: int = 0,
     ) -> DeadLetterDecision:
         """Write the dead letter, raise the alarm, wait for the decision, record it.
 
-        ``refused_fields``: fields a retry may not correct (:func:`held_elsewhere`)."""
+        ``refused_fields``: fields a retry may not correct (:func:`held_elsewhere`);
+        ``earlier_attempts``: attempts before ``err``'s retries (an eager first attempt)."""
         refused_fields = dict(refused_fields or {})
         info = workflow.info()
         system = system_of(activity)
@@ -253,7 +255,7 @@ class Parking:
                 if cause
                 else type(err.cause).__name__,
                 last_error=error,
-                attempts=int(details.get("attempt") or 0),
+                attempts=int(details.get("attempt") or 0) + earlier_attempts,
                 first_failure_at=first_attempt,
                 last_failure_at=(
                     datetime.fromisoformat(details["failed_at"]) if "failed_at" in details else now

@@ -1,7 +1,14 @@
 """Steps and compensations: run a step as an activity, remember how to undo it, undo in reverse.
 
 A step's activity options come from its system (derived from the activity,
-:mod:`workflows.runtime.options`). A failure that a person can repair parks the step
+:mod:`workflows.runtime.options`). The first attempt of a call to a system the run's policies
+name ``eager`` (``HUB_EAGER_FIRST_ATTEMPT``) runs on the workflow's own task queue, so the
+worker completing the workflow task starts it at once (Temporal's eager activity start: no
+wait for a poller of the system's queue); when it fails in a way that would be retried, the
+step goes on on the system's queue with the attempts and time left: the retries, and every
+call while the system's circuit breaker is open, go through the queue the breaker holds (a
+worker that knows the breaker open refuses the first attempt, ``BreakerOpen``, without calling,
+and that refusal costs no attempt). A failure that a person can repair parks the step
 (:mod:`workflows.runtime.parking`); any other permanent failure raises ``ActivityError`` to
 the process, which compensates. Compensations park too when they cannot run, are always
 skippable (an operator may undo a thing by hand), and run even when the process was
@@ -14,17 +21,26 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, RetryState
 
 from workflows.runtime.alarms import Alarms
-from workflows.runtime.failures import ProcessCancelled, StepAborted, describe, parkable
+from workflows.runtime.failures import (
+    ProcessCancelled,
+    StepAborted,
+    application_cause,
+    describe,
+    parkable,
+)
 from workflows.runtime.options import activity_options
 from workflows.runtime.parking import DoneStep, Parking, held_elsewhere, park_alarm_kind
 
 with workflow.unsafe.imports_passed_through():
+    from activities.breaker import BREAKER_OPEN
     from activities.definitions import system_of
     from activities.policies import ProcessPolicies
     from hub import search_attributes as sa
@@ -37,6 +53,74 @@ class _Compensation:
     step: str
     activity: Callable[..., Awaitable[Any]]
     arg: Any
+
+
+async def _execute(
+    activity: Callable[..., Awaitable[Any]],
+    arg: Any,
+    summary: str,
+    options: dict[str, Any],
+    *,
+    eager: bool,
+    attempts: list[int],
+) -> Any:
+    """Run ``activity`` once with its retries: on its system's queue, or first one attempt
+    eagerly on the workflow's own queue (see the module). ``attempts`` gets the attempts made
+    before the system's queue took over (0 or 1), for the dead letter's count."""
+    args = [] if arg is None else [arg]
+    retry: RetryPolicy | None = options.get("retry_policy")
+    if eager and (retry is None or retry.maximum_attempts != 1):
+        started = workflow.now()
+        try:
+            return await workflow.execute_activity_method(
+                activity,
+                args=args,
+                summary=summary,
+                **{
+                    **options,
+                    "task_queue": workflow.info().task_queue,
+                    "retry_policy": dataclasses.replace(retry or RetryPolicy(), maximum_attempts=1),
+                },
+            )
+        except ActivityError as err:
+            if err.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
+                raise  # a failure no retry would change: the step's answer
+            cause = application_cause(err)
+            refused = cause is not None and cause.type == BREAKER_OPEN
+            if not refused:
+                # The pause a retry would have made: the system's hint (Retry-After), or the
+                # policy's first interval.
+                pause = (cause.next_retry_delay if cause is not None else None) or (
+                    retry.initial_interval if retry is not None else None
+                )
+                if pause:
+                    await workflow.sleep(pause)
+            rest = _after_first_attempt(options, refused, workflow.now() - started)
+            if rest is None:
+                raise
+            attempts.append(0 if refused else 1)
+            options = rest
+    return await workflow.execute_activity_method(activity, args=args, summary=summary, **options)
+
+
+def _after_first_attempt(
+    options: dict[str, Any], refused: bool, spent: timedelta
+) -> dict[str, Any] | None:
+    """The options of the step's queue after its eager first attempt failed: the attempts and
+    time left (``refused``, a ``BreakerOpen``, costs no attempt), or None when none is left."""
+    options = dict(options)
+    retry: RetryPolicy | None = options.get("retry_policy")
+    if retry is not None and retry.maximum_attempts and not refused:
+        options["retry_policy"] = dataclasses.replace(
+            retry, maximum_attempts=retry.maximum_attempts - 1
+        )
+    total: timedelta | None = options.get("schedule_to_close_timeout")
+    if total is not None:
+        left = total - spent
+        if left <= timedelta(0):
+            return None
+        options["schedule_to_close_timeout"] = left
+    return options
 
 
 class Steps:
@@ -101,17 +185,21 @@ class Steps:
         ``options`` override the system's activity options (a longer timeout, a heartbeat)."""
         system = system_of(activity)
         first_attempt = workflow.now()
+        eager = system in self.policies.eager
         while True:
+            earlier: list[int] = []
             if cancellable and self.stop_requested():
                 raise ProcessCancelled()
             self.current_step, self.current_system = step, system
             workflow.set_current_details(f"calling **{system}**: `{step}`")
             try:
-                result = await workflow.execute_activity_method(
+                result = await _execute(
                     activity,
-                    args=[] if arg is None else [arg],
-                    summary=f"{'compensate ' if compensation else ''}{system}: {step}",
-                    **{**activity_options(self.policies, activity), **options},
+                    arg,
+                    f"{'compensate ' if compensation else ''}{system}: {step}",
+                    {**activity_options(self.policies, activity), **options},
+                    eager=eager,
+                    attempts=earlier,
                 )
             except ActivityError as err:
                 # The step the process fails at (another may have started meanwhile).
@@ -140,8 +228,10 @@ class Steps:
                         refused_fields=held_elsewhere(
                             step, system, arg, self.done, shared_fields or {}
                         ),
+                        earlier_attempts=sum(earlier),
                     )
                 if decision.action == DeadLetterAction.RETRY:
+                    eager = False  # an operator's retry goes through the system's queue
                     if decision.input:
                         arg = dataclasses.replace(arg, **decision.input)
                     continue

@@ -299,6 +299,7 @@ async def build_activities(
             events.replay,
             events.sink_batch,
             events.sink_done,
+            events.prune,
         ]
     )
 

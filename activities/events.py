@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
@@ -140,6 +140,19 @@ class SinkEvent:
 class SinkDoneInput:
     sink: str
     delivery_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PruneInput:
+    #: Rows one call deletes at most (of each table); ``more`` says when some are left.
+    batch: int = 5000
+
+
+@dataclass
+class PruneResult:
+    deliveries: int
+    events: int
+    more: bool
 
 
 def _meter_add(name: str, description: str, amount: int = 1, **labels: str) -> None:
@@ -659,3 +672,47 @@ class EventActivities:
             outcome="delivered",
             sink=data.sink,
         )
+
+    @defn("events.prune")
+    async def prune(self, data: PruneInput) -> PruneResult:
+        """Delete what ``HUB_EVENTS_RETENTION`` no longer keeps: deliveries that ended
+        (delivered, or cancelled with their subscription) for events older than that, then
+        the outbox rows of such events that no delivery refers to any more. A pending
+        delivery and a dead one (a dead letter an operator may replay) keep their event."""
+        cutoff = utcnow() - self.settings.events_retention
+        async with session_scope(self.sessions) as session:
+            ended = (
+                select(EventDelivery.id)
+                .where(
+                    col(EventDelivery.status).in_(
+                        [DeliveryStatus.DELIVERED, DeliveryStatus.CANCELLED]
+                    ),
+                    col(EventDelivery.created_at) < cutoff,
+                )
+                .limit(data.batch)
+            )
+            deliveries = (
+                await session.exec(
+                    delete(EventDelivery).where(col(EventDelivery.id).in_(ended.scalar_subquery()))
+                )
+            ).rowcount
+            referred = select(EventDelivery.id).where(EventDelivery.event_seq == OutboxEvent.seq)
+            unreferred = (
+                select(OutboxEvent.seq)
+                .where(
+                    col(OutboxEvent.dispatched_at).is_not(None),
+                    col(OutboxEvent.created_at) < cutoff,
+                    ~referred.exists(),
+                )
+                .limit(data.batch)
+            )
+            events = (
+                await session.exec(
+                    delete(OutboxEvent).where(
+                        col(OutboxEvent.seq).in_(unreferred.scalar_subquery())
+                    )
+                )
+            ).rowcount
+        if deliveries or events:
+            logger.info("events retention: deleted %d deliveries and %d events", deliveries, events)
+        return PruneResult(deliveries, events, max(deliveries, events) >= data.batch)

@@ -361,6 +361,11 @@ class Settings(BaseSettings):
     #: The relay looks at the outbox at least this often, poked or not (a lost poke, a
     #: process killed right after its commit).
     events_sweep_interval: Duration = timedelta(seconds=30)
+    #: Delivered events and their delivery log are kept this long, then deleted by the relay
+    #: (about hourly); a pending or dead delivery keeps its event until it ends.
+    events_retention: Duration = timedelta(days=7)
+    #: How often the relay deletes them (at its sweeps).
+    events_prune_interval: Duration = timedelta(hours=1)
     #: Outbox rows the relay fans out at a time, and deliveries in flight per subscription.
     events_batch_size: int = Field(default=200, ge=1, le=2000)
     events_concurrency: int = Field(default=8, ge=1, le=100)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         DeliverResult,
         DispatchInput,
         EventActivities,
+        PruneInput,
+        PruneResult,
         ReplayInput,
         ReplayResult,
         SinkBatchInput,
@@ -59,6 +61,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: Loop turns before a run continues as new (or sooner, when Temporal suggests it).
 TURNS = 500
+#: The relay deletes what the retention no longer keeps (``events.prune``) at its first sweep,
+#: then at most every ``RelayInput.prune_seconds``.
+PRUNE_PATCH = "events-retention"
 #: The hub's own store: retried without limit, quickly.
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -106,6 +111,7 @@ class EventRelay(_Poked):
     @workflow.run
     async def run(self, data: RelayInput) -> None:
         sweep = False
+        pruned_at: datetime | None = None
         for turn in range(TURNS + 1):
             if _history_is_long(turn):
                 break
@@ -116,12 +122,31 @@ class EventRelay(_Poked):
                 summary="events: fan out",
                 **_options(data.task_queue, data.attempt_seconds),
             )
+            due = pruned_at is None or workflow.now() - pruned_at >= timedelta(
+                seconds=data.prune_seconds
+            )
+            # At a sweep; runs that started before retention existed do without it.
+            if sweep and due and workflow.patched(PRUNE_PATCH):
+                pruned_at = workflow.now()
+                await self._prune(data)
             sweep = False
             if result.more or self._poked:  # more waiting, or poked while it ran
                 continue
             await self._sleep(data.sweep_seconds)
             sweep = not self._poked  # woken by the timer: look at everything pending
         workflow.continue_as_new(data)
+
+    async def _prune(self, data: RelayInput) -> None:
+        """``HUB_EVENTS_RETENTION``: old delivered events go, a batch at a time."""
+        while True:
+            pruned: PruneResult = await workflow.execute_activity_method(
+                EventActivities.prune,
+                PruneInput(),
+                summary="events: retention",
+                **_options(data.task_queue, data.attempt_seconds),
+            )
+            if not pruned.more:
+                return
 
 
 @workflow.defn(name=SUBSCRIPTION_WORKFLOW)

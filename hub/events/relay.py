@@ -63,6 +63,8 @@ class RelayInput:
     #: The broker sinks every event goes to (``HUB_EVENTS_BROKERS``): for the writers,
     #: :func:`listened`; the relay's dispatch reads its own settings.
     sinks: list[str] = field(default_factory=list)
+    #: How often the relay deletes what ``HUB_EVENTS_RETENTION`` no longer keeps.
+    prune_seconds: float = 3600.0
 
 
 @dataclass
@@ -108,6 +110,7 @@ def relay_of(settings: Settings) -> RelayInput:
         task_queue=settings.task_queue,
         attempt_seconds=settings.events_attempt_timeout.total_seconds(),
         sinks=list(settings.events_brokers),
+        prune_seconds=settings.events_prune_interval.total_seconds(),
     )
 
 

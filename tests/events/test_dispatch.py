@@ -3,16 +3,25 @@ database; the relays it wakes are started on the test's queue, where nothing ser
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import select
 from temporalio.client import Client
 
-from activities.events import DispatchInput, EventActivities
+from activities.events import DispatchInput, EventActivities, PruneInput
 from adapters.event_callbacks import EventCallbackClient
 from hub.db import create_engine, migrate, session_factory, session_scope
 from hub.events.envelopes import Domain, Event, EventType
-from hub.events.models import EventDelivery, EventSubscription, OutboxEvent, SubscriptionStatus
+from hub.events.models import (
+    DeliveryStatus,
+    EventDelivery,
+    EventSubscription,
+    OutboxEvent,
+    SubscriptionStatus,
+)
 from hub.events.outbox import add_event
 from hub.events.relay import RelayInput, listened, relay_of
+from hub.models import utcnow
 from hub.settings import Settings
 
 
@@ -138,5 +147,56 @@ async def test_a_writer_pokes_only_when_someone_listens(hub_settings: Settings) 
             session.add(ended)
         async with sessions() as session:
             assert not await listened(session, relay_of(hub_settings))
+    finally:
+        await engine.dispose()
+
+
+async def test_retention_deletes_old_ended_deliveries_and_their_events_only(
+    hub_settings: Settings, temporal_client: Client
+) -> None:
+    settings = hub_settings.model_copy(update={"events_retention": timedelta(days=7)})
+    migrate(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    old = utcnow() - timedelta(days=8)
+    try:
+        async with session_scope(sessions) as session:
+            session.add(
+                EventSubscription(
+                    id="ear", api=Domain.SERVICE_ORDERING, callback="https://x.example/",
+                    query="", created_by="test", created_at=old - timedelta(days=1),
+                )
+            )  # fmt: skip
+            for resource in ("delivered", "pending", "dead", "unheard", "recent"):
+                row = await add_event(session, state_change(resource))
+                row.created_at = utcnow() if resource == "recent" else old
+        relay = EventActivities(
+            sessions, settings, EventCallbackClient(settings.callback_policy), None,
+            client=temporal_client,
+        )  # fmt: skip
+        assert (await relay.dispatch(DispatchInput(batch=10))).dispatched == 5
+        async with session_scope(sessions) as session:
+            statuses = {
+                "delivered": DeliveryStatus.DELIVERED,
+                "dead": DeliveryStatus.DEAD,
+                "unheard": DeliveryStatus.CANCELLED,
+                "recent": DeliveryStatus.DELIVERED,
+            }
+            rows = await session.exec(select(EventDelivery, OutboxEvent).join(
+                OutboxEvent, OutboxEvent.seq == EventDelivery.event_seq  # type: ignore[arg-type]
+            ))  # fmt: skip
+            for delivery, event in rows:
+                delivery.status = statuses.get(event.resource_id, DeliveryStatus.PENDING)
+                session.add(delivery)
+
+        pruned = await relay.prune(PruneInput(batch=100))
+        assert (pruned.deliveries, pruned.events, pruned.more) == (2, 2, False)
+        async with sessions() as session:
+            kept = sorted(e.resource_id for e in await session.exec(select(OutboxEvent)))
+            logged = await session.exec(select(EventDelivery))
+            assert len(list(logged)) == 3
+        # Pending and dead deliveries keep their events; a recent one is within retention.
+        assert kept == ["dead", "pending", "recent"]
+        assert (await relay.prune(PruneInput(batch=100))).deliveries == 0
     finally:
         await engine.dispose()

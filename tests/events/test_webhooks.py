@@ -4,10 +4,12 @@ server, and a real HTTP listener on loopback as the subscriber."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from bench.listener import Listener, start_listener
@@ -17,7 +19,9 @@ from hub.events.models import EventDelivery, EventSubscription, OutboxEvent
 from hub.events.outbox import add_event
 from hub.events.relay import poke, relay_of, relay_workflow_id
 from hub.partners import webhooks
-from tests.conftest import Hub, Simulators, eventually
+from hub.settings import Settings
+from tests.conftest import Hub, Simulators, eventually, running_hub
+from tests.events.conftest import EVENT_SETTINGS
 from tests.factories import new_identity, order
 
 HUB = "/tmf-api/serviceOrdering/v4/hub"
@@ -299,3 +303,33 @@ async def test_with_no_one_listening_an_order_wakes_no_relay(hub: Hub, sims: Sim
     with pytest.raises(RPCError) as missing:
         await relay.describe()
     assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+
+async def test_the_relay_deletes_delivered_events_past_their_retention(
+    hub_settings: Settings, temporal_client: Client, listener: Listener
+) -> None:
+    settings = hub_settings.model_copy(
+        update={
+            **EVENT_SETTINGS,
+            "events_retention": timedelta(seconds=2),
+            "events_prune_interval": timedelta(seconds=1),
+        }
+    )
+    async with running_hub(settings, temporal_client) as hub:
+        await subscribe(hub, listener)
+        ids = await emit(hub, "retained-order", "acknowledged", "inProgress")
+
+        async def delivered() -> bool:
+            return listener.ids() == ids
+
+        await eventually(delivered, timeout=30)
+
+        async def gone() -> bool:
+            async with hub.sessions() as session:
+                left = select(OutboxEvent).where(OutboxEvent.resource_id == "retained-order")
+                return not list(await session.exec(left))
+
+        await eventually(gone, timeout=30)
+        async with hub.sessions() as session:
+            log = select(EventDelivery).where(col(EventDelivery.event_id).in_(ids))
+            assert not list(await session.exec(log))

@@ -125,7 +125,17 @@ class QueryDataset(Dataset):
                 for offset in range(0, batch.num_rows, batch_size):
                     yield partial(self._from_arrow, batch.slice(offset, batch_size))
             return
-        dialect = bind.dialect.name
+        async for chunk in self.row_chunks(session, window, batch_size):
+            yield chunk
+
+    async def row_chunks(
+        self, session: AsyncSession, window: Window, batch_size: int
+    ) -> AsyncIterator[Chunk]:
+        """The window's rows through SQLAlchemy, a row at a time: the path of the datasets and
+        databases no driver reads (see :meth:`chunks`), and what the drivers' rows
+        are tested against."""
+        statement = self._query(window)
+        dialect = session.get_bind().dialect.name
         if self._convert is None:
             statement = self._raw_timestamps(statement, dialect)
         text_timestamps = self._convert is None and dialect == "sqlite"

@@ -218,3 +218,19 @@ def test_a_failure_after_some_batches_is_not_a_short_read(tmp_path: Path) -> Non
     assert next(read).column(0).to_pylist() == [1, 2]
     with pytest.raises(sqlite_arrow.SqliteReadFailed, match="mismatch"):
         list(read)
+
+
+def test_text_parameters_are_bound_in_the_child(tmp_path: Path) -> None:
+    """A query with text parameters (no dataset has one yet) binds them in the child, which
+    runs without NumPy."""
+    import sqlite3
+
+    database = tmp_path / "bound.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER, s TEXT)")
+        connection.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a'b"), (2, "c"), (3, "a'b")])
+    sql = "SELECT n FROM t WHERE s = ? AND n > ? ORDER BY n"
+    request = _request(database, sql)
+    request.query = sqlite_arrow.Query(sql, ["a'b", 0])
+    batches = list(sqlite_arrow.read(request))
+    assert [value for batch in batches for value in batch.column(0).to_pylist()] == [1, 3]

@@ -9,7 +9,8 @@ days, then, in a child process, runs the real thing: a Temporal dev server, a wo
 ``Export`` workflow and its activities, and one run of an export of that table to Parquet in a
 local folder. The child reports the run's wall time (from starting the workflow to its result),
 rows per second, and its peak RSS (the kernel's high-water mark, ``ru_maxrss``) next to the
-RSS it had before the run, so what the export adds is visible. The filling is not measured.
+RSS it had before the run, so what the export adds is visible, and on SQLite the peak RSS of
+the reader process its worker starts (``hub/sqlite_arrow.py``). The filling is not measured.
 The manifest's row count and every file's SHA-256 are checked afterwards.
 
 The baseline, in a child process of its own on the same table in the same run: the same
@@ -125,9 +126,9 @@ def fill_postgresql(url: str, count: int, days: int) -> None:
 # --- The measured run (child process) -------------------------------------------------------
 
 
-def _rss_mib() -> float:
+def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 async def run_export(database_url: str, data_dir: Path, batch_size: int) -> dict[str, Any]:
@@ -183,6 +184,9 @@ async def run_export(database_url: str, data_dir: Path, batch_size: int) -> dict
                 task_queue=settings.task_queue,
             )
             seconds = time.perf_counter() - started
+            # The largest child ended so far: the SQLite reader's (hub/sqlite_arrow.py; the
+            # dev server, also a child, is still running). Zero on PostgreSQL.
+            reader_peak = _rss_mib(resource.RUSAGE_CHILDREN)
         return {
             "rows": result.rows,
             "files": result.files,
@@ -191,6 +195,7 @@ async def run_export(database_url: str, data_dir: Path, batch_size: int) -> dict
             "rows_per_second": result.rows / seconds if seconds else 0.0,
             "rss_before_mib": rss_before,
             "peak_rss_mib": _rss_mib(),
+            "reader_peak_rss_mib": reader_peak,
             "manifest_uri": result.manifest_uri,
         }
     finally:
@@ -365,8 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.repeat}:\n"
                 f"  hub:              {hub['seconds']:6.1f} s  {hub['rows_per_second']:>10,.0f} "
                 f"rows/s  peak RSS {hub['peak_rss_mib']:,.0f} MiB "
-                f"(before the run {hub['rss_before_mib']:,.0f})  {hub['files']} files, "
-                "manifest and checksums verified\n"
+                f"(before the run {hub['rss_before_mib']:,.0f}"
+                + (
+                    f"; its SQLite reader's {hub['reader_peak_rss_mib']:,.0f}"
+                    if hub["reader_peak_rss_mib"]
+                    else ""
+                )
+                + f")  {hub['files']} files, manifest and checksums verified\n"
                 f"  ADBC + pyarrow:   {base['seconds']:6.1f} s  {base['rows_per_second']:>10,.0f} "
                 f"rows/s  peak RSS {base['peak_rss_mib']:,.0f} MiB "
                 f"(before {base['rss_before_mib']:,.0f})\n"

@@ -104,28 +104,38 @@ class QueryDataset(Dataset):
         self._partition_column = partition_column
         self._query = query
         self._convert = convert
-        #: Read as Arrow by the database's ADBC driver (PostgreSQL): rows that need no Python
-        #: conversion, and no exact decimals (``NUMERIC`` comes as text from the driver).
-        self.arrow_native = convert is None and not any(
-            pa.types.is_decimal(field.type) for field in schema
-        )
+        #: Read as Arrow by the database's ADBC driver: rows that need no Python conversion,
+        #: of types a driver gives exactly (no decimals: ``NUMERIC`` comes as text or float).
+        self.arrow_native = convert is None and arrow_reader.readable(schema)
 
     async def chunks(
         self, session: AsyncSession, files: ParquetSource, window: Window, batch_size: int
     ) -> AsyncIterator[Chunk]:
         statement = self._query(window)
         bind = session.get_bind()
-        uri = arrow_reader.arrow_uri(bind.engine.url) if self.arrow_native else None
-        if uri is not None:
-            sql, parameters = arrow_reader.compiled(statement, bind.dialect, uri[0])
-            batches = arrow_reader.stream(uri, sql, parameters)
-            async for batch in arrow_reader.in_thread(batches):
-                # The driver's batches, in pieces of ``batch_size`` rows as the other path
-                # reads them (slices share the batch's memory).
-                for offset in range(0, batch.num_rows, batch_size):
-                    yield partial(self._from_arrow, batch.slice(offset, batch_size))
+        batches = (
+            arrow_reader.reader(bind.engine.url, bind.dialect, statement, self._schema, batch_size)
+            if self.arrow_native
+            else None
+        )
+        if batches is None:
+            async for chunk in self.row_chunks(session, window, batch_size):
+                yield chunk
             return
-        dialect = bind.dialect.name
+        async for batch in arrow_reader.in_thread(batches):
+            # The driver's batches, in pieces of ``batch_size`` rows as the other path reads
+            # them (slices share the batch's memory).
+            for offset in range(0, batch.num_rows, batch_size):
+                yield partial(self._from_arrow, batch.slice(offset, batch_size))
+
+    async def row_chunks(
+        self, session: AsyncSession, window: Window, batch_size: int
+    ) -> AsyncIterator[Chunk]:
+        """The window's rows through SQLAlchemy, a row at a time: the path of the datasets and
+        databases no driver reads (see :meth:`chunks`), and what the drivers' rows
+        are tested against."""
+        statement = self._query(window)
+        dialect = session.get_bind().dialect.name
         if self._convert is None:
             statement = self._raw_timestamps(statement, dialect)
         text_timestamps = self._convert is None and dialect == "sqlite"

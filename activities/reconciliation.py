@@ -461,15 +461,20 @@ class ReconciliationActivities:
         tariffs = engine.TariffTable.of(data.tariffs)
         if data.side == "network":
             schema, work_schema = engine.NETWORK_INPUT, engine.NETWORK_WORK
+            dictionaries = engine.NETWORK_DICTIONARIES
         else:
             schema, work_schema = engine.RATED_INPUT, engine.BILLING_WORK
+            dictionaries = engine.RATED_DICTIONARIES
         counts = {"read": 0, "kept": 0}
 
         def groups() -> Any:
             for number, listed in enumerate(uris, start=1):
                 # Checked again as it is opened: the file may have become a link since.
                 uri = self._readable(listed, f"{data.side} source", workspace)
-                for table in usage_files.read_batches(uri, schema, locate=self.store.locate):
+                tables = usage_files.read_batches(
+                    uri, schema, locate=self.store.locate, dictionaries=dictionaries
+                )
+                for table in tables:
                     counts["read"] += table.num_rows
                     if data.side == "network":
                         work = engine.network_work(table, period)

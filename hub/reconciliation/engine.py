@@ -27,7 +27,7 @@ about 2^-64 per pair) is redone comparing the record ids themselves.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,7 +51,7 @@ from hub.usage import (
 
 #: The kinds of usage, in the order of their codes in the work schemas' ``usage`` column.
 USAGE_TYPES = ("data", "voice", "sms")
-DATA, VOICE, SMS = range(len(USAGE_TYPES))  # _work relies on DATA 0 and VOICE 1
+DATA, VOICE, SMS = range(len(USAGE_TYPES))
 
 #: The input columns reconciliation reads; a file's other columns are never decoded.
 NETWORK_INPUT = pa.schema(
@@ -69,6 +69,9 @@ NETWORK_INPUT = pa.schema(
     ]
 )
 RATED_INPUT = RATED_SCHEMA
+#: The inputs' low-cardinality text columns, read as the Parquet files keep them: dictionaries.
+NETWORK_DICTIONARIES: tuple[str, ...] = ("record_type",)
+RATED_DICTIONARIES: tuple[str, ...] = ("usage_type", "tariff")
 
 NETWORK_WORK = pa.schema(
     [
@@ -160,6 +163,10 @@ class TariffTable:
         return self.prices[usage, np.where(codes >= 0, codes, len(self.plans))]
 
     def codes(self, plans: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The code of each plan named, -1 for a plan the table lacks (or none)."""
+        return by_value(plans, self._codes, -1, np.int16)
+
+    def _codes(self, plans: pa.Array) -> np.ndarray:
         found = pc.index_in(plans, value_set=pa.array(self.plans, pa.string()))
         return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int16)
 
@@ -273,6 +280,38 @@ class Period:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
 
+def by_value(
+    column: pa.ChunkedArray | pa.Array,
+    lookup: Callable[[pa.Array], np.ndarray],
+    missing: int,
+    dtype: type[np.integer],
+) -> np.ndarray:
+    """``lookup`` of each row's value, ``missing`` where it is null, computed once per
+    distinct value: on the column's dictionary (plain text is dictionary-encoded first)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.empty(0, dtype)]
+    for chunk in chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        values = np.append(np.asarray(lookup(chunk.dictionary), dtype), np.asarray(missing, dtype))
+        indices = chunk.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, len(chunk.dictionary))
+        parts.append(values[indices.to_numpy()])
+    return np.concatenate(parts)
+
+
+def _usage_codes(kinds: pa.Array) -> np.ndarray:
+    """Each kind's index in :data:`USAGE_TYPES`; data for a kind the engine does not know."""
+    found = pc.index_in(kinds, value_set=pa.array(USAGE_TYPES, pa.string()))
+    return np.asarray(pc.fill_null(found, DATA).to_numpy(zero_copy_only=False), np.int8)
+
+
+def _numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An integer column as int64, 0 where it is empty."""
+    return np.asarray(pc.fill_null(column, 0).to_numpy(), np.int64)
+
+
 def _work(
     table: pa.Table,
     kind: str,
@@ -284,21 +323,16 @@ def _work(
     """The columns both work schemas start with; ``kind`` names the usage type column."""
     ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
     h1, h2 = hash_strings(ids)
-    voice = pc.fill_null(pc.equal(table[kind], "voice"), False)
-    sms = pc.fill_null(pc.equal(table[kind], "sms"), False)
-    usage = pc.cast(voice, pa.int8())  # DATA is 0, VOICE 1
-    quantity = pc.if_else(voice, duration, volume)
-    if pc.any(sms).as_py():  # most files have none: then spare data and voice the work
-        usage = pc.if_else(sms, pa.scalar(SMS, pa.int8()), usage)
-        # An SMS is one message, whatever else its record carries.
-        quantity = pc.if_else(sms, 1, quantity)
-    quantity = pc.cast(pc.fill_null(quantity, 0), pa.int64())
+    usage = by_value(table[kind], _usage_codes, DATA, np.int8)
+    # Octets of data, seconds of a call; an SMS is one message, whatever else it carries.
+    quantity = np.where(usage == VOICE, _numbers(duration), _numbers(volume))
+    quantity[usage == SMS] = 1
     return [
         ids,
         pa.array(h1),
         pa.array(h2),
-        usage,
-        quantity,
+        pa.array(usage),
+        pa.array(quantity),
         table[time],
         table[msisdn],
     ]

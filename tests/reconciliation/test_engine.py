@@ -562,6 +562,23 @@ def test_text_codes_are_the_same_plain_or_encoded_nulls_included() -> None:
     assert usage.tolist() == [r.VOICE, r.DATA, r.SMS, r.DATA, r.DATA]
 
 
+def test_a_few_msisdns_find_the_plans_many_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    subscriptions = pa.table(
+        {
+            "msisdn": ["436600000001", "436600000002", "436600000001", "436600000003"],
+            "plan": ["BASIC-4G", "STANDARD-5G", "STANDARD-5G", "NO-SUCH-PLAN"],
+        }
+    )
+    plans = r.PlanLookup.of(subscriptions, TARIFFS)
+    asked = pa.array(["436600000002", None, "436600000001", "436699999999", "436600000003"])
+    few = plans.codes(asked)
+    basic, standard = TARIFFS.plans.index("BASIC-4G"), TARIFFS.plans.index("STANDARD-5G")
+    # The first subscription of an MSISDN answers; unknown MSISDNs and plans are -1.
+    assert few.tolist() == [standard, -1, basic, -1, -1]
+    monkeypatch.setattr(r.PlanLookup, "FEW", 2)
+    assert np.array_equal(plans.codes(asked), few)
+
+
 def test_inputs_hold_the_columns_reconciliation_needs() -> None:
     assert set(r.NETWORK_INPUT.names) <= set(NETWORK_SCHEMA.names)
     assert r.RATED_INPUT.names == RATED_SCHEMA.names

@@ -178,6 +178,7 @@ _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 _M4 = np.uint64(0xD6E8FEB86659FD93)
+_S1, _S2 = np.uint64(32), np.uint64(29)
 
 
 def _finish(h: np.ndarray) -> np.ndarray:
@@ -225,26 +226,29 @@ def hash_strings(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     padded[: last - first] = data[first:last]
     # An unaligned little-endian uint64 view starting at every byte of the data.
     words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    h1 = lengths.astype(np.uint64) * _M1
-    h2 = lengths.astype(np.uint64) * _M4 + _M1
+    h1 = lengths.astype(np.uint64)
+    h2 = h1 * _M4
+    h2 += _M1
+    h1 *= _M1
     shortest = int(lengths.min())
-    a, b = np.empty_like(h1), np.empty_like(h2)
+    a, b, shifted = np.empty_like(h1), np.empty_like(h2), np.empty_like(h1)
+    at = np.empty_like(starts)
     for k in range(0, longest, 8):
-        word = words[starts + k]
+        word = words[np.add(starts, k, out=at)]
         if shortest < k + 8:  # some strings end within this word: mask the bytes past them
             remaining = np.clip(lengths - k, 0, 8)
             word &= _TAIL_MASKS[remaining]
         np.bitwise_xor(h1, word, out=a)
         a *= _M2
-        a ^= a >> np.uint64(32)
+        a ^= np.right_shift(a, _S1, out=shifted)
         np.add(h2, word, out=b)
         b *= _M3
-        b ^= b >> np.uint64(29)
+        b ^= np.right_shift(b, _S2, out=shifted)
         if shortest <= k:
-            # Strings already consumed keep their hash: it never depends on the neighbours'.
+            # Strings already consumed keep their hash: it never depends on the neighbours.
             ended = remaining == 0
-            a[ended] = h1[ended]
-            b[ended] = h2[ended]
+            np.copyto(a, h1, where=ended)
+            np.copyto(b, h2, where=ended)
         h1, a = a, h1
         h2, b = b, h2
     return _finish(h1), _finish(h2)
@@ -383,7 +387,8 @@ def split(work: pa.Table, partitions: int) -> list[pa.RecordBatch]:
     part = partition_of(work["h1"].to_numpy(), partitions)
     order = np.argsort(part, kind="stable")
     ordered = work.take(pa.array(order))
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    bounds = np.zeros(partitions + 1, dtype=np.int64)
+    np.cumsum(np.bincount(part, minlength=partitions), out=bounds[1:])
     return [
         _one_batch(ordered.slice(int(lo), int(hi - lo))) for lo, hi in itertools.pairwise(bounds)
     ]

@@ -341,7 +341,10 @@ class ReconciliationActivities:
         self.store = store or store_of(settings)
         # Partitions run in threads: they share billing's subscriptions, read once per run.
         self._subscriptions_lock = threading.Lock()
-        self._subscriptions: tuple[tuple[str, str] | None, pa.Table] = (None, pa.table({}))
+        self._subscriptions: tuple[tuple[str, str, tuple[str, ...]] | None, engine.PlanLookup] = (
+            None,
+            engine.PlanLookup.empty(),
+        )
 
     @defn("reconciliation.defaults", system=HUB)
     async def defaults(self) -> ReconciliationDefaults:
@@ -461,15 +464,20 @@ class ReconciliationActivities:
         tariffs = engine.TariffTable.of(data.tariffs)
         if data.side == "network":
             schema, work_schema = engine.NETWORK_INPUT, engine.NETWORK_WORK
+            dictionaries = engine.NETWORK_DICTIONARIES
         else:
             schema, work_schema = engine.RATED_INPUT, engine.BILLING_WORK
+            dictionaries = engine.RATED_DICTIONARIES
         counts = {"read": 0, "kept": 0}
 
         def groups() -> Any:
             for number, listed in enumerate(uris, start=1):
                 # Checked again as it is opened: the file may have become a link since.
                 uri = self._readable(listed, f"{data.side} source", workspace)
-                for table in usage_files.read_batches(uri, schema, locate=self.store.locate):
+                tables = usage_files.read_batches(
+                    uri, schema, locate=self.store.locate, dictionaries=dictionaries
+                )
+                for table in tables:
                     counts["read"] += table.num_rows
                     if data.side == "network":
                         work = engine.network_work(table, period)
@@ -524,9 +532,10 @@ class ReconciliationActivities:
         if uri is None:
             return engine.PlanLookup.empty()
         # Read once per run and worker, not once per partition; only the latest run is kept.
+        wanted = (run_id, uri, tuple(tariffs.plans))
         with self._subscriptions_lock:
-            key, table = self._subscriptions
-            if key != (run_id, uri):
+            key, plans = self._subscriptions
+            if key != wanted:
                 table = pa.concat_tables(
                     usage_files.read_batches(
                         uri,
@@ -534,8 +543,9 @@ class ReconciliationActivities:
                         locate=self.store.locate,
                     )
                 )
-                self._subscriptions = ((run_id, uri), table)
-        return engine.PlanLookup.of(table, tariffs)
+                plans = engine.PlanLookup.of(table, tariffs)
+                self._subscriptions = (wanted, plans)
+        return plans
 
     @defn("reconciliation.finalize")
     @_data_errors

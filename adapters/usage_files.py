@@ -11,7 +11,7 @@ does not answer is a :class:`~hub.errors.TransientError`. Nothing above sees a p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,28 +117,44 @@ def list_files(
 
 
 def read_batches(
-    uri: str, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS, locate: Locator | None = None
+    uri: str,
+    schema: pa.Schema,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    locate: Locator | None = None,
+    dictionaries: Collection[str] = (),
 ) -> Iterator[pa.Table]:
     """The file's rows as tables of ``schema``'s columns (those present in ``schema``).
 
     Columns of the file that ``schema`` does not name are not read. A column the schema
     names but the file lacks is an error, except nullable ones, which come back as nulls.
+    The string columns named in ``dictionaries`` come from a Parquet file as it stores them,
+    dictionary-encoded (low-cardinality text, so no string is made per row); from a CSV file
+    they are plain strings.
     """
     filesystem, path = resolve(uri, locate)
     name = Path(path).name
     with _translated(name):
         if name.endswith(".parquet"):
-            yield from _parquet(filesystem, path, schema, batch_rows)
+            yield from _parquet(filesystem, path, schema, batch_rows, dictionaries)
         else:
             yield from _csv(filesystem, path, schema, batch_rows, gzip=name.endswith(".gz"))
 
 
-def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
-    columns = []
+def _conform(
+    table: pa.Table, schema: pa.Schema, name: str, dictionaries: Collection[str] = ()
+) -> pa.Table:
+    columns, fields = [], []
     for field in schema:
         if field.name in table.column_names:
             column = table[field.name]
-            if column.type != field.type:
+            if (
+                field.name in dictionaries
+                and pa.types.is_dictionary(column.type)
+                and column.type.value_type == field.type
+            ):
+                field = field.with_type(column.type)  # kept encoded, as asked
+            elif column.type != field.type:
                 # Timestamps finer than the schema's (micro-, nanoseconds) are cut, not refused.
                 column = column.cast(field.type, safe=not pa.types.is_timestamp(field.type))
             if not field.nullable and column.null_count:
@@ -151,18 +167,23 @@ def _conform(table: pa.Table, schema: pa.Schema, name: str) -> pa.Table:
             columns.append(pa.nulls(table.num_rows, field.type))
         else:
             raise PermanentError(f"{name}: no column {field.name!r}", system=SYSTEM)
-    return pa.Table.from_arrays(columns, schema=schema)
+        fields.append(field)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def _parquet(
-    filesystem: pafs.FileSystem, path: str, schema: pa.Schema, batch_rows: int
+    filesystem: pafs.FileSystem,
+    path: str,
+    schema: pa.Schema,
+    batch_rows: int,
+    dictionaries: Collection[str] = (),
 ) -> Iterator[pa.Table]:
     name = Path(path).name
     with filesystem.open_input_file(path) as source:
-        parquet = pq.ParquetFile(source)
+        parquet = pq.ParquetFile(source, read_dictionary=list(dictionaries))
         present = [field.name for field in schema if field.name in parquet.schema_arrow.names]
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=present):
-            yield _conform(pa.Table.from_batches([batch]), schema, name)
+            yield _conform(pa.Table.from_batches([batch]), schema, name, dictionaries)
 
 
 def _parsed_type(type_: pa.DataType) -> pa.DataType:

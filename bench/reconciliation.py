@@ -11,8 +11,9 @@ files, after one read of them all to warm the page cache:
   worker.py``, the API); one ``POST /reconciliations`` per repeat, timed from the request to the
   workflow's result (files to discrepancy file and summary in the hub database). Peak memory is
   the worker process's high-water mark (``VmHWM``), which is where the data work runs;
-- **duckdb**: one SQL statement, grouped per record id then a full outer join, with the same
-  rules, writing the discrepancies to Parquet (``bench/recon_alternatives.py``);
+- **duckdb**: after each hub run (the two alternate), one SQL statement, grouped per record id
+  then a full outer join, with the same rules, writing the discrepancies to Parquet
+  (``bench/recon_alternatives.py``);
 - **pandas**: ``groupby`` per side, ``join(how="outer")``, the same rules in numpy.
 
 Every contender's discrepancies are checked against the generator's ground truth (category
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,7 +115,15 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-async def run_hub(data: Path, repeats: int, partitions: int, threads: int) -> Measurement:
+async def run_hub(
+    data: Path,
+    repeats: int,
+    partitions: int,
+    threads: int,
+    between: Callable[[int], None] | None = None,
+) -> Measurement:
+    """``repeats`` hub runs on one stack; ``between(repeat)`` after each (another contender's
+    run, so the two alternate and share whatever load the machine has)."""
     measurement = Measurement("hub")
     with tempfile.TemporaryDirectory(prefix="bench-recon-") as tmp:
         stack = BenchStack(
@@ -161,6 +170,8 @@ async def run_hub(data: Path, repeats: int, partitions: int, threads: int) -> Me
                     }
                     assert result.discrepancy_uri is not None
                     measurement.counts = category_counts(Path(result.discrepancy_uri))
+                    if between is not None:
+                        await asyncio.to_thread(between, repeat)
             worker = stack.children["worker"].pid
             assert worker is not None
             measurement.peak_rss_bytes = peak_rss(worker)
@@ -191,30 +202,35 @@ async def phases(handle: Any) -> dict[str, float]:
     }
 
 
+def run_alternative_once(measurement: Measurement, data: Path, out: Path, threads: int) -> None:
+    """One run of the contender ``measurement.name`` in a process of its own, into ``out``."""
+    engine = measurement.name
+    argv = [
+        sys.executable, "-m", "bench.recon_alternatives", engine, str(data), str(out),
+        "--start", START.isoformat(), "--end", END.isoformat(),
+        "--threads", str(threads),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{engine} exited with status {status}")
+    # Its own clock, from reading the files to the written result: the interpreter's
+    # start and imports are not the engine's cost (nor are the hub worker's).
+    elapsed = float(json.loads(output.strip().splitlines()[-1])["seconds"])
+    measurement.seconds.append(elapsed)
+    # ru_maxrss is in KiB on Linux.
+    measurement.peak_rss_bytes = max(measurement.peak_rss_bytes, usage.ru_maxrss * 1024)
+    logger.info("%s run %d: %.2f s", engine, len(measurement.seconds), elapsed)
+    measurement.counts = category_counts(out)
+
+
 def run_alternative(engine: str, data: Path, repeats: int, threads: int) -> Measurement:
     measurement = Measurement(engine)
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:
-        out = Path(tmp) / "discrepancies.parquet"
-        for repeat in range(repeats):
-            argv = [
-                sys.executable, "-m", "bench.recon_alternatives", engine, str(data), str(out),
-                "--start", START.isoformat(), "--end", END.isoformat(),
-                "--threads", str(threads),
-            ]  # fmt: skip
-            process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-            assert process.stdout is not None
-            output = process.stdout.read()
-            _, status, usage = os.wait4(process.pid, 0)
-            if status != 0:
-                raise RuntimeError(f"{engine} exited with status {status}")
-            # Its own clock, from reading the files to the written result: the interpreter's
-            # start and imports are not the engine's cost (nor are the hub worker's).
-            elapsed = float(json.loads(output.strip().splitlines()[-1])["seconds"])
-            measurement.seconds.append(elapsed)
-            # ru_maxrss is in KiB on Linux.
-            measurement.peak_rss_bytes = max(measurement.peak_rss_bytes, usage.ru_maxrss * 1024)
-            logger.info("%s run %d: %.2f s", engine, repeat + 1, elapsed)
-        measurement.counts = category_counts(out)
+        for _ in range(repeats):
+            run_alternative_once(measurement, data, Path(tmp) / "discrepancies.parquet", threads)
     return measurement
 
 
@@ -248,8 +264,18 @@ def report(results: list[Measurement], expected: dict[str, int], records: int) -
 async def main_async(args: argparse.Namespace) -> int:
     data, manifest = dataset(args.records, args.seed, args.data)
     logger.info("page cache: %.0f MB read", warm(data) / 1e6)
-    results = [await run_hub(data, args.repeat, args.partitions, args.threads)]
-    results.append(run_alternative("duckdb", data, args.repeat, args.threads))
+    # The hub and DuckDB alternate, run by run: both see the same machine.
+    duckdb = Measurement("duckdb")
+    with tempfile.TemporaryDirectory(prefix="bench-duckdb-") as tmp:
+        out = Path(tmp) / "discrepancies.parquet"
+        hub = await run_hub(
+            data,
+            args.repeat,
+            args.partitions,
+            args.threads,
+            between=lambda _: run_alternative_once(duckdb, data, out, args.threads),
+        )
+    results = [hub, duckdb]
     if not args.skip_pandas:
         results.append(run_alternative("pandas", data, 1, args.threads))
     return 0 if report(results, manifest["injected"], args.records) else 2

@@ -17,8 +17,8 @@ quantity 1 on both sides, so only its charge and its copies can be wrong, never 
 duration). A charge whose tariff has no price for its kind of usage is reported as an unknown
 tariff, not checked against a guess.
 
-The join is a hash join done with vectorised primitives: Arrow dictionary-encodes the 64-bit
-hashes into dense codes, numpy counts copies per code and picks one row per code per side.
+The join is done with vectorised primitives on the 64-bit hashes: numpy sorts them into dense
+codes, counts copies per code and picks one row per code per side.
 Two records can only be confused if *both* independent 64-bit hashes of their ids collide;
 the second hash is checked for every row, and a partition where it disagrees (probability
 about 2^-64 per pair) is redone comparing the record ids themselves.
@@ -27,7 +27,7 @@ about 2^-64 per pair) is redone comparing the record ids themselves.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,7 +51,7 @@ from hub.usage import (
 
 #: The kinds of usage, in the order of their codes in the work schemas' ``usage`` column.
 USAGE_TYPES = ("data", "voice", "sms")
-DATA, VOICE, SMS = range(len(USAGE_TYPES))  # _work relies on DATA 0 and VOICE 1
+DATA, VOICE, SMS = range(len(USAGE_TYPES))
 
 #: The input columns reconciliation reads; a file's other columns are never decoded.
 NETWORK_INPUT = pa.schema(
@@ -69,6 +69,9 @@ NETWORK_INPUT = pa.schema(
     ]
 )
 RATED_INPUT = RATED_SCHEMA
+#: The inputs' low-cardinality text columns, read as the Parquet files keep them: dictionaries.
+NETWORK_DICTIONARIES: tuple[str, ...] = ("record_type",)
+RATED_DICTIONARIES: tuple[str, ...] = ("usage_type", "tariff")
 
 NETWORK_WORK = pa.schema(
     [
@@ -160,6 +163,10 @@ class TariffTable:
         return self.prices[usage, np.where(codes >= 0, codes, len(self.plans))]
 
     def codes(self, plans: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The code of each plan named, -1 for a plan the table lacks (or none)."""
+        return by_value(plans, self._codes, -1, np.int16)
+
+    def _codes(self, plans: pa.Array) -> np.ndarray:
         found = pc.index_in(plans, value_set=pa.array(self.plans, pa.string()))
         return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), np.int16)
 
@@ -171,6 +178,7 @@ _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 _M4 = np.uint64(0xD6E8FEB86659FD93)
+_S1, _S2 = np.uint64(32), np.uint64(29)
 
 
 def _finish(h: np.ndarray) -> np.ndarray:
@@ -218,26 +226,29 @@ def hash_strings(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     padded[: last - first] = data[first:last]
     # An unaligned little-endian uint64 view starting at every byte of the data.
     words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    h1 = lengths.astype(np.uint64) * _M1
-    h2 = lengths.astype(np.uint64) * _M4 + _M1
+    h1 = lengths.astype(np.uint64)
+    h2 = h1 * _M4
+    h2 += _M1
+    h1 *= _M1
     shortest = int(lengths.min())
-    a, b = np.empty_like(h1), np.empty_like(h2)
+    a, b, shifted = np.empty_like(h1), np.empty_like(h2), np.empty_like(h1)
+    at = np.empty_like(starts)
     for k in range(0, longest, 8):
-        word = words[starts + k]
+        word = words[np.add(starts, k, out=at)]
         if shortest < k + 8:  # some strings end within this word: mask the bytes past them
             remaining = np.clip(lengths - k, 0, 8)
             word &= _TAIL_MASKS[remaining]
         np.bitwise_xor(h1, word, out=a)
         a *= _M2
-        a ^= a >> np.uint64(32)
+        a ^= np.right_shift(a, _S1, out=shifted)
         np.add(h2, word, out=b)
         b *= _M3
-        b ^= b >> np.uint64(29)
+        b ^= np.right_shift(b, _S2, out=shifted)
         if shortest <= k:
-            # Strings already consumed keep their hash: it never depends on the neighbours'.
+            # Strings already consumed keep their hash: it never depends on the neighbours.
             ended = remaining == 0
-            a[ended] = h1[ended]
-            b[ended] = h2[ended]
+            np.copyto(a, h1, where=ended)
+            np.copyto(b, h2, where=ended)
         h1, a = a, h1
         h2, b = b, h2
     return _finish(h1), _finish(h2)
@@ -273,6 +284,38 @@ class Period:
         return int(self.start.timestamp() * 1000), int(self.end.timestamp() * 1000)
 
 
+def by_value(
+    column: pa.ChunkedArray | pa.Array,
+    lookup: Callable[[pa.Array], np.ndarray],
+    missing: int,
+    dtype: type[np.integer],
+) -> np.ndarray:
+    """``lookup`` of each row's value, ``missing`` where it is null, computed once per
+    distinct value: on the column's dictionary (plain text is dictionary-encoded first)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.empty(0, dtype)]
+    for chunk in chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        values = np.append(np.asarray(lookup(chunk.dictionary), dtype), np.asarray(missing, dtype))
+        indices = chunk.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, len(chunk.dictionary))
+        parts.append(values[indices.to_numpy()])
+    return np.concatenate(parts)
+
+
+def _usage_codes(kinds: pa.Array) -> np.ndarray:
+    """Each kind's index in :data:`USAGE_TYPES`; data for a kind the engine does not know."""
+    found = pc.index_in(kinds, value_set=pa.array(USAGE_TYPES, pa.string()))
+    return np.asarray(pc.fill_null(found, DATA).to_numpy(zero_copy_only=False), np.int8)
+
+
+def _numbers(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An integer column as int64, 0 where it is empty."""
+    return np.asarray(pc.fill_null(column, 0).to_numpy(), np.int64)
+
+
 def _work(
     table: pa.Table,
     kind: str,
@@ -284,21 +327,16 @@ def _work(
     """The columns both work schemas start with; ``kind`` names the usage type column."""
     ids = table["record_id"].combine_chunks() if table.num_rows else pa.array([], pa.string())
     h1, h2 = hash_strings(ids)
-    voice = pc.fill_null(pc.equal(table[kind], "voice"), False)
-    sms = pc.fill_null(pc.equal(table[kind], "sms"), False)
-    usage = pc.cast(voice, pa.int8())  # DATA is 0, VOICE 1
-    quantity = pc.if_else(voice, duration, volume)
-    if pc.any(sms).as_py():  # most files have none: then spare data and voice the work
-        usage = pc.if_else(sms, pa.scalar(SMS, pa.int8()), usage)
-        # An SMS is one message, whatever else its record carries.
-        quantity = pc.if_else(sms, 1, quantity)
-    quantity = pc.cast(pc.fill_null(quantity, 0), pa.int64())
+    usage = by_value(table[kind], _usage_codes, DATA, np.int8)
+    # Octets of data, seconds of a call; an SMS is one message, whatever else it carries.
+    quantity = np.where(usage == VOICE, _numbers(duration), _numbers(volume))
+    quantity[usage == SMS] = 1
     return [
         ids,
         pa.array(h1),
         pa.array(h2),
-        usage,
-        quantity,
+        pa.array(usage),
+        pa.array(quantity),
         table[time],
         table[msisdn],
     ]
@@ -349,7 +387,8 @@ def split(work: pa.Table, partitions: int) -> list[pa.RecordBatch]:
     part = partition_of(work["h1"].to_numpy(), partitions)
     order = np.argsort(part, kind="stable")
     ordered = work.take(pa.array(order))
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    bounds = np.zeros(partitions + 1, dtype=np.int64)
+    np.cumsum(np.bincount(part, minlength=partitions), out=bounds[1:])
     return [
         _one_batch(ordered.slice(int(lo), int(hi - lo))) for lo, hi in itertools.pairwise(bounds)
     ]
@@ -509,10 +548,29 @@ def _encode(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
 
 
+def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense codes of 64-bit ``values`` (equal values, equal codes) and how many distinct.
+
+    By sorting: numpy sorts 64-bit integers several times faster than a hash table encodes
+    them. The codes follow the values' order, so they do not depend on the rows' order.
+    """
+    if not len(values):
+        return np.empty(0, np.int64), 0
+    order = np.argsort(values)
+    ordered = values[order]
+    starts = np.empty(len(values), dtype=bool)
+    starts[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    ordered_codes = np.cumsum(starts) - 1
+    codes = np.empty(len(values), dtype=np.int64)
+    codes[order] = ordered_codes
+    return codes, int(ordered_codes[-1]) + 1
+
+
 def _match(network: pa.Table, billing: pa.Table) -> tuple[np.ndarray, int]:
     """Dense codes of the record ids, network rows first, and how many distinct ids."""
-    h1 = pa.chunked_array(network["h1"].chunks + billing["h1"].chunks, pa.uint64())
-    codes, count = _encode(h1)
+    h1 = np.concatenate([network["h1"].to_numpy(), billing["h1"].to_numpy()])
+    codes, count = _dense_codes(h1)
     h2 = np.concatenate([network["h2"].to_numpy(), billing["h2"].to_numpy()])
     representative = np.empty(count, dtype=np.uint64)
     representative[codes] = h2
@@ -639,11 +697,22 @@ def reconcile(
 
 
 class PlanLookup:
-    """Which tariff code an MSISDN is on, from billing's subscriptions."""
+    """Which tariff code an MSISDN is on, from billing's subscriptions.
+
+    Made once per run and worker and shared by its partitions, which each look up a few
+    hundred MSISDNs (the records billing lacks): those are answered from a dict built once;
+    many more at once by Arrow, whose ``index_in`` builds its hash table on every call.
+    """
+
+    #: Up to this many MSISDNs at once are looked up one by one in the dict.
+    FEW = 4096
 
     def __init__(self, msisdns: pa.Array | pa.ChunkedArray, plan_codes: np.ndarray) -> None:
         self.msisdns = msisdns
         self.plan_codes = plan_codes
+        # The first subscription of an MSISDN answers for it, as index_in's first match does.
+        codes = plan_codes.tolist()
+        self._by_msisdn = dict(zip(reversed(msisdns.to_pylist()), reversed(codes), strict=True))
 
     @classmethod
     def empty(cls) -> PlanLookup:
@@ -656,6 +725,9 @@ class PlanLookup:
     def codes(self, msisdns: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if len(self.plan_codes) == 0:
             return np.full(len(msisdns), -1, dtype=np.int64)
+        if len(msisdns) <= self.FEW:
+            found = self._by_msisdn
+            return np.array([found.get(m, -1) for m in msisdns.to_pylist()], dtype=np.int64)
         index = pc.fill_null(pc.index_in(msisdns, value_set=self.msisdns), -1)
         index = np.asarray(index.to_numpy(zero_copy_only=False), np.int64)
         return np.where(index >= 0, self.plan_codes[np.maximum(index, 0)], -1)

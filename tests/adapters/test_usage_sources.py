@@ -157,6 +157,21 @@ def test_usage_files_in_every_format_read_the_same(tmp_path: Path) -> None:
     assert tables["csv.gz"].equals(tables["parquet"])
 
 
+def test_low_cardinality_text_comes_from_parquet_as_its_dictionary(tmp_path: Path) -> None:
+    spec = UsageSpec(*PERIOD, records=500)
+    generate(spec, tmp_path)
+    [item] = list_files(str(tmp_path / "network"))
+    [plain] = read_batches(item.uri, NETWORK_SCHEMA)
+    [encoded] = read_batches(item.uri, NETWORK_SCHEMA, dictionaries=("record_type", "apn"))
+    assert pa.types.is_dictionary(encoded["record_type"].type)
+    assert encoded.schema.field("record_type").type == pa.dictionary(pa.int32(), pa.string())
+    assert encoded["record_type"].cast(pa.string()).equals(plain["record_type"])
+    assert encoded["apn"].cast(pa.string()).equals(plain["apn"])
+    assert encoded.drop_columns(["record_type", "apn"]).equals(
+        plain.drop_columns(["record_type", "apn"])
+    )
+
+
 def test_bad_usage_files_name_the_file_and_the_problem(tmp_path: Path) -> None:
     (tmp_path / "broken.csv").write_text("record_id,usage_type\nr1,data\n")
     with pytest.raises(PermanentError, match=r"broken\.csv: .*start_time"):

@@ -451,6 +451,7 @@ def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.P
         "network": (r.NETWORK_INPUT, r.NETWORK_WORK, lambda t: r.network_work(t, PERIOD)),
         "billing": (r.RATED_INPUT, r.BILLING_WORK, lambda t: r.billing_work(t, PERIOD, TARIFFS)),
     }
+    dictionaries = {"network": r.NETWORK_DICTIONARIES, "billing": r.RATED_DICTIONARIES}
     splits: dict[str, list[Path]] = {}
     for side, (schema, work_schema, to_work) in sides.items():
         files = list_files(str(source / side), exclude=("subscriptions.parquet",))
@@ -459,7 +460,9 @@ def run_engine(source: Path, work: Path, partitions: int) -> tuple[pa.Table, r.P
             path = work / side / f"{index:05d}.arrow"
             groups = (
                 r.split(to_work(batch), partitions)
-                for batch in read_batches(item.uri, schema, batch_rows=700)
+                for batch in read_batches(
+                    item.uri, schema, batch_rows=700, dictionaries=dictionaries[side]
+                )
             )
             r.write_split(path, work_schema, groups)
             splits[side].append(path)
@@ -521,6 +524,59 @@ def test_split_keeps_every_row_and_co_partitions_the_sides(tmp_path: Path) -> No
     assert sorted(seen) == sorted(ids)
     with pytest.raises(ValueError, match="power of two"):
         r.split(network, 12)
+
+
+def test_text_read_as_dictionaries_makes_the_same_work(tmp_path: Path) -> None:
+    spec = UsageSpec(START, END, records=3_000, sms_share=0.1)
+    generate(spec, tmp_path)
+    for side, schema, dictionaries, to_work in (
+        ("network", r.NETWORK_INPUT, r.NETWORK_DICTIONARIES, lambda t: r.network_work(t, READ)),
+        (
+            "billing",
+            r.RATED_INPUT,
+            r.RATED_DICTIONARIES,
+            lambda t: r.billing_work(t, READ, TARIFFS),
+        ),
+    ):
+        [item] = list_files(str(tmp_path / side), exclude=("subscriptions.parquet",))
+        [plain] = read_batches(item.uri, schema)
+        [encoded] = read_batches(item.uri, schema, dictionaries=dictionaries)
+        assert all(pa.types.is_dictionary(encoded[name].type) for name in dictionaries)
+        work = to_work(plain)
+        assert to_work(encoded).equals(work)
+        assert set(np.unique(work["usage"].to_numpy())) == {r.DATA, r.VOICE, r.SMS}
+
+
+def test_text_codes_are_the_same_plain_or_encoded_nulls_included() -> None:
+    plans = pa.array(["BASIC-4G", None, "NO-SUCH-PLAN", "BASIC-4G", "STANDARD-5G"])
+    # Two chunks with dictionaries of their own, as two Parquet row groups may have.
+    encoded = pa.chunked_array(
+        [plans.slice(0, 2).dictionary_encode(), plans.slice(2).dictionary_encode()]
+    )
+    codes = TARIFFS.codes(plans)
+    basic, standard = TARIFFS.plans.index("BASIC-4G"), TARIFFS.plans.index("STANDARD-5G")
+    assert codes.tolist() == [basic, -1, -1, basic, standard]
+    assert np.array_equal(TARIFFS.codes(encoded), codes)
+    kinds = pa.array(["voice", None, "sms", "fax", "data"]).dictionary_encode()
+    usage = r.by_value(kinds, r._usage_codes, r.DATA, np.int8)
+    assert usage.tolist() == [r.VOICE, r.DATA, r.SMS, r.DATA, r.DATA]
+
+
+def test_a_few_msisdns_find_the_plans_many_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    subscriptions = pa.table(
+        {
+            "msisdn": ["436600000001", "436600000002", "436600000001", "436600000003"],
+            "plan": ["BASIC-4G", "STANDARD-5G", "STANDARD-5G", "NO-SUCH-PLAN"],
+        }
+    )
+    plans = r.PlanLookup.of(subscriptions, TARIFFS)
+    asked = pa.array(["436600000002", None, "436600000001", "436699999999", "436600000003"])
+    few = plans.codes(asked)
+    basic, standard = TARIFFS.plans.index("BASIC-4G"), TARIFFS.plans.index("STANDARD-5G")
+    # The first subscription of an MSISDN answers; unknown MSISDNs and plans are -1.
+    assert few.tolist() == [standard, -1, basic, -1, -1]
+    monkeypatch.setattr(r.PlanLookup, "FEW", 2)
+    assert np.array_equal(plans.codes(asked), few)
 
 
 def test_inputs_hold_the_columns_reconciliation_needs() -> None:

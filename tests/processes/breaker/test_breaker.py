@@ -102,8 +102,9 @@ async def hub(
 
 
 async def place(hub: Hub, identities: list[dict[str, str]]) -> list[str]:
-    """Post one order per identity through the API, one after the other (posted at once,
-    they fail on SQLite's lock: see the README); their ids."""
+    """Post one order per identity through the API, one after the other; their ids. (Eight
+    at a time, some got a 500, SQLite's "database is locked": the API's limit on SQLite,
+    not the breaker's.)"""
     ids = []
     for identity in identities:
         created = await hub.api.post(ORDERS, json=order(identity))

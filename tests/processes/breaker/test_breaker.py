@@ -86,9 +86,20 @@ def breaker_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def hub_settings(hub_settings: Settings) -> Settings:
+async def hub_settings(hub_settings: Settings, temporal_client: Client) -> Settings:
     hub_settings.worker_metrics_address = f"127.0.0.1:{free_port()}"
+    # Breakers are one per system in a namespace: one an earlier test tripped, its worker
+    # gone, would take this test's trips (they signal the running one) and hold nothing here.
+    await end_breaker(temporal_client)
     return breaker_settings(hub_settings)
+
+
+async def end_breaker(client: Client) -> None:
+    """Terminate billing's breaker run, if one is running."""
+    with contextlib.suppress(RPCError):  # none running
+        await client.get_workflow_handle(f"{BREAKER_ID_PREFIX}billing").terminate(
+            "breaker test: not this test's"
+        )
 
 
 @pytest.fixture
@@ -342,7 +353,4 @@ async def test_the_breaker_holds_billing_ahead_of_a_backlog_of_200_orders(
     finally:
         # Ended here, or the next test's trip would join this run on this test's queue.
         await stop(idle_hub)
-        with contextlib.suppress(RPCError):  # never tripped: no breaker to end
-            await idle_hub.client.get_workflow_handle(f"{BREAKER_ID_PREFIX}billing").terminate(
-                "breaker test over"
-            )
+        await end_breaker(idle_hub.client)

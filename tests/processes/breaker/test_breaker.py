@@ -25,6 +25,10 @@ What it proves, both arms in one run on the same machine (a loaded machine slows
 The arm without a breaker counts calls only: its orders are terminated once the outage ends,
 billing still down (carrying them out too would add a minute and prove nothing about the
 breaker).
+
+A second test starts a worker with 200 orders already waiting on a billing that is down (a
+restart): the breaker, ahead of them in Temporal's queues, holds billing before half of
+their first attempts reach it.
 """
 
 from __future__ import annotations

@@ -346,6 +346,8 @@ class Hub:
     client: Client
     api: httpx.AsyncClient
     sessions: Any
+    #: Starts the worker of a hub opened without one (``running_hub(..., worker=False)``).
+    start_worker: Callable[[], Awaitable[None]] | None = None
 
 
 @pytest.fixture
@@ -358,10 +360,12 @@ async def hub(
 
 @asynccontextmanager
 async def running_hub(
-    hub_settings: Settings, temporal_client: Client, **activities: Any
+    hub_settings: Settings, temporal_client: Client, *, worker: bool = True, **activities: Any
 ) -> AsyncIterator[Hub]:
     """A worker and the API on the test's settings; ``activities``: keyword arguments of
-    :func:`worker.build_activities` (an identity provider of the test's)."""
+    :func:`worker.build_activities` (an identity provider of the test's). With ``worker``
+    False the worker starts when the test calls ``Hub.start_worker``: what is started before
+    waits in Temporal, as for a worker that is down."""
     from api.main import create_app
     from worker import build_activities, create_workers
 
@@ -372,10 +376,15 @@ async def running_hub(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         built = await build_activities(hub_settings, sessions, stack, **activities)
-        for worker in create_workers(
-            temporal_client, built, hub_settings, task_queue=hub_settings.task_queue
-        ):
-            await stack.enter_async_context(worker)
+
+        async def start_worker() -> None:
+            for one in create_workers(
+                temporal_client, built, hub_settings, task_queue=hub_settings.task_queue
+            ):
+                await stack.enter_async_context(one)
+
+        if worker:
+            await start_worker()
         await stack.enter_async_context(app.router.lifespan_context(app))
         api = await stack.enter_async_context(
             httpx.AsyncClient(
@@ -384,7 +393,7 @@ async def running_hub(
                 headers={"X-API-Key": API_KEY},
             )
         )
-        yield Hub(hub_settings, temporal_client, api, sessions)
+        yield Hub(hub_settings, temporal_client, api, sessions, None if worker else start_worker)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
@@ -75,6 +76,21 @@ def _client_timeout(exc: RPCError) -> bool:
     return exc.status == RPCStatusCode.CANCELLED and "timeout" in exc.message.lower()
 
 
+#: SQLite has one writer at a time: a transaction that read before it wrote fails at once when
+#: another committed in between (its snapshot is stale; waiting cannot help), and any writer
+#: fails after ``busy_timeout``. Nothing was written: the client may send it again.
+BUSY_MESSAGE = (
+    "the hub database is busy (another writer holds it): the request was not carried out; "
+    "send it again"
+)
+
+
+def database_busy(exc: OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" / "busy": a 503, not a 500."""
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
 def tmf_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
@@ -131,6 +147,12 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(RPCError, _rpc_error)
     app.add_exception_handler(RPCTimeoutOrCancelledError, _rpc_error)
+
+    @app.exception_handler(OperationalError)
+    async def _database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if database_busy(exc):
+            return tmf_error(503, BUSY_MESSAGE, {"Retry-After": "1"})
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -358,6 +358,21 @@ async def hub(
         yield running
 
 
+async def metrics_client(hub_settings: Settings, temporal_client: Client) -> Client:
+    """A client like ``temporal_client`` whose runtime exports the SDK's and the hub's metrics
+    at ``HUB_WORKER_METRICS_ADDRESS`` (as ``worker.run`` makes it): a worker on it can be
+    scraped."""
+    from hub.codec import data_converter
+    from hub.temporal import metrics_runtime
+
+    return await Client.connect(
+        temporal_client.service_client.config.target_host,
+        namespace=temporal_client.namespace,
+        data_converter=data_converter(hub_settings.payload_keys),
+        runtime=metrics_runtime(hub_settings.worker_metrics_address),
+    )
+
+
 @asynccontextmanager
 async def running_hub(
     hub_settings: Settings, temporal_client: Client, *, worker: bool = True, **activities: Any

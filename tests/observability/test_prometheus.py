@@ -17,10 +17,16 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from hub.codec import data_converter
 from hub.settings import ApiClient, Settings
-from hub.temporal import metrics_runtime
-from tests.conftest import Hub, Simulators, eventually, free_port, running_hub, served_api
+from tests.conftest import (
+    Hub,
+    Simulators,
+    eventually,
+    free_port,
+    metrics_client,
+    running_hub,
+    served_api,
+)
 from tests.factories import new_identity, order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +77,7 @@ async def metered_hub(
 ) -> AsyncIterator[Hub]:
     """The hub, its worker on a client whose runtime exports metrics (as ``worker.run`` does
     with ``HUB_WORKER_METRICS_ADDRESS``)."""
-    client = await Client.connect(
-        temporal_client.service_client.config.target_host,
-        namespace=temporal_client.namespace,
-        data_converter=data_converter(hub_settings.payload_keys),
-        runtime=metrics_runtime(hub_settings.worker_metrics_address),
-    )
+    client = await metrics_client(hub_settings, temporal_client)
     async with running_hub(hub_settings, client) as running:
         yield running
 

@@ -57,10 +57,16 @@ from activities.breaker import BREAKER_ID_PREFIX
 from activities.definitions import task_queue_for
 from adapters.billing import billing_msisdn
 from hub.alarms import PerceivedSeverity
-from hub.codec import data_converter
 from hub.settings import RetrySettings, Settings
-from hub.temporal import metrics_runtime
-from tests.conftest import Hub, Simulators, eventually, free_port, running_hub, settings_for
+from tests.conftest import (
+    Hub,
+    Simulators,
+    eventually,
+    free_port,
+    metrics_client,
+    running_hub,
+    settings_for,
+)
 from tests.factories import new_identity, order
 from workflows.breaker import BreakerResult
 
@@ -112,12 +118,7 @@ async def hub(
 ) -> AsyncIterator[Hub]:
     """The hub with the breaker, its worker on a client whose runtime exports metrics (as
     ``worker.run`` does with ``HUB_WORKER_METRICS_ADDRESS``)."""
-    client = await Client.connect(
-        temporal_client.service_client.config.target_host,
-        namespace=temporal_client.namespace,
-        data_converter=data_converter(hub_settings.payload_keys),
-        runtime=metrics_runtime(hub_settings.worker_metrics_address),
-    )
+    client = await metrics_client(hub_settings, temporal_client)
     async with running_hub(hub_settings, client) as running:
         yield running
 

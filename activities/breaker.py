@@ -11,8 +11,8 @@ Two parts, one per job:
   timeout, a 5xx), never a business answer (a declined credit check) or a malformed request.
   From its trip until it sees the system answer again, the process refuses the eager first
   attempts (on the main queue, ``workflows.runtime.steps``) of calls to the system
-  (``BreakerOpen``, with no call made), so they go to the system's queue, which the breaker
-  holds.
+  (``EagerRefused``, with no call made), so they go to the system's queue, which the breaker
+  holds; so it does with those beyond ``HUB_BREAKER_MIN_CALLS`` in flight at once.
 - :class:`BreakerActivities` carries out the workflow's decisions with Temporal's own
   control: the server-side rate limit of the system's activity task queue. ``0`` holds every
   call to the system in Temporal (durably: the steps wait, scheduled, and no worker is handed
@@ -49,9 +49,11 @@ BREAKER_WORKFLOW = "CircuitBreaker"
 BREAKER_ID_PREFIX = "breaker-"
 #: What the queue's rate limit says while a breaker holds it.
 HELD_REASON = "hub circuit breaker"
-#: The error type of a first attempt refused on the main queue because the system's breaker
-#: is open: the step goes on on the system's own queue, where the breaker holds it.
-BREAKER_OPEN = "BreakerOpen"
+#: The error type of an eager first attempt (on the main queue) refused without a call: the
+#: system's breaker is open, or as many of its eager attempts as the breaker needs to see to
+#: trip (``HUB_BREAKER_MIN_CALLS``) are already in flight. The step goes on on the system's own
+#: queue, where the breaker can hold it; the refusal costs no attempt.
+EAGER_REFUSED = "EagerRefused"
 #: A breaker's workflow and activity tasks go first on the hub's task queues (Temporal's
 #: task queue priority: 1 is the highest of 1-5, the default is 3).
 BREAKER_PRIORITY = Priority(priority_key=1)
@@ -128,7 +130,7 @@ class _Window:
         self.suspect = False
         self.reported_at: float | None = None
         #: This process tripped the breaker and has seen no success of the system since:
-        #: first attempts on the main queue are refused (:data:`BREAKER_OPEN`).
+        #: first attempts on the main queue are refused (:data:`EAGER_REFUSED`).
         self.held = False
 
 
@@ -140,6 +142,8 @@ class BreakerInterceptor(Interceptor):
         self.settings = settings
         self.task_queue = task_queue
         self.windows: dict[str, _Window] = {}
+        #: Eager first attempts running now, per system (see ``_Watch._eager``).
+        self.eager_in_flight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
@@ -233,14 +237,29 @@ class _Watch(ActivityInboundInterceptor):
             system = HUB
         if system not in SYSTEMS or not self.breakers.settings.breaker_enabled:
             return await self.next.execute_activity(input)
-        info = activity.info()
-        if info.task_queue == self.breakers.task_queue and self.breakers.held(system):
-            # An eager first attempt (workflows.runtime.steps) while the breaker is open: no
-            # call; the step is scheduled on the system's queue, which the breaker holds.
+        if activity.info().task_queue == self.breakers.task_queue:
+            return await self._eager(system, input)
+        return await self._watched(system, input)
+
+    async def _eager(self, system: str, input: ExecuteActivityInput) -> Any:
+        """An eager first attempt (``workflows.runtime.steps``). Refused without a call while
+        the breaker is open, and beyond ``HUB_BREAKER_MIN_CALLS`` of them in flight: a burst
+        (a worker starting with a backlog of orders) must not send a system that is down more
+        calls than its breaker needs to see to trip; the rest wait on the system's queue."""
+        breakers = self.breakers
+        in_flight = breakers.eager_in_flight.get(system, 0)
+        if breakers.held(system) or in_flight >= breakers.settings.breaker_min_calls:
+            why = "its circuit breaker is open" if breakers.held(system) else "a burst of calls"
             raise ApplicationError(
-                f"{system}'s circuit breaker is open: the call waits on its queue",
-                type=BREAKER_OPEN,
+                f"{system}: the first attempt goes through its queue ({why})", type=EAGER_REFUSED
             )
+        breakers.eager_in_flight[system] = in_flight + 1
+        try:
+            return await self._watched(system, input)
+        finally:
+            breakers.eager_in_flight[system] -= 1
+
+    async def _watched(self, system: str, input: ExecuteActivityInput) -> Any:
         try:
             result = await self.next.execute_activity(input)
         except ApplicationError as err:

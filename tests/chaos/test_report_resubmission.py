@@ -179,17 +179,24 @@ async def test_a_worker_killed_mid_submission_submits_the_version_once(
     assert [s["receiptId"] for s in await submissions(hub, report)] == [first["receiptId"]]
     assert first["idempotencyKey"] == f"{report['workflowId']}/submit"
     assert datetime.fromisoformat(first["receivedAt"]) >= frozen_at.replace(microsecond=0)
-    # And it was a retry: the step that completed is the new worker's second attempt.
+    # And it was a retry: the frozen worker's first attempt (eager, on the main queue) timed
+    # out, and the new worker's attempt on the regulator's queue completed the step.
     history = await handle.fetch_history()
-    [scheduled] = [
-        e.event_id
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.task_queue.name
         for e in history.events
         if e.activity_task_scheduled_event_attributes.activity_type.name == SUBMIT
-    ]
-    [attempt] = [
-        e.activity_task_started_event_attributes.attempt
+    }
+    timed_out = {
+        e.activity_task_timed_out_event_attributes.scheduled_event_id
         for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled
-    ]
-    assert attempt >= 2
+        if e.HasField("activity_task_timed_out_event_attributes")
+    }
+    completed = {
+        e.activity_task_completed_event_attributes.scheduled_event_id
+        for e in history.events
+        if e.HasField("activity_task_completed_event_attributes")
+    }
+    first, retry = sorted(scheduled)
+    assert first in timed_out and retry in completed
+    assert scheduled[retry].endswith(".regulator") and not scheduled[first].endswith(".regulator")

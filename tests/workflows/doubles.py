@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.alarms import RaiseAlarmInput, RaiseAlarmResult
-from activities.breaker import BREAKER_OPEN
+from activities.breaker import EAGER_REFUSED
 from activities.dead_letters import DeadLetterUpdate, ParkInput
 from activities.definitions import defn
 from activities.errors import outside_call
@@ -130,7 +130,7 @@ class ProbeSystem:
         queue = activity.info().task_queue
         self.queues[workflow_id].append(queue)
         if workflow_id in self.held and not queue.endswith(f".{PROBE}"):
-            raise ApplicationError("the probe's breaker is open", type=BREAKER_OPEN)
+            raise ApplicationError("the probe's breaker is open", type=EAGER_REFUSED)
         self.calls[workflow_id].append(data)
         self.times[workflow_id].append(time.monotonic())
         with outside_call():  # the hub's error translation, as the real activities use it

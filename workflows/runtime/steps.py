@@ -7,7 +7,7 @@ worker completing the workflow task starts it at once (Temporal's eager activity
 wait for a poller of the system's queue); when it fails in a way that would be retried, the
 step goes on on the system's queue with the attempts and time left: the retries, and every
 call while the system's circuit breaker is open, go through the queue the breaker holds (a
-worker that knows the breaker open refuses the first attempt, ``BreakerOpen``, without calling,
+worker that knows the breaker open refuses the first attempt, ``EagerRefused``, without calling,
 and that refusal costs no attempt). A failure that a person can repair parks the step
 (:mod:`workflows.runtime.parking`); any other permanent failure raises ``ActivityError`` to
 the process, which compensates. Compensations park too when they cannot run, are always
@@ -40,7 +40,7 @@ from workflows.runtime.options import activity_options
 from workflows.runtime.parking import DoneStep, Parking, held_elsewhere, park_alarm_kind
 
 with workflow.unsafe.imports_passed_through():
-    from activities.breaker import BREAKER_OPEN
+    from activities.breaker import EAGER_REFUSED
     from activities.definitions import system_of
     from activities.policies import ProcessPolicies
     from hub import search_attributes as sa
@@ -86,7 +86,7 @@ async def _execute(
             if err.retry_state != RetryState.MAXIMUM_ATTEMPTS_REACHED:
                 raise  # a failure no retry would change: the step's answer
             cause = application_cause(err)
-            refused = cause is not None and cause.type == BREAKER_OPEN
+            refused = cause is not None and cause.type == EAGER_REFUSED
             if not refused:
                 # The pause a retry would have made: the system's hint (Retry-After), or the
                 # policy's first interval.
@@ -107,7 +107,7 @@ def _after_first_attempt(
     options: dict[str, Any], refused: bool, spent: timedelta
 ) -> dict[str, Any] | None:
     """The options of the step's queue after its eager first attempt failed: the attempts and
-    time left (``refused``, a ``BreakerOpen``, costs no attempt), or None when none is left."""
+    time left (``refused``, an ``EagerRefused``, costs no attempt), or None when none is left."""
     options = dict(options)
     retry: RetryPolicy | None = options.get("retry_policy")
     if retry is not None and retry.maximum_attempts and not refused:

@@ -248,8 +248,9 @@ class _Watch(ActivityInboundInterceptor):
         calls than its breaker needs to see to trip; the rest wait on the system's queue."""
         breakers = self.breakers
         in_flight = breakers.eager_in_flight.get(system, 0)
-        if breakers.held(system) or in_flight >= breakers.settings.breaker_min_calls:
-            why = "its circuit breaker is open" if breakers.held(system) else "a burst of calls"
+        held = breakers.held(system)
+        if held or in_flight >= breakers.settings.breaker_min_calls:
+            why = "its circuit breaker is open" if held else "a burst of calls"
             raise ApplicationError(
                 f"{system}: the first attempt goes through its queue ({why})", type=EAGER_REFUSED
             )

@@ -52,7 +52,6 @@ from hub.events.relay import (
     RelayInput,
     SinkRelayInput,
     SubscriptionRelayInput,
-    listened,
     poke_soon,
     sink_workflow_id,
     subscription_workflow_id,
@@ -169,14 +168,9 @@ def relay_or_default(relay: RelayInput | None) -> RelayInput:
     return RelayInput(task_queue=activity.info().task_queue if activity.in_activity() else "hub")
 
 
-async def someone_listens(session: AsyncSession, relay: RelayInput | None) -> bool:
-    """In the writer's transaction: whether its events have anyone to go to
-    (:func:`hub.events.relay.listened`), i.e. whether :func:`wake_relay` is worth it."""
-    return await listened(session, relay_or_default(relay))
-
-
 async def wake_relay(relay: RelayInput | None) -> None:
-    """After a commit that wrote events someone listens to (:func:`someone_listens`): poke
+    """After a commit that wrote events someone listens to (:func:`hub.events.relay.listened`,
+    asked in the writer's transaction with :func:`relay_or_default`): poke
     the relay (from inside an activity; the relay runs on the activity's own task queue
     unless ``relay`` says otherwise)."""
     if not activity.in_activity():

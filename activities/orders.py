@@ -13,11 +13,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.definitions import defn
-from activities.events import someone_listens, wake_relay
+from activities.events import relay_or_default, wake_relay
 from hub.db import session_scope
 from hub.events.envelopes import Event, EventType
 from hub.events.outbox import add_event, add_order_event
-from hub.events.relay import RelayInput
+from hub.events.relay import RelayInput, listened
 from hub.models import (
     CancelServiceOrder,
     CancelState,
@@ -159,7 +159,7 @@ class OrderStoreActivities:
                         session.add(item)
                         items_changed = True
             events = await self._report(session, order, items, transition, items_changed, closed)
-            listening = events and await someone_listens(session, self.relay)
+            listening = events and await listened(session, relay_or_default(self.relay))
         if listening:
             await wake_relay(self.relay)
         if transition is not None and activity.in_activity():

@@ -259,7 +259,8 @@ async def place_service_order(
         public_url=settings.resolved_events_public_url,
         items=rows,
     )
-    listening = await relay.listened(session, relay.relay_of(settings))
+    relay_input = relay.relay_of(settings)
+    listening = await relay.listened(session, relay_input)
     try:
         await ORDER_PROCESS.start(
             temporal,
@@ -279,7 +280,7 @@ async def place_service_order(
         ) from exc
     await session.commit()
     if listening:
-        relay.poke_soon(temporal, relay.relay_of(settings))
+        relay.poke_soon(temporal, relay_input)
     return PlacedOrder(_order_json(order, rows, base), created=True)
 
 
